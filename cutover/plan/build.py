@@ -1,0 +1,241 @@
+"""Runbook -> plan: a DAG of steps with stable, readable ids.
+
+Per application::
+
+    freeze -> (per database: export -> transfer -> import | stream) -> verify
+           -> start -> smoke -> [gate] -> source-check -> dns -> post-switch -> finalize
+
+Across applications (``depends_on``): freezing goes consumers first (an application is
+frozen only after everything that reads it is frozen); a dependant's smoke tests wait for
+its dependencies' smoke tests, and its DNS switch for theirs. A gate waits for the smoke
+tests of the applications it covers and holds back their switch.
+
+The plan is pure data: the same runbook (and sizes) always gives the same plan, so its
+hash can travel with an approval and a retried run finds the same step ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cutover.plan.graph import critical_path, topological_order
+from cutover.runbook.model import Application, DatabaseMove, Runbook
+
+# Seconds, before rehearsals have measured anything.
+DEFAULT_ESTIMATES: dict[str, float] = {
+    "freeze": 20,
+    "export": 120,
+    "transfer": 120,
+    "import": 180,
+    "stream": 240,
+    "verify": 60,
+    "files": 60,
+    "start": 10,
+    "smoke": 20,
+    "gate": 900,
+    "source_check": 10,
+    "dns_switch": 15,
+    "post_switch": 15,
+    "finalize": 10,
+}
+# Bytes per second, when a database's size is known.
+THROUGHPUT = {"export": 60e6, "transfer": 40e6, "import": 30e6, "stream": 25e6, "verify": 120e6}
+
+COMPENSATION = {
+    "freeze": "unfreeze the source: databases writable, unfreeze actions",
+    "import": "target database: {on_rollback}",
+    "stream": "target database: {on_rollback}",
+    "start": "stop the target application: stop actions",
+    "dns_switch": "revert DNS records to the recorded old values",
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    phase: str
+    application: str | None
+    depends_on: tuple[str, ...]
+    estimate_s: float
+    database: str | None = None
+    method: str | None = None
+    compensation: str | None = None
+    irreversible: bool = False  # at or after the point of no return
+
+
+@dataclass(frozen=True)
+class Plan:
+    cutover: str
+    steps: dict[str, Step]  # in a topological order
+    critical_path: list[str]
+    estimate_s: float
+    methods: dict[str, str] = field(default_factory=dict)  # "app/db" -> stream|file
+
+    def order(self) -> list[str]:
+        return list(self.steps)
+
+    def to_dict(self) -> dict:
+        return {
+            "cutover": self.cutover,
+            "estimate_s": round(self.estimate_s, 1),
+            "critical_path": self.critical_path,
+            "steps": [
+                {
+                    "id": s.id,
+                    "application": s.application,
+                    "phase": s.phase,
+                    "depends_on": list(s.depends_on),
+                    "estimate_s": round(s.estimate_s, 1),
+                    **({"database": s.database, "method": s.method} if s.database else {}),
+                    **({"compensation": s.compensation} if s.compensation else {}),
+                    **({"irreversible": True} if s.irreversible else {}),
+                }
+                for s in self.steps.values()
+            ],
+        }
+
+    def digest(self) -> str:
+        """A hash of the plan's shape: which steps, in which order, with which edges."""
+        shape = [(s.id, s.depends_on, s.method) for s in self.steps.values()]
+        return hashlib.sha256(json.dumps(shape).encode()).hexdigest()[:16]
+
+
+def step_id(application: str, phase: str, item: str | None = None) -> str:
+    segment = {"dns_switch": "dns", "source_check": "source-check", "post_switch": "post-switch"}.get(phase, phase)
+    return f"{application}/{segment}" + (f"/{item}" if item else "")
+
+
+def gate_id(name: str) -> str:
+    return f"gate/{name}"
+
+
+def choose_method(runbook: Runbook, db: DatabaseMove, size: int | None) -> str:
+    """``auto`` streams small databases and moves large ones as resumable files; with no
+    size known it takes ``file``, the method that survives a broken connection."""
+    if db.method != "auto":
+        return db.method
+    size = size if size is not None else db.size_bytes
+    if size is None:
+        return "file"
+    return "stream" if size < runbook.defaults.stream_below_bytes else "file"
+
+
+def build_plan(
+    runbook: Runbook,
+    *,
+    sizes: Mapping[str, int] | None = None,
+    estimates: Mapping[str, float] | None = None,
+) -> Plan:
+    """Plan a runbook. ``sizes`` maps ``"app/db"`` to bytes (from preflight); ``estimates``
+    maps a step id or a phase to seconds (from rehearsals), overriding the defaults."""
+    sizes = sizes or {}
+    estimates = estimates or {}
+    preds: dict[str, list[str]] = {}
+    info: dict[str, dict] = {}
+    methods: dict[str, str] = {}
+    apps = runbook.applications
+    consumers: dict[str, list[str]] = {a.name: [] for a in apps}
+    for app in apps:
+        for dep in app.depends_on:
+            consumers[dep].append(app.name)
+    by_name = {a.name: a for a in apps}
+    ponr = runbook.point_of_no_return
+    after_ponr = {"dns_switch": {"dns_switch", "post_switch", "finalize"}, "finalize": {"finalize"}}[ponr]
+
+    def add(sid: str, phase: str, app: Application | None, deps: list[str], **extra) -> None:
+        preds[sid] = deps
+        info[sid] = {"phase": phase, "application": app.name if app else None, **extra}
+
+    gates_for: dict[str, list[str]] = {}
+    for gate in runbook.gates:
+        covered = [a.name for a in apps] if gate.applications == "all" else gate.applications
+        for name in covered:
+            gates_for.setdefault(f"{name}:{gate.before}", []).append(gate_id(gate.name))
+
+    for app in apps:
+        a = app.name
+        add(step_id(a, "freeze"), "freeze", app, [step_id(c, "freeze") for c in consumers[a]])
+        ready: list[str] = []
+        for db in app.databases:
+            key = f"{a}/{db.name}"
+            method = choose_method(runbook, db, sizes.get(key))
+            methods[key] = method
+            size = sizes.get(key, db.size_bytes)
+            common = {"database": db.name, "method": method, "size": size, "on_rollback": db.on_rollback}
+            if method == "stream":
+                add(step_id(a, "stream", db.name), "stream", app, [step_id(a, "freeze")], **common)
+                last = step_id(a, "stream", db.name)
+            else:
+                add(step_id(a, "export", db.name), "export", app, [step_id(a, "freeze")], **common)
+                add(step_id(a, "transfer", db.name), "transfer", app, [step_id(a, "export", db.name)], **common)
+                add(step_id(a, "import", db.name), "import", app, [step_id(a, "transfer", db.name)], **common)
+                last = step_id(a, "import", db.name)
+            add(step_id(a, "verify", db.name), "verify", app, [last], **common)
+            ready.append(step_id(a, "verify", db.name))
+        for moved in app.files:
+            add(step_id(a, "files", moved.name), "files", app, [step_id(a, "freeze")])
+            ready.append(step_id(a, "files", moved.name))
+        add(step_id(a, "start"), "start", app, ready or [step_id(a, "freeze")])
+        add(step_id(a, "smoke"), "smoke", app, [step_id(a, "start")] + [step_id(d, "smoke") for d in app.depends_on])
+        before_switch = [step_id(a, "smoke")] + gates_for.get(f"{a}:dns_switch", [])
+        add(step_id(a, "source_check"), "source_check", app, before_switch)
+        last = step_id(a, "source_check")
+        if app.dns:
+            add(
+                step_id(a, "dns_switch"),
+                "dns_switch",
+                app,
+                [last] + [step_id(d, "dns_switch") for d in app.depends_on if by_name[d].dns],
+            )
+            add(step_id(a, "post_switch"), "post_switch", app, [step_id(a, "dns_switch")])
+            last = step_id(a, "post_switch")
+        add(step_id(a, "finalize"), "finalize", app, [last] + gates_for.get(f"{a}:finalize", []))
+
+    for gate in runbook.gates:
+        covered = [a.name for a in apps] if gate.applications == "all" else gate.applications
+        deps = []
+        for name in covered:
+            if gate.before == "dns_switch":
+                deps.append(step_id(name, "smoke"))
+            else:
+                deps.append(step_id(name, "post_switch" if by_name[name].dns else "source_check"))
+        add(gate_id(gate.name), "gate", None, deps, gate=gate.name)
+
+    order = topological_order(preds)
+    durations = {sid: _estimate(sid, info[sid], estimates) for sid in order}
+    path, total = critical_path(preds, durations, order)
+    steps = {}
+    for sid in order:
+        meta = info[sid]
+        phase = meta["phase"]
+        compensation = COMPENSATION.get(phase)
+        if compensation and "{on_rollback}" in compensation:
+            compensation = compensation.format(on_rollback=meta["on_rollback"])
+        steps[sid] = Step(
+            id=sid,
+            phase=phase,
+            application=meta["application"],
+            depends_on=tuple(preds[sid]),
+            estimate_s=durations[sid],
+            database=meta.get("database"),
+            method=meta.get("method"),
+            compensation=compensation,
+            irreversible=phase in after_ponr,
+        )
+    return Plan(runbook.cutover, steps, path, total, methods)
+
+
+def _estimate(sid: str, meta: dict, estimates: Mapping[str, float]) -> float:
+    if sid in estimates:
+        return float(estimates[sid])
+    phase = meta["phase"]
+    if phase in estimates:
+        return float(estimates[phase])
+    size = meta.get("size")
+    if size and phase in THROUGHPUT:
+        return max(1.0, size / THROUGHPUT[phase])
+    return DEFAULT_ESTIMATES[phase]
+

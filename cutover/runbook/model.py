@@ -1,0 +1,347 @@
+"""The runbook: what a migration team writes, as pydantic models.
+
+Field names are the YAML keys. Every model forbids unknown keys, so a misspelled key is an
+error (with a did-you-mean) rather than a silently ignored setting. Cross-references
+(applications, sites, databases) and cycles are checked in ``cutover.runbook.checks``;
+these models only check what one value can tell on its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from cutover.runbook.references import SecretRef
+
+NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+"""Application, site, gate and database names: they become parts of step ids."""
+
+PHASES = (
+    "freeze",
+    "export",
+    "transfer",
+    "import",
+    "stream",
+    "verify",
+    "start",
+    "smoke",
+    "gate",
+    "source_check",
+    "dns_switch",
+    "post_switch",
+    "finalize",
+)
+Phase = Literal[
+    "freeze",
+    "export",
+    "transfer",
+    "import",
+    "stream",
+    "verify",
+    "start",
+    "smoke",
+    "gate",
+    "source_check",
+    "dns_switch",
+    "post_switch",
+    "finalize",
+]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- defaults -------------------------------------------------------------------------
+
+
+class Concurrency(Model):
+    """How many heavy operations may run at once against one host."""
+
+    dumps_per_host: int = Field(2, ge=1, description="pg_dump processes per source host")
+    restores_per_host: int = Field(2, ge=1, description="pg_restore processes per target host")
+
+
+class Defaults(Model):
+    retries: int = Field(2, ge=0, le=20, description="retries of a failed step")
+    retry_delay_s: float = Field(10, ge=0, description="seconds before the first retry; doubles each time")
+    timeout_s: float = Field(3600, gt=0, description="a step running longer than this fails")
+    check_timeout_s: float = Field(30, gt=0, description="timeout of one smoke or post-switch check")
+    concurrency: Concurrency = Concurrency()
+    stream_below_bytes: int = Field(
+        1 << 30, ge=0, description="method auto streams databases smaller than this, else uses files"
+    )
+
+
+# --- sites ----------------------------------------------------------------------------
+
+
+class PostgresSite(Model):
+    host: str
+    port: int = Field(5432, ge=1, le=65535)
+    user: str
+    password: SecretRef | None = None
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "verify-full", description="libpq sslmode; the default verifies the server certificate"
+    )
+    bin_dir: str | None = Field(None, description="where pg_dump/pg_restore for this site live")
+
+
+class SshSite(Model):
+    host: str
+    port: int = Field(22, ge=1, le=65535)
+    user: str
+    key: SecretRef = Field(description="the client's private key (its text), as a reference")
+    host_key: str = Field(description="the server's public host key, pinned: 'ssh-ed25519 AAAA...'")
+    work_dir: str = Field("/var/tmp/cutover", description="where uploaded dumps are kept")
+    pg_bin_dir: str | None = Field(None, description="PostgreSQL client tools on that host")
+
+    @field_validator("host_key")
+    @classmethod
+    def _host_key_shape(cls, value: str) -> str:
+        parts = value.split()
+        if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):
+            raise ValueError("host_key must be a public key line such as 'ssh-ed25519 AAAA...'")
+        return value
+
+
+class HttpSite(Model):
+    address: str = Field(description="the address the site's applications are served at")
+    verify_tls: bool = True
+
+
+class Site(Model):
+    postgres: PostgresSite | None = None
+    ssh: SshSite | None = None
+    http: HttpSite | None = None
+
+
+# --- DNS ------------------------------------------------------------------------------
+
+
+class Dns(Model):
+    provider: Literal["powerdns"] = "powerdns"
+    api: str = Field(description="the provider's API base URL")
+    api_key: SecretRef
+    zone: str = Field(description="the zone, fully qualified with a trailing dot")
+    server_id: str = "localhost"
+    nameserver: str = Field(
+        description="host:port of an authoritative server, asked to confirm every switch"
+    )
+
+    @field_validator("zone")
+    @classmethod
+    def _zone_fqdn(cls, value: str) -> str:
+        if not value.endswith("."):
+            raise ValueError(f"zone must end with a dot: '{value}.'")
+        return value.lower()
+
+    @field_validator("nameserver")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("nameserver must be host:port, e.g. 127.0.0.1:53")
+        return value
+
+
+# --- actions and checks ---------------------------------------------------------------
+
+SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+
+
+class HttpStep(Model):
+    url: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    headers: dict[str, str] = {}
+    json_body: Any = Field(None, alias="json")
+    expect_status: int | list[int] = 200
+    expect_text: str | None = None
+    max_latency_ms: float | None = Field(None, gt=0)
+    timeout_s: float | None = Field(None, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("url must start with http:// or https:// and name a host")
+        authority = value.split("://", 1)[1].split("/", 1)[0]
+        if "@" in authority and ":" in authority.split("@", 1)[0]:
+            raise ValueError("a password in a URL is an inline secret; put it in a header with a reference")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        from cutover.runbook.references import parse_reference
+
+        for header, text in value.items():
+            if header.lower() in SENSITIVE_HEADERS:
+                try:
+                    parse_reference(text)
+                except ValueError as exc:
+                    raise ValueError(f"header {header}: {exc}") from None
+        return value
+
+
+class SqlStep(Model):
+    site: Name
+    database: str
+    query: str
+    expect: Any = Field(None, description="the first column of the first row must equal this")
+
+
+class SshStep(Model):
+    site: Name
+    command: str
+    expect_exit: int = 0
+    timeout_s: float | None = Field(None, gt=0)
+
+
+class Action(Model):
+    """One action or check: exactly one of ``http``, ``sql``, ``ssh``."""
+
+    http: HttpStep | None = None
+    sql: SqlStep | None = None
+    ssh: SshStep | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Action:
+        given = [k for k in ("http", "sql", "ssh") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "an action needs exactly one of http, sql, ssh"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("http", "sql", "ssh") if getattr(self, k) is not None)
+
+
+# --- applications ---------------------------------------------------------------------
+
+
+class RolePassword(Model):
+    password: SecretRef
+
+
+class DatabaseMove(Model):
+    name: str = Field(description="the database on the source site")
+    from_: Name = Field(alias="from", description="source site")
+    to: Name = Field(description="target site")
+    target_name: str | None = Field(None, description="the database name on the target (default: name)")
+    method: Literal["stream", "file", "auto"] = "auto"
+    jobs: int = Field(2, ge=1, le=32, description="parallel pg_dump/pg_restore jobs (file method)")
+    roles: dict[str, RolePassword] = Field(
+        {}, description="passwords for login roles created on the target"
+    )
+    on_rollback: Literal["keep", "rename", "drop"] = Field(
+        "rename", description="what rollback does with the imported target database"
+    )
+    size_bytes: int | None = Field(None, ge=0, description="expected size, for planning")
+
+    @property
+    def target(self) -> str:
+        return self.target_name or self.name
+
+
+class FileMove(Model):
+    name: Name
+    from_: Name = Field(alias="from")
+    to: Name
+    source_path: str
+    target_path: str
+
+
+class DnsRecord(Model):
+    name: str = Field(description="fully qualified name with a trailing dot")
+    type: Literal["A", "AAAA", "CNAME"] = "A"
+    to: str = Field(description="the new value")
+    ttl: int = Field(300, ge=1, le=86400)
+    check: HttpStep | None = Field(
+        None, description="after the switch: a request through the name, e.g. {url: http://NAME:8080/health}"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _fqdn(cls, value: str) -> str:
+        if not value.endswith("."):
+            raise ValueError(f"name must be fully qualified, ending with a dot: '{value}.'")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _value_matches_type(self) -> DnsRecord:
+        if self.type in ("A", "AAAA"):
+            try:
+                address = ipaddress.ip_address(self.to)
+            except ValueError:
+                raise ValueError(f"to: '{self.to}' is not an IP address, as a {self.type} record needs") from None
+            if (address.version == 4) != (self.type == "A"):
+                raise ValueError(f"to: {self.to} is not an IPv{4 if self.type == 'A' else 6} address")
+        elif not self.to.endswith("."):
+            raise ValueError("to: a CNAME target must be fully qualified, ending with a dot")
+        return self
+
+
+class Application(Model):
+    name: Name
+    description: str = ""
+    depends_on: list[Name] = []
+    freeze: list[Action] = Field([], description="put the source application in maintenance")
+    unfreeze: list[Action] = Field([], description="undo freeze at the source (used by rollback)")
+    databases: list[DatabaseMove] = []
+    files: list[FileMove] = []
+    start: list[Action] = Field(
+        [], description="bring the target application up (out of maintenance) once its data is verified"
+    )
+    stop: list[Action] = Field([], description="undo start at the target (used by rollback)")
+    smoke: list[Action] = Field([], description="checks against the target before the switch")
+    dns: list[DnsRecord] = []
+    finalize: list[Action] = Field([], description="after the switch and its checks: close the move")
+
+
+class Gate(Model):
+    name: Name
+    before: Literal["dns_switch", "finalize"] = "dns_switch"
+    applications: list[Name] | Literal["all"] = "all"
+    description: str = ""
+    timeout_s: float = Field(4 * 3600, gt=0, description="how long to wait for a decision")
+    auto_approve: bool = Field(
+        False, description="approve by itself when every check before it passed (rehearsals, demo)"
+    )
+
+
+class Window(Model):
+    start: datetime
+    end: datetime
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("needs a timezone, e.g. 2027-07-16T18:00:00+02:00")
+        return value
+
+
+class Runbook(Model):
+    """A whole cutover: where things are, what moves, in what order, and the safety rails."""
+
+    cutover: Name = Field(description="the cutover's name; part of every cache key and event")
+    description: str = ""
+    window: Window
+    point_of_no_return: Literal["dns_switch", "finalize"] = "dns_switch"
+    defaults: Defaults = Defaults()
+    sites: dict[Name, Site]
+    dns: Dns | None = None
+    applications: list[Application]
+    gates: list[Gate] = []
+
+    def application(self, name: str) -> Application:
+        return next(a for a in self.applications if a.name == name)
