@@ -61,7 +61,9 @@ def parse_runbook(text: str, filename: str = "<runbook>", environ: Mapping[str, 
     try:
         runbook = Runbook.model_validate(located.data)
     except ValidationError as exc:
-        problems += _structure_problems(exc, located, filename)
+        # a value left unresolved by a ${...} problem would only be reported again as a type error
+        unresolved = {format_path(p.path) for p in yaml_problems}
+        problems += [p for p in _structure_problems(exc, located, filename) if p.path not in unresolved]
         raise RunbookError(problems) from None
     for found in checks.check(runbook):
         line, column = located.position(found.path, key=found.at_key)

@@ -19,6 +19,9 @@ import yaml
 
 Path_ = tuple[str | int, ...]
 
+# libyaml when present: ten times faster on a large estate, same nodes and marks
+COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -56,9 +59,11 @@ def load(text: str, environ: Mapping[str, str] | None = None) -> tuple[Located, 
     ``${...}`` references are returned as problems next to the (best-effort) document."""
     env = os.environ if environ is None else environ
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=COMPOSER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.context == "while scanning a simple key" and exc.context_mark:
+            mark = exc.context_mark  # the key missing its ':' is where the user must look
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         reason = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:

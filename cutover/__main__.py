@@ -1,0 +1,3 @@
+from cutover.cli.main import main
+
+main()
