@@ -54,13 +54,25 @@ def plan(
     sys.stdout.write(out + "\n")
 
 
+class SchemaFormat(str, Enum):
+    json = "json"
+    markdown = "markdown"
+
+
 def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write here instead of stdout")] = None,
+    format: Annotated[SchemaFormat, typer.Option("--format", "-f", help="json (the schema) or markdown (the reference)")] = SchemaFormat.json,
 ) -> None:
-    """Print the JSON Schema of runbooks (published as runbooks/runbook.schema.json)."""
-    from cutover.runbook.schema import runbook_schema_text
+    """Print the JSON Schema of runbooks (runbooks/runbook.schema.json) or the Markdown
+    runbook reference (docs/runbook-reference.md)."""
+    if format is SchemaFormat.json:
+        from cutover.runbook.schema import runbook_schema_text
 
-    text = runbook_schema_text()
+        text = runbook_schema_text()
+    else:
+        from cutover.runbook.reference import reference_markdown
+
+        text = reference_markdown()
     if output is None:
         sys.stdout.write(text)
     else:

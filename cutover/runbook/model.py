@@ -82,10 +82,10 @@ class Defaults(Model):
 
 
 class PostgresSite(Model):
-    host: str
+    host: str = Field(description="server address, as the orchestrator and the target host reach it")
     port: int = Field(5432, ge=1, le=65535)
-    user: str
-    password: SecretRef | None = None
+    user: str = Field(description="a role that may dump (source) or create databases and roles (target)")
+    password: SecretRef | None = Field(None, description="reference to the password")
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
         "verify-full", description="libpq sslmode; the default verifies the server certificate"
     )
@@ -93,9 +93,9 @@ class PostgresSite(Model):
 
 
 class SshSite(Model):
-    host: str
+    host: str = Field(description="the host that runs pg_restore and receives uploads")
     port: int = Field(22, ge=1, le=65535)
-    user: str
+    user: str = Field(description="login user; key authentication only")
     key: SecretRef = Field(description="the client's private key (its text), as a reference")
     host_key: str = Field(description="the server's public host key, pinned: 'ssh-ed25519 AAAA...'")
     work_dir: str = Field("/var/tmp/cutover", description="where uploaded dumps are kept")
@@ -116,20 +116,22 @@ class HttpSite(Model):
 
 
 class Site(Model):
-    postgres: PostgresSite | None = None
-    ssh: SshSite | None = None
-    http: HttpSite | None = None
+    """One place databases and applications live: the old site or the cloud."""
+
+    postgres: PostgresSite | None = Field(None, description="the PostgreSQL server of this site")
+    ssh: SshSite | None = Field(None, description="a host at this site for restores and uploads")
+    http: HttpSite | None = Field(None, description="where this site's applications are served")
 
 
 # --- DNS ------------------------------------------------------------------------------
 
 
 class Dns(Model):
-    provider: Literal["powerdns"] = "powerdns"
+    provider: Literal["powerdns"] = Field("powerdns", description="the DNS provider's API")
     api: str = Field(description="the provider's API base URL")
     api_key: SecretRef
     zone: str = Field(description="the zone, fully qualified with a trailing dot")
-    server_id: str = "localhost"
+    server_id: str = Field("localhost", description="PowerDNS server id in the API path")
     nameserver: str = Field(
         description="host:port of an authoritative server, asked to confirm every switch"
     )
@@ -156,14 +158,16 @@ SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie",
 
 
 class HttpStep(Model):
-    url: str
+    """An HTTP request with expectations; a failed expectation fails the step."""
+
+    url: str = Field(description="http:// or https:// URL; TLS certificates are verified")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
-    headers: dict[str, str] = {}
-    json_body: Any = Field(None, alias="json")
-    expect_status: int | list[int] = 200
-    expect_text: str | None = None
-    max_latency_ms: float | None = Field(None, gt=0)
-    timeout_s: float | None = Field(None, gt=0)
+    headers: dict[str, str] = Field({}, description="Authorization, Cookie and X-API-Key values must be secret references")
+    json_body: Any = Field(None, alias="json", description="a JSON request body")
+    expect_status: int | list[int] = Field(200, description="the status (or statuses) that count as success")
+    expect_text: str | None = Field(None, description="text the response body must contain")
+    max_latency_ms: float | None = Field(None, gt=0, description="slower than this fails the check")
+    timeout_s: float | None = Field(None, gt=0, description="default: defaults.check_timeout_s")
 
     @field_validator("url")
     @classmethod
@@ -190,17 +194,21 @@ class HttpStep(Model):
 
 
 class SqlStep(Model):
-    site: Name
-    database: str
-    query: str
+    """A query on a site's database (one that the runbook moves from or to that site)."""
+
+    site: Name = Field(description="the site whose postgres endpoint runs the query")
+    database: str = Field(description="a database moved from or to that site")
+    query: str = Field(description="SQL; only the first column of the first row is compared")
     expect: Any = Field(None, description="the first column of the first row must equal this")
 
 
 class SshStep(Model):
-    site: Name
-    command: str
-    expect_exit: int = 0
-    timeout_s: float | None = Field(None, gt=0)
+    """A shell command on a site's SSH host."""
+
+    site: Name = Field(description="the site whose ssh endpoint runs the command")
+    command: str = Field(description="run by the login shell, in its own process group")
+    expect_exit: int = Field(0, description="the exit status that counts as success")
+    timeout_s: float | None = Field(None, gt=0, description="default: defaults.check_timeout_s")
 
 
 class Action(Model):
@@ -233,6 +241,8 @@ class RolePassword(Model):
 
 
 class DatabaseMove(Model):
+    """One PostgreSQL database moved with pg_dump/pg_restore and verified by fingerprint."""
+
     name: str = Field(description="the database on the source site")
     from_: Name = Field(alias="from", description="source site")
     to: Name = Field(description="target site")
@@ -253,18 +263,22 @@ class DatabaseMove(Model):
 
 
 class FileMove(Model):
-    name: Name
-    from_: Name = Field(alias="from")
-    to: Name
-    source_path: str
-    target_path: str
+    """Files uploaded to the target host over SFTP, resumable, checked by sha256."""
+
+    name: Name = Field(description="names the step: APP/files/NAME")
+    from_: Name = Field(alias="from", description="source site")
+    to: Name = Field(description="target site (needs ssh)")
+    source_path: str = Field(description="file or directory, as the orchestrator sees it")
+    target_path: str = Field(description="path on the target host")
 
 
 class DnsRecord(Model):
-    name: str = Field(description="fully qualified name with a trailing dot")
+    """A record switched to the new site; its old value is recorded for rollback."""
+
+    name: str = Field(description="fully qualified name with a trailing dot, inside the zone")
     type: Literal["A", "AAAA", "CNAME"] = "A"
     to: str = Field(description="the new value")
-    ttl: int = Field(300, ge=1, le=86400)
+    ttl: int = Field(300, ge=1, le=86400, description="TTL of the switched record, seconds")
     check: HttpStep | None = Field(
         None, description="after the switch: a request through the name, e.g. {url: http://NAME:8080/health}"
     )
@@ -291,26 +305,32 @@ class DnsRecord(Model):
 
 
 class Application(Model):
-    name: Name
+    """An application and everything that moves with it."""
+
+    name: Name = Field(description="unique; the first part of its step ids")
     description: str = ""
-    depends_on: list[Name] = []
+    depends_on: list[Name] = Field(
+        [], description="applications it reads: they are frozen after it and switched before it"
+    )
     freeze: list[Action] = Field([], description="put the source application in maintenance")
     unfreeze: list[Action] = Field([], description="undo freeze at the source (used by rollback)")
-    databases: list[DatabaseMove] = []
-    files: list[FileMove] = []
+    databases: list[DatabaseMove] = Field([], description="databases that move with it")
+    files: list[FileMove] = Field([], description="files that move with it")
     start: list[Action] = Field(
         [], description="bring the target application up (out of maintenance) once its data is verified"
     )
     stop: list[Action] = Field([], description="undo start at the target (used by rollback)")
     smoke: list[Action] = Field([], description="checks against the target before the switch")
-    dns: list[DnsRecord] = []
+    dns: list[DnsRecord] = Field([], description="records switched to the new site")
     finalize: list[Action] = Field([], description="after the switch and its checks: close the move")
 
 
 class Gate(Model):
+    """A go/no-go decision: the run pauses until an operator approves in the Prefect UI."""
+
     name: Name
-    before: Literal["dns_switch", "finalize"] = "dns_switch"
-    applications: list[Name] | Literal["all"] = "all"
+    before: Literal["dns_switch", "finalize"] = Field("dns_switch", description="the phase it holds back")
+    applications: list[Name] | Literal["all"] = Field("all", description="the applications it holds back")
     description: str = ""
     timeout_s: float = Field(4 * 3600, gt=0, description="how long to wait for a decision")
     auto_approve: bool = Field(
@@ -319,8 +339,10 @@ class Gate(Model):
 
 
 class Window(Model):
-    start: datetime
-    end: datetime
+    """The agreed maintenance window, with timezone."""
+
+    start: datetime = Field(description="e.g. 2027-07-16T18:00:00+02:00")
+    end: datetime = Field(description="must be after start")
 
     @field_validator("start", "end")
     @classmethod
@@ -335,13 +357,15 @@ class Runbook(Model):
 
     cutover: Name = Field(description="the cutover's name; part of every cache key and event")
     description: str = ""
-    window: Window
-    point_of_no_return: Literal["dns_switch", "finalize"] = "dns_switch"
-    defaults: Defaults = Defaults()
-    sites: dict[Name, Site]
-    dns: Dns | None = None
-    applications: list[Application]
-    gates: list[Gate] = []
+    window: Window = Field(description="when the cutover may run")
+    point_of_no_return: Literal["dns_switch", "finalize"] = Field(
+        "dns_switch", description="from this phase on, failures pause for a decision instead of rolling back"
+    )
+    defaults: Defaults = Field(Defaults(), description="retries, timeouts, concurrency")
+    sites: dict[Name, Site] = Field(description="the old site and the new one, by name")
+    dns: Dns | None = Field(None, description="the DNS provider that switches records")
+    applications: list[Application] = Field(description="everything that moves")
+    gates: list[Gate] = Field([], description="go/no-go decisions")
 
     def application(self, name: str) -> Application:
         return next(a for a in self.applications if a.name == name)
