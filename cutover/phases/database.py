@@ -1,0 +1,301 @@
+"""Moving one database: freeze, export, transfer, import (or stream), verify, source check.
+
+Each function is idempotent on its own: it looks at the world first. A database created
+on the target carries a comment ``cutover:<run key>`` while it is being filled and
+``cutover:<run key>:imported`` once the restore finished, so a rerun tells its own
+half-finished attempt (dropped and restored again) from a finished one (kept) and from
+somebody else's database (refused).
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cutover.errors import PermanentStepError, TransientStepError
+from cutover.phases import endpoints, workspace
+from cutover.postgres import dump, fingerprint, freeze, roles
+from cutover.postgres.endpoint import PgEndpoint, connect
+from cutover.runbook.model import Application, DatabaseMove, Runbook
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class Move:
+    """One database's move, with everything resolved that the steps need."""
+
+    runbook: Runbook
+    app: Application
+    db: DatabaseMove
+    run_key: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.app.name}/{self.db.name}"
+
+    def source(self) -> PgEndpoint:
+        return endpoints.postgres(self.runbook, self.db.from_)
+
+    def target(self) -> PgEndpoint:
+        return endpoints.postgres(self.runbook, self.db.to)
+
+    def local_dump_dir(self) -> Path:
+        return workspace.run_dir(self.runbook.cutover, self.run_key) / f"{self.app.name}.{self.db.name}.dump"
+
+    def remote_dump_dir(self) -> str:
+        ssh = self.runbook.sites[self.db.to].ssh
+        assert ssh is not None
+        base = workspace.remote_run_dir(ssh.work_dir, self.runbook.cutover, self.run_key)
+        return f"{base}/{self.app.name}.{self.db.name}.dump"
+
+    def marker(self, finished: bool = False) -> str:
+        return f"cutover:{self.run_key}" + (":imported" if finished else "")
+
+
+def find_move(runbook: Runbook, app_name: str, db_name: str, run_key: str) -> Move:
+    app = runbook.application(app_name)
+    db = next(d for d in app.databases if d.name == db_name)
+    return Move(runbook, app, db, run_key)
+
+
+# --- freeze and the proof that nothing changed since --------------------------------
+
+
+def freeze_database(move: Move) -> dict[str, Any]:
+    """Make the source read-only, end its sessions, and record its fingerprint, change
+    marker and size. Safe to repeat: read-only stays read-only, the fingerprint is retaken."""
+    source = move.source()
+    with connect(source, "postgres", autocommit=True) as admin:
+        freeze.set_read_only(admin, move.db.name)
+        marker = freeze.change_marker(admin, move.db.name)
+        size = dump.database_size(admin, move.db.name)
+    start = time.perf_counter()
+    with connect(source, move.db.name, autocommit=True) as conn:
+        taken = fingerprint.fingerprint(conn)
+    rows = sum(t["rows"] for t in taken.to_dict().get("tables", {}).values()) if isinstance(taken.to_dict().get("tables"), dict) else None
+    log.info("source_frozen", database=move.key, size=size, rows=rows, fingerprint_s=round(time.perf_counter() - start, 2))
+    return {"fingerprint": taken.to_dict(), "marker": _plain(marker), "size": size, "rows": rows}
+
+
+def unfreeze_database(move: Move) -> None:
+    with connect(move.source(), "postgres", autocommit=True) as admin:
+        freeze.set_writable(admin, move.db.name)
+
+
+def check_source_unchanged(move: Move, frozen: dict[str, Any]) -> dict[str, Any]:
+    """Prove the source took no write since its freeze: cheap marker first, the full
+    fingerprint when the marker moved. Raises PermanentStepError naming the table."""
+    source = move.source()
+    with connect(source, "postgres", autocommit=True) as admin:
+        if not freeze.is_read_only(admin, move.db.name):
+            raise PermanentStepError(f"{move.key}: the source is writable again; it was unfrozen after the freeze")
+        marker = _plain(freeze.change_marker(admin, move.db.name))
+    if _marker_unchanged(frozen["marker"], marker):
+        return {"database": move.key, "proof": "marker"}
+    with connect(source, move.db.name, autocommit=True) as conn:
+        now = fingerprint.fingerprint(conn)
+    differences = fingerprint.compare(fingerprint.Fingerprint.from_dict(frozen["fingerprint"]), now)
+    if differences:
+        raise PermanentStepError(f"{move.key}: the source changed after the freeze: " + "; ".join(differences[:5]))
+    return {"database": move.key, "proof": "fingerprint"}
+
+
+# --- export / transfer / import (file method) ---------------------------------------
+
+
+def export_database(move: Move) -> dict[str, Any]:
+    """pg_dump -Fd -j N into the run's work directory; a finished dump is kept."""
+    out = move.local_dump_dir()
+    done = out / ".cutover-complete"
+    if done.exists():
+        return {"path": str(out), "bytes": _tree_size(out), "skipped": True}
+    if out.exists():
+        shutil.rmtree(out)  # a half-written dump from a crashed attempt: pg_dump wants an empty dir
+    source = move.source()
+    start = time.perf_counter()
+    from cutover.process import run_program
+
+    run_program(
+        dump.pg_dump_argv(source, move.db.name, format="directory", jobs=move.db.jobs, out=str(out)),
+        env=source.libpq_env(),
+        timeout_s=move.runbook.defaults.timeout_s,
+        log_name=f"pg_dump {move.key}",
+    )
+    done.write_text(move.run_key)
+    size = _tree_size(out)
+    log.info("database_exported", database=move.key, bytes=size, duration_s=round(time.perf_counter() - start, 2))
+    return {"path": str(out), "bytes": size, "duration_s": round(time.perf_counter() - start, 2)}
+
+
+def transfer_dump(move: Move) -> dict[str, Any]:
+    """Upload the dump directory over SFTP, resuming partial files; sha256 per file."""
+    from cutover.ssh.target import connect as ssh_connect
+    from cutover.ssh.upload import upload_tree
+
+    local = move.local_dump_dir()
+    if not (local / ".cutover-complete").exists():
+        raise PermanentStepError(f"{move.key}: no finished dump at {local}; rerun the export step")
+    start = time.perf_counter()
+    client = ssh_connect(endpoints.ssh(move.runbook, move.db.to))
+    try:
+        result = upload_tree(client, str(local), move.remote_dump_dir())
+    finally:
+        client.close()
+    outcome = _plain(result)
+    outcome["duration_s"] = round(time.perf_counter() - start, 2)
+    log.info("dump_transferred", database=move.key, **{k: v for k, v in outcome.items() if k != "files"})
+    return outcome
+
+
+def import_dump(move: Move) -> dict[str, Any]:
+    """Create roles and the database on the target, then pg_restore -j N on the target host."""
+    if _already_imported(move):
+        return {"database": move.key, "skipped": True}
+    _prepare_target(move)
+    ssh_site = move.runbook.sites[move.db.to].ssh
+    assert ssh_site is not None
+    argv = dump.pg_restore_argv(move.db.target, jobs=move.db.jobs, path=move.remote_dump_dir(), bin_dir=ssh_site.pg_bin_dir)
+    start = time.perf_counter()
+    _run_on_target(move, shlex.join(argv), stdin=None)
+    _mark_imported(move)
+    duration = round(time.perf_counter() - start, 2)
+    log.info("database_imported", database=move.key, duration_s=duration)
+    return {"database": move.key, "duration_s": duration}
+
+
+# --- stream method -------------------------------------------------------------------
+
+
+def stream_database(move: Move) -> dict[str, Any]:
+    """pg_dump -Fc | SSH channel | pg_restore on the target host, sha256 on both ends."""
+    if _already_imported(move):
+        return {"database": move.key, "skipped": True}
+    _prepare_target(move)
+    from cutover.process import start_program
+    from cutover.ssh.stream import stream_to_remote
+    from cutover.ssh.target import connect as ssh_connect
+
+    source = move.source()
+    ssh_site = move.runbook.sites[move.db.to].ssh
+    assert ssh_site is not None
+    restore = dump.pg_restore_argv(move.db.target, jobs=1, path=None, bin_dir=ssh_site.pg_bin_dir)
+    start = time.perf_counter()
+    producer = start_program(
+        dump.pg_dump_argv(source, move.db.name, format="custom", jobs=1, out=None),
+        env=source.libpq_env(),
+        timeout_s=move.runbook.defaults.timeout_s,
+        log_name=f"pg_dump {move.key}",
+    )
+    client = ssh_connect(endpoints.ssh(move.runbook, move.db.to))
+    try:
+        result = stream_to_remote(
+            client,
+            producer.stdout,
+            shlex.join(restore),
+            env=move.target().libpq_env(),
+            timeout_s=move.runbook.defaults.timeout_s,
+        )
+    except BaseException:
+        producer.kill()
+        raise
+    finally:
+        client.close()
+    producer.wait()
+    if result.exit_status != 0:
+        raise TransientStepError(f"{move.key}: pg_restore on the target exited {result.exit_status}")
+    _mark_imported(move)
+    duration = round(time.perf_counter() - start, 2)
+    log.info("database_streamed", database=move.key, bytes=result.bytes, sha256=result.sha256_local, duration_s=duration)
+    return {"database": move.key, "bytes": result.bytes, "sha256": result.sha256_local, "duration_s": duration}
+
+
+# --- verify --------------------------------------------------------------------------
+
+
+def verify_database(move: Move, frozen: dict[str, Any]) -> dict[str, Any]:
+    """The target's fingerprint must equal the source's taken at freeze time."""
+    with connect(move.target(), move.db.target, autocommit=True) as conn:
+        taken = fingerprint.fingerprint(conn)
+    differences = fingerprint.compare(fingerprint.Fingerprint.from_dict(frozen["fingerprint"]), taken)
+    if differences:
+        raise PermanentStepError(f"{move.key}: target differs from the source: " + "; ".join(differences[:10]))
+    tables = taken.to_dict().get("tables", {})
+    rows = sum(t["rows"] for t in tables.values()) if isinstance(tables, dict) else None
+    log.info("database_verified", database=move.key, tables=len(tables), rows=rows)
+    return {"database": move.key, "tables": len(tables), "rows": rows}
+
+
+# --- shared --------------------------------------------------------------------------
+
+
+def _prepare_target(move: Move) -> None:
+    """Roles first (a missing one stops us before any data moves), then an empty database."""
+    source, target = move.source(), move.target()
+    with connect(source, move.db.name, autocommit=True) as conn:
+        needed = roles.roles_in_use(conn)
+        owner = conn.execute("select pg_get_userbyid(datdba) from pg_database where datname = current_database()").fetchone()[0]
+    passwords = {
+        name: endpoints.secret(spec.password, f"{move.key} roles.{name}.password") or ""
+        for name, spec in move.db.roles.items()
+    }
+    definitions = roles.role_definitions(source, needed)
+    with connect(target, "postgres", autocommit=True) as admin:
+        roles.ensure_roles(admin, definitions, needed, passwords)
+        missing = roles.missing_roles(admin, needed)
+        if missing:
+            raise PermanentStepError(f"{move.key}: roles missing on the target: {', '.join(sorted(missing))}")
+        dump.ensure_empty_database(admin, move.db.target, owner, marker=move.marker())
+
+
+def _already_imported(move: Move) -> bool:
+    with connect(move.target(), "postgres", autocommit=True) as admin:
+        row = admin.execute(
+            "select shobj_description(oid, 'pg_database') from pg_database where datname = %s", (move.db.target,)
+        ).fetchone()
+    return bool(row) and row[0] == move.marker(finished=True)
+
+
+def _mark_imported(move: Move) -> None:
+    from psycopg import sql
+
+    with connect(move.target(), "postgres", autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("comment on database {} is {}").format(sql.Identifier(move.db.target), sql.Literal(move.marker(finished=True)))
+        )
+
+
+def _run_on_target(move: Move, command: str, stdin: Any) -> None:
+    from cutover.ssh.remote import run_remote
+    from cutover.ssh.target import connect as ssh_connect
+
+    client = ssh_connect(endpoints.ssh(move.runbook, move.db.to))
+    try:
+        outcome = run_remote(client, command, env=move.target().libpq_env(), stdin=stdin, timeout_s=move.runbook.defaults.timeout_s)
+    finally:
+        client.close()
+    if outcome.exit_status != 0:
+        raise TransientStepError(f"{move.key}: pg_restore on the target exited {outcome.exit_status}: {outcome.stderr_tail}")
+
+
+def _tree_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _marker_unchanged(before: Any, after: Any) -> bool:
+    return before == after
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly copy of an adapter's result dataclass."""
+    from dataclasses import asdict, is_dataclass
+
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value

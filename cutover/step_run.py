@@ -1,0 +1,69 @@
+"""Around every step: bound log context, timing, and a Prefect event per transition.
+
+Events are ``cutover.step.started|completed|failed`` on resource ``cutover.<cutover>.<step id>``
+with the step's figures (duration, bytes, rows, checksums) in the payload; the status page
+and automations listen to them. Imported only inside flow runs (it imports Prefect).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+from prefect.events import emit_event
+
+from cutover.log import redact_text
+
+log = structlog.get_logger()
+
+FIGURES = ("bytes", "rows", "sha256", "tables", "duration_s", "method", "bytes_sent", "resumed_from")
+
+
+def _resource(cutover: str, step_id: str, phase: str) -> dict[str, str]:
+    return {
+        "prefect.resource.id": f"cutover.{cutover}.{step_id}",
+        "prefect.resource.name": step_id,
+        "cutover.name": cutover,
+        "cutover.phase": phase,
+    }
+
+
+def _figures(result: Any) -> dict[str, Any]:
+    if not isinstance(result, dict):
+        return {}
+    found = {k: result[k] for k in FIGURES if k in result}
+    for value in result.values():
+        if isinstance(value, dict):
+            found.update({k: value[k] for k in FIGURES if k in value and k not in found})
+    return found
+
+
+@contextmanager
+def _bound(cutover: str, step_id: str) -> Iterator[None]:
+    with structlog.contextvars.bound_contextvars(cutover=cutover, step_id=step_id):
+        yield
+
+
+def run_step(cutover: str, step_id: str, phase: str, work: Callable[[], Any]) -> Any:
+    """Run ``work`` as step ``step_id``: log and emit its start, then its end or failure."""
+    resource = _resource(cutover, step_id, phase)
+    with _bound(cutover, step_id):
+        log.info("step_started", phase=phase)
+        emit_event("cutover.step.started", resource=resource)
+        start = time.perf_counter()
+        try:
+            result = work()
+        except BaseException as exc:
+            duration = round(time.perf_counter() - start, 2)
+            message = redact_text(str(exc))[:500]
+            log.error("step_failed", phase=phase, duration_s=duration, error=message, error_type=type(exc).__name__)
+            emit_event("cutover.step.failed", resource=resource, payload={"duration_s": duration, "error": message})
+            raise
+        duration = round(time.perf_counter() - start, 2)
+        figures = {"duration_s": duration, **{k: v for k, v in _figures(result).items() if k != "duration_s"}}
+        log.info("step_completed", phase=phase, **figures)
+        emit_event("cutover.step.completed", resource=resource, payload=figures)
+        return result

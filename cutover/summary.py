@@ -1,0 +1,100 @@
+"""The end-of-run summary: per database what moved and how it checked out, per
+application whether its smoke tests and DNS switch passed. Printed by the CLI and kept
+as a Prefect markdown artifact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cutover.plan.build import Plan
+from cutover.runbook.model import Runbook
+
+
+def _state_word(state: Any) -> str:
+    if state is None:
+        return "not run"
+    if state.is_completed():
+        return "passed"
+    if state.is_failed() or state.is_crashed():
+        return "failed"
+    return "not run"
+
+
+def summarize(runbook: Runbook, plan: Plan, states: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+    databases: dict[str, dict[str, Any]] = {}
+    for app in runbook.applications:
+        for db in app.databases:
+            key = f"{app.name}/{db.name}"
+            method = plan.methods.get(key)
+            steps = [s for s in plan.steps.values() if s.application == app.name and s.database == db.name]
+            moved = results.get(f"{app.name}/stream/{db.name}") or results.get(f"{app.name}/export/{db.name}") or {}
+            sent = results.get(f"{app.name}/transfer/{db.name}") or {}
+            verified = results.get(f"{app.name}/verify/{db.name}") or {}
+            databases[key] = {
+                "method": method,
+                "rows": verified.get("rows"),
+                "bytes": moved.get("bytes", sent.get("bytes")),
+                "sha256": moved.get("sha256") or sent.get("sha256"),
+                "duration_s": round(sum((results.get(s.id) or {}).get("duration_s", 0) or 0 for s in steps), 2),
+                "verified": _state_word(states.get(f"{app.name}/verify/{db.name}")) == "passed",
+            }
+    applications = {}
+    for app in runbook.applications:
+        dns_state = states.get(f"{app.name}/dns")
+        applications[app.name] = {
+            "smoke": _state_word(states.get(f"{app.name}/smoke")),
+            "dns": "no records" if not app.dns else ("switched" if dns_state and dns_state.is_completed() else _state_word(dns_state)),
+            "post_switch": _state_word(states.get(f"{app.name}/post-switch")) if app.dns else "no records",
+        }
+    failed = [sid for sid, state in states.items() if state is not None and (state.is_failed() or state.is_crashed())]
+    not_done = [sid for sid, state in states.items() if state is None or not state.is_completed()]
+    return {
+        "cutover": runbook.cutover,
+        "ok": not not_done,
+        "failed_steps": failed,
+        "not_completed": len(not_done),
+        "databases": databases,
+        "applications": applications,
+    }
+
+
+def _size(value: Any) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(value)
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    verdict = "completed and verified" if summary["ok"] else "NOT completed"
+    lines = [f"# Cutover {summary['cutover']}: {verdict}", ""]
+    if summary["failed_steps"]:
+        lines += ["Failed steps: " + ", ".join(f"`{s}`" for s in summary["failed_steps"]), ""]
+    lines += ["## Databases", "", "| database | method | rows | bytes | sha256 | duration | verified |", "|---|---|---:|---:|---|---:|---|"]
+    for key, db in summary["databases"].items():
+        sha = (db["sha256"] or "-")[:16]
+        lines.append(
+            f"| {key} | {db['method']} | {db['rows'] if db['rows'] is not None else '-'} | {_size(db['bytes'])} | `{sha}` | {db['duration_s']} s | {'yes' if db['verified'] else 'no'} |"
+        )
+    lines += ["", "## Applications", "", "| application | smoke | DNS | after the switch |", "|---|---|---|---|"]
+    for name, app in summary["applications"].items():
+        lines.append(f"| {name} | {app['smoke']} | {app['dns']} | {app['post_switch']} |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    verdict = "completed and verified" if summary["ok"] else "NOT completed"
+    lines = [f"cutover {summary['cutover']}: {verdict}"]
+    if summary["failed_steps"]:
+        lines.append("failed steps: " + ", ".join(summary["failed_steps"]))
+    lines.append(f"{'database':<28} {'method':<7} {'rows':>9} {'bytes':>10} {'sha256':<16} {'time':>7}")
+    for key, db in summary["databases"].items():
+        rows = db["rows"] if db["rows"] is not None else "-"
+        lines.append(f"{key:<28} {db['method'] or '-':<7} {rows:>9} {_size(db['bytes']):>10} {(db['sha256'] or '-')[:16]:<16} {db['duration_s']:>6}s")
+    lines.append(f"{'application':<28} {'smoke':<8} {'dns':<10} after the switch")
+    for name, app in summary["applications"].items():
+        lines.append(f"{name:<28} {app['smoke']:<8} {app['dns']:<10} {app['post_switch']}")
+    return "\n".join(lines)

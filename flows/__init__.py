@@ -1,0 +1,1 @@
+"""Prefect flows: the cutover (and, later, rollback and preflight)."""
