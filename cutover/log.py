@@ -203,14 +203,14 @@ class PrefectRunLogHandler(logging.Handler):
         self._api: logging.Handler | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        if "prefect.context" not in sys.modules:
-            return
-        if record.name.split(".", 1)[0] in _NOT_FORWARDED_PREFIXES:
-            return
-        if not _prefect_run_ids():
+        if "prefect.context" not in sys.modules or not _prefect_run_ids():
             return
         try:
+            # Before the skip below: the first record of a run is usually Prefect's own,
+            # and it is the one that tells us Prefect's handlers exist by now.
             _guard_prefect_api_handlers(once=True)
+            if record.name.split(".", 1)[0] in _NOT_FORWARDED_PREFIXES:
+                return
             if _sent_to_prefect_api_by_prefect(record.name):
                 return
             self._api_handler().handle(record)
@@ -308,7 +308,14 @@ def _shared_processors() -> list[Any]:
 
 def _formatter(renderer: Any, *extra: Any) -> structlog.stdlib.ProcessorFormatter:
     return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*_shared_processors(), add_record_exception, redact_event],
+        # Library lines get the bound context too (step_id on a paramiko line), when they
+        # are logged from the thread that bound it.
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            *_shared_processors(),
+            add_record_exception,
+            redact_event,
+        ],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *extra, renderer],
     )
 
