@@ -32,6 +32,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -106,6 +107,17 @@ def add_run_ids(logger: Any, method_name: str, event_dict: EventDict) -> EventDi
         _guard_prefect_api_handlers(once=True)
         for key, value in ids.items():
             event_dict.setdefault(key, value)
+    return event_dict
+
+
+def add_record_timestamp(logger: Any, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor for records from other libraries: the time the record was
+    created (ISO 8601, UTC, like structlog's own lines), so that the audit file, the
+    console and the Prefect UI agree on it."""
+    record = event_dict.get("_record")
+    if record is not None:
+        stamp = datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat()
+        event_dict["timestamp"] = stamp.replace("+00:00", "Z")
     return event_dict
 
 
@@ -301,7 +313,6 @@ def _shared_processors() -> list[Any]:
     return [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_run_ids,
     ]
 
@@ -313,6 +324,7 @@ def _formatter(renderer: Any, *extra: Any) -> structlog.stdlib.ProcessorFormatte
         foreign_pre_chain=[
             structlog.contextvars.merge_contextvars,
             *_shared_processors(),
+            add_record_timestamp,
             add_record_exception,
             redact_event,
         ],
@@ -363,6 +375,7 @@ def configure_logging(
             structlog.contextvars.merge_contextvars,
             structlog.stdlib.filter_by_level,
             *_shared_processors(),
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.processors.StackInfoRenderer(),
             redact_event,

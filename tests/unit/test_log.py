@@ -16,7 +16,16 @@ import httpx
 import pytest
 import structlog
 
-from cutover.log import RedactingRecordFilter, bind_step, configure_logging, reset_logging
+from cutover.log import (
+    RedactingRecordFilter,
+    add_record_exception,
+    add_run_ids,
+    bind_step,
+    configure_logging,
+    drop_ui_columns,
+    order_file_keys,
+    reset_logging,
+)
 from cutover.redaction import REDACTED, forget_secrets, register_secret
 
 SECRET = "s3cr3t-Pa55word!"
@@ -246,3 +255,49 @@ def test_importing_and_configuring_logging_does_not_import_prefect(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert re.search(r"\bx\b", done.stderr)
+
+
+def test_library_line_carries_the_time_its_record_was_created(tmp_path):
+    audit = tmp_path / "audit.jsonl"
+    configure_logging(audit_file=audit, console=False)
+    record = logging.LogRecord("paramiko.transport", logging.INFO, __file__, 1, "late line", (), None)
+    record.created = datetime(2027, 7, 16, 16, 0, 1, 250000, tzinfo=timezone.utc).timestamp()
+    logging.getLogger("paramiko.transport").handle(record)
+    (line,) = read_audit(audit)
+    assert line["timestamp"] == "2027-07-16T16:00:01.250000Z"
+
+
+def _record_with_exc_text(text):
+    record = logging.LogRecord("paramiko.transport", logging.ERROR, __file__, 1, "m", (), None)
+    record.exc_text = text
+    return record
+
+
+_REC = _record_with_exc_text("Traceback ...\nValueError: x")
+
+
+@pytest.mark.parametrize(
+    ("processor", "event", "expected"),
+    [
+        (
+            order_file_keys,
+            {"rows": 1, "event": "e", "logger": "l", "level": "info", "timestamp": "t"},
+            {"timestamp": "t", "level": "info", "logger": "l", "event": "e", "rows": 1},
+        ),
+        (order_file_keys, {"event": "e"}, {"event": "e"}),
+        (
+            drop_ui_columns,
+            {"event": "e", "timestamp": "t", "level": "info", "logger": "l", "flow_run_id": "f", "task_run_id": "r", "step_id": "s"},
+            {"event": "e", "step_id": "s"},
+        ),
+        (add_record_exception, {"event": "e", "_record": _REC}, {"event": "e", "_record": _REC, "exception": _REC.exc_text}),
+        (add_record_exception, {"event": "e", "_record": _REC, "exc_info": True}, {"event": "e", "_record": _REC, "exc_info": True}),
+        (add_record_exception, {"event": "e"}, {"event": "e"}),
+        # outside a Prefect run nothing is added
+        (add_run_ids, {"event": "e"}, {"event": "e"}),
+    ],
+)
+def test_processors_over_plain_event_dicts(processor, event, expected):
+    out = processor(None, "info", dict(event))
+    assert out == expected
+    assert list(out) == list(expected)
