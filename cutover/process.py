@@ -1,0 +1,449 @@
+"""Running an external program (pg_dump, pg_restore, pg_dumpall...) so that it cannot
+outlive the step that started it.
+
+What a caller may rely on:
+
+* The program runs in a process group of its own (``start_new_session``); every kill goes
+  to the whole group, so a shell's background children or pg_dump's ``-j`` workers die
+  with it. A program that leaves its group on purpose (``setsid``, a daemon) escapes this,
+  as it would escape any supervisor short of a cgroup.
+* It is killed (SIGTERM to the group, SIGKILL after ``grace_s``) when its timeout passes,
+  when the ``cancel`` event is set, when the waiting thread is interrupted (KeyboardInterrupt,
+  or an exception raised into it asynchronously, as Prefect does on a task timeout) and
+  when :func:`kill_all` is called, for instance from a flow's cancellation hook. Group
+  members that are still running when the program itself exits are killed too.
+* stdin is never inherited (a CI job or a worker has none worth reading).
+* stderr is read line by line and logged as ``program_output`` events; the values of
+  sensitive environment variables given in ``env`` are scrubbed from those lines, and the
+  environment itself is never logged (only its variable names).
+* A failure raises a :class:`ProgramError`, which is also a TransientStepError (timeout,
+  killed by a signal) or a PermanentStepError (non-zero exit, unless the caller lists the
+  exit code in ``transient_exit_codes``; cancellation), carrying the last stderr lines.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, Literal
+
+import structlog
+
+from cutover.errors import PermanentStepError, StepError, TransientStepError
+from cutover.redaction import REDACTED, is_sensitive_key, redact_text
+
+log = structlog.get_logger()
+
+STDERR_TAIL_LINES = 20
+DEFAULT_GRACE_S = 5.0
+_POLL_S = 0.05
+_MAX_LOGGED_LINE = 4000
+
+Stdin = bytes | int | IO[bytes] | None
+
+
+@dataclass(frozen=True)
+class ProgramResult:
+    """How a program ended. ``stdout`` is only filled by ``run_program(capture_stdout=True)``."""
+
+    returncode: int
+    duration_s: float
+    stderr_tail: str
+    stdout: bytes | None = None
+
+
+class ProgramError(StepError):
+    """An external program failed; ``returncode`` is negative when a signal ended it."""
+
+    def __init__(self, message: str, *, program: str, returncode: int | None, stderr_tail: str, duration_s: float) -> None:
+        super().__init__(message)
+        self.program = program
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+        self.duration_s = duration_s
+
+
+class ProgramExited(ProgramError, PermanentStepError):
+    """The program exited with a non-zero code that the caller did not call transient."""
+
+
+class ProgramExitedTransient(ProgramError, TransientStepError):
+    """The program exited with a code the caller listed in ``transient_exit_codes``."""
+
+
+class ProgramTimedOut(ProgramError, TransientStepError):
+    """The program ran past its timeout and was killed."""
+
+
+class ProgramKilled(ProgramError, TransientStepError):
+    """A signal we did not send ended the program (OOM killer, an operator)."""
+
+
+class ProgramCancelled(ProgramError, PermanentStepError):
+    """We killed the program because the step was cancelled or interrupted."""
+
+
+# --- the registry of live process groups ---------------------------------------------
+
+_live_lock = threading.Lock()
+_live: dict[int, RunningProgram] = {}
+
+
+def live_process_groups() -> list[int]:
+    """The process group ids of programs started here that may still have members."""
+    with _live_lock:
+        return sorted(_live)
+
+
+def kill_all(grace_s: float = DEFAULT_GRACE_S) -> int:
+    """Kill every program started by this process that is still running (its whole group):
+    SIGTERM to all at once, SIGKILL to what is left after ``grace_s``. Returns how many
+    groups were signalled. Safe to call from any thread and more than once."""
+    with _live_lock:
+        programs = list(_live.values())
+    for program in programs:
+        program._mark_stopped("cancelled")
+        _signal_group(program.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_group_alive(p.pid) for p in programs):
+        time.sleep(_POLL_S)
+    for program in programs:
+        if _group_alive(program.pid):
+            _signal_group(program.pid, signal.SIGKILL)
+    for program in programs:
+        program._finished.wait(grace_s + 5)
+    if programs:
+        log.warning("programs_killed", count=len(programs))
+    return len(programs)
+
+
+# An interpreter that exits normally (or on an unhandled exception) takes its programs along.
+atexit.register(kill_all, 1.0)
+
+
+# --- starting, watching and stopping one program --------------------------------------
+
+
+class RunningProgram:
+    """A started program. Read ``stdout`` (when started with a stdout pipe), then call
+    :meth:`wait`; call :meth:`kill` to stop it early. Used as a context manager it kills
+    whatever is still running on exit."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None,
+        timeout_s: float | None,
+        stdin: Stdin,
+        cwd: str | None,
+        log_name: str,
+        cancel: threading.Event | None,
+        grace_s: float,
+        transient_exit_codes: Collection[int],
+        stdout_mode: Literal["pipe", "log", "capture"],
+    ) -> None:
+        self.argv = [str(a) for a in argv]
+        self.program = os.path.basename(self.argv[0])
+        self.log_name = log_name
+        self._grace_s = grace_s
+        self._transient_exit_codes = frozenset(transient_exit_codes)
+        self._stdout_mode = stdout_mode
+        self._scrub = sorted(
+            {v for k, v in (env or {}).items() if is_sensitive_key(k) and v and len(v) >= 4}, key=len, reverse=True
+        )
+        self._tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._captured: list[bytes] = []
+        self._stop_reason: str | None = None
+        self._finished = threading.Event()
+        self._kill_lock = threading.Lock()
+
+        child_env = None
+        if env is not None:
+            # Inherited PG* variables (PGDATABASE, PGSERVICE, PGPASSFILE...) could point the
+            # program somewhere else than the caller said; only the caller's own count.
+            child_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+            child_env.update(env)
+        if isinstance(stdin, bytes):
+            stdin_arg: Any = subprocess.PIPE
+        elif stdin is None:
+            stdin_arg = subprocess.DEVNULL
+        else:
+            stdin_arg = stdin
+        self._started = time.monotonic()
+        self._timeout_s = timeout_s
+        self._deadline = None if timeout_s is None else self._started + timeout_s
+        try:
+            self._proc = subprocess.Popen(
+                self.argv,
+                stdin=stdin_arg,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=child_env,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise PermanentStepError(f"{log_name}: cannot start {self.program}: {exc.strerror}") from exc
+        self.pid = self._proc.pid
+        with _live_lock:
+            _live[self.pid] = self
+        log.info("program_started", program=self.program, name=log_name, pid=self.pid, argv=self.argv,
+                 env_names=sorted(env) if env else [], timeout_s=timeout_s)
+
+        self._readers = [threading.Thread(target=self._read_lines, args=(self._proc.stderr, "stderr"), daemon=True)]
+        self.stdout: IO[bytes] | None = None
+        if stdout_mode == "pipe":
+            self.stdout = self._proc.stdout
+        elif stdout_mode == "log":
+            self._readers.append(threading.Thread(target=self._read_lines, args=(self._proc.stdout, "stdout"), daemon=True))
+        else:
+            self._readers.append(threading.Thread(target=self._capture, args=(self._proc.stdout,), daemon=True))
+        if isinstance(stdin, bytes):
+            self._readers.append(threading.Thread(target=self._feed, args=(self._proc.stdin, stdin), daemon=True))
+        for reader in self._readers:
+            reader.start()
+        self._watchdog = threading.Thread(target=self._watch, args=(cancel,), name=f"watch-{self.pid}", daemon=True)
+        self._watchdog.start()
+
+    # -- public --
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the program has ended (negative: the signal that ended it)."""
+        return self._proc.returncode if self._finished.is_set() else None
+
+    def wait(self, *, check: bool = True) -> ProgramResult:
+        """Block until the program and its group have ended; return how it ended.
+
+        Raises ProgramTimedOut / ProgramCancelled / ProgramKilled whenever those happened,
+        and, when ``check`` is true, ProgramExited (or ProgramExitedTransient) for a
+        non-zero exit. If the waiting thread is interrupted, the group is killed before the
+        interruption propagates."""
+        try:
+            while not self._finished.wait(_POLL_S):
+                pass
+        except BaseException:
+            self._mark_stopped("cancelled")
+            self.kill()
+            raise
+        for reader in self._readers:
+            reader.join(timeout=5)
+        return self._result(check)
+
+    def kill(self) -> None:
+        """Stop the program and every member of its group now (SIGTERM, then SIGKILL after
+        the grace period) and reap it. Idempotent; returns once the group is gone."""
+        self._mark_stopped("cancelled")
+        self._terminate_group()
+        self._finished.wait(self._grace_s + 5)
+
+    def __enter__(self) -> RunningProgram:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._finished.is_set():
+            self.kill()
+
+    # -- internals --
+
+    def _mark_stopped(self, reason: str) -> None:
+        if self._stop_reason is None and not self._finished.is_set():
+            self._stop_reason = reason
+
+    def _terminate_group(self) -> None:
+        with self._kill_lock:
+            if not _group_alive(self.pid):
+                return
+            _signal_group(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + self._grace_s
+            while time.monotonic() < deadline:
+                if not _group_alive(self.pid):  # an unreaped leader is a zombie and does not count
+                    return
+                time.sleep(_POLL_S)
+            _signal_group(self.pid, signal.SIGKILL)
+            log.warning("program_force_killed", program=self.program, name=self.log_name, pid=self.pid)
+
+    def _watch(self, cancel: threading.Event | None) -> None:
+        """The only thread that reaps the program: it enforces the deadline and the cancel
+        event, then clears the group of stragglers and deregisters it."""
+        try:
+            while True:
+                try:
+                    self._proc.wait(timeout=_POLL_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if self._stop_reason is not None:
+                    continue  # somebody is killing it already; keep reaping
+                if cancel is not None and cancel.is_set():
+                    self._mark_stopped("cancelled")
+                    self._terminate_group()
+                elif self._deadline is not None and time.monotonic() >= self._deadline:
+                    self._mark_stopped("timeout")
+                    self._terminate_group()
+            if _group_alive(self.pid):
+                # The program ended but left members of its group behind.
+                log.warning("program_left_children", program=self.program, name=self.log_name, pid=self.pid)
+                self._terminate_group()
+        finally:
+            with _live_lock:
+                _live.pop(self.pid, None)
+            self._duration = time.monotonic() - self._started
+            self._finished.set()
+
+    def _read_lines(self, stream: IO[bytes] | None, name: str) -> None:
+        if stream is None:
+            return
+        with stream:
+            for raw in iter(stream.readline, b""):
+                line = self._clean(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                if not line:
+                    continue
+                if name == "stderr":
+                    self._tail.append(line)
+                log.info("program_output", program=self.program, name=self.log_name, stream=name, line=line[:_MAX_LOGGED_LINE])
+
+    def _capture(self, stream: IO[bytes] | None) -> None:
+        if stream is None:
+            return
+        with stream:
+            for chunk in iter(lambda: stream.read(65536), b""):
+                self._captured.append(chunk)
+
+    @staticmethod
+    def _feed(stream: IO[bytes] | None, data: bytes) -> None:
+        if stream is None:
+            return
+        try:
+            with stream:
+                stream.write(data)
+        except (BrokenPipeError, ValueError):
+            pass  # the program stopped reading; its exit code tells the rest
+
+    def _clean(self, line: str) -> str:
+        for value in self._scrub:
+            line = line.replace(value, REDACTED)
+        return redact_text(line)
+
+    def _result(self, check: bool) -> ProgramResult:
+        code = self._proc.returncode
+        duration = round(self._duration, 3)
+        tail = "\n".join(self._tail)
+        stdout = b"".join(self._captured) if self._stdout_mode == "capture" else None
+        log.info("program_finished", program=self.program, name=self.log_name, pid=self.pid, returncode=code,
+                 duration_s=duration, stopped=self._stop_reason)
+        last = f": {self._tail[-1]}" if self._tail else ""
+        attrs: dict[str, Any] = {"program": self.program, "returncode": code, "stderr_tail": tail, "duration_s": duration}
+        if self._stop_reason == "timeout":
+            raise ProgramTimedOut(f"{self.log_name}: {self.program} timed out after {self._timeout_s}s and was killed{last}", **attrs)
+        if self._stop_reason == "cancelled":
+            raise ProgramCancelled(f"{self.log_name}: {self.program} was cancelled and killed{last}", **attrs)
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            raise ProgramKilled(f"{self.log_name}: {self.program} was killed by {name}{last}", **attrs)
+        if code != 0 and check:
+            cls = ProgramExitedTransient if code in self._transient_exit_codes else ProgramExited
+            raise cls(f"{self.log_name}: {self.program} exited with code {code}{last}", **attrs)
+        return ProgramResult(returncode=code, duration_s=duration, stderr_tail=tail, stdout=stdout)
+
+
+def start_program(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float | None,
+    stdin: Stdin = None,
+    cwd: str | None = None,
+    log_name: str,
+    cancel: threading.Event | None = None,
+    grace_s: float = DEFAULT_GRACE_S,
+    transient_exit_codes: Collection[int] = (),
+) -> RunningProgram:
+    """Start ``argv`` with its stdout as a pipe the caller reads (``handle.stdout``), e.g. to
+    stream pg_dump's output into an SSH channel. The timeout and ``cancel`` are enforced
+    while the caller reads; call ``wait()`` afterwards for the outcome. ``env`` is added to
+    this process's environment minus its PG* variables; ``None`` inherits it unchanged.
+    Raises PermanentStepError when the program cannot be started."""
+    return RunningProgram(
+        argv, env=env, timeout_s=timeout_s, stdin=stdin, cwd=cwd, log_name=log_name, cancel=cancel,
+        grace_s=grace_s, transient_exit_codes=transient_exit_codes, stdout_mode="pipe",
+    )
+
+
+def run_program(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float | None,
+    stdin: Stdin = None,
+    cwd: str | None = None,
+    log_name: str,
+    cancel: threading.Event | None = None,
+    grace_s: float = DEFAULT_GRACE_S,
+    transient_exit_codes: Collection[int] = (),
+    capture_stdout: bool = False,
+    check: bool = True,
+) -> ProgramResult:
+    """Run ``argv`` to completion and return how it ended (see the module docstring for
+    the guarantees). stdout is logged line by line like stderr, or returned in
+    ``result.stdout`` with ``capture_stdout=True``. With ``check=False`` a non-zero exit is
+    returned instead of raised; timeouts and cancellation always raise."""
+    program = RunningProgram(
+        argv, env=env, timeout_s=timeout_s, stdin=stdin, cwd=cwd, log_name=log_name, cancel=cancel,
+        grace_s=grace_s, transient_exit_codes=transient_exit_codes,
+        stdout_mode="capture" if capture_stdout else "log",
+    )
+    with program:
+        return program.wait(check=check)
+
+
+# --- process groups -----------------------------------------------------------------
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass  # already gone
+    except PermissionError:
+        # A member changed its credentials (setuid); nothing we may do about it.
+        log.warning("program_group_not_signalled", pgid=pgid, signal=sig.name)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` is still running. Zombies do not count: an
+    orphaned member may wait for a reaper that a container's PID 1 never is."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        entries = []
+    if not entries:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ..."; comm may contain spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False

@@ -1,0 +1,228 @@
+"""run_program / start_program against real child processes: nothing outlives a step."""
+
+from __future__ import annotations
+
+import _thread
+import ctypes
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from cutover.errors import PermanentStepError, TransientStepError
+from cutover.process import (
+    ProgramCancelled,
+    ProgramExited,
+    ProgramExitedTransient,
+    ProgramKilled,
+    ProgramTimedOut,
+    kill_all,
+    live_process_groups,
+    run_program,
+    start_program,
+)
+
+# Two background sleeps whose pids are written to a file, then a foreground sleep: the
+# shape of a program with children that a plain Popen.kill() would leave behind.
+_TREE = "sleep 100 & echo $! >> {f}; sleep 100 & echo $! >> {f}; echo $$ >> {f}; sleep 100"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in (b"Z", b"X")
+
+
+def _pids(path: Path, count: int = 3) -> list[int]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if path.exists():
+            pids = [int(x) for x in path.read_text().split()]
+            if len(pids) >= count:
+                return pids
+        time.sleep(0.02)
+    raise AssertionError(f"the program did not write {count} pids to {path}")
+
+
+def _assert_all_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and any(_running(p) for p in pids):
+        time.sleep(0.02)
+    assert [p for p in pids if _running(p)] == []
+
+
+def _tree_argv(tmp_path: Path) -> tuple[list[str], Path]:
+    pidfile = tmp_path / "pids"
+    return ["sh", "-c", _TREE.format(f=pidfile)], pidfile
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    argv, pidfile = _tree_argv(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(ProgramTimedOut) as caught:
+        run_program(argv, timeout_s=0.5, log_name="tree", grace_s=1)
+    assert isinstance(caught.value, TransientStepError)
+    assert time.monotonic() - started < 3
+    pids = _pids(pidfile)
+    _assert_all_gone(pids)
+    assert live_process_groups() == []
+
+
+def test_cancel_event_kills_the_whole_process_group(tmp_path: Path) -> None:
+    argv, pidfile = _tree_argv(tmp_path)
+    cancel = threading.Event()
+    threading.Timer(0.5, cancel.set).start()
+    with pytest.raises(ProgramCancelled) as caught:
+        run_program(argv, timeout_s=60, log_name="tree", cancel=cancel, grace_s=1)
+    assert isinstance(caught.value, PermanentStepError)
+    _assert_all_gone(_pids(pidfile))
+
+
+def test_keyboard_interrupt_while_waiting_kills_the_group_and_propagates(tmp_path: Path) -> None:
+    argv, pidfile = _tree_argv(tmp_path)
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_program(argv, timeout_s=60, log_name="tree", grace_s=1)
+    _assert_all_gone(_pids(pidfile))
+
+
+def test_exception_raised_into_the_waiting_thread_kills_the_group(tmp_path: Path) -> None:
+    """Prefect times out a sync task by raising an exception into its thread."""
+    argv, pidfile = _tree_argv(tmp_path)
+    seen: list[BaseException] = []
+
+    def step() -> None:
+        try:
+            run_program(argv, timeout_s=60, log_name="tree", grace_s=1)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            seen.append(exc)
+
+    worker = threading.Thread(target=step)
+    worker.start()
+    pids = _pids(pidfile)
+    assert ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident or 0), ctypes.py_object(TimeoutError)) == 1
+    worker.join(10)
+    assert not worker.is_alive()
+    assert len(seen) == 1 and isinstance(seen[0], TimeoutError)
+    _assert_all_gone(pids)
+
+
+def test_kill_all_stops_every_started_program(tmp_path: Path) -> None:
+    first, first_pids = _tree_argv(tmp_path / "a")
+    (tmp_path / "a").mkdir()
+    second = start_program(["sh", "-c", "sleep 100"], timeout_s=60, log_name="other")
+    handle = start_program(first, timeout_s=60, log_name="tree")
+    pids = _pids(first_pids) + [second.pid]
+    assert set(live_process_groups()) >= {handle.pid, second.pid}
+    assert kill_all(grace_s=1) >= 2
+    _assert_all_gone(pids)
+    with pytest.raises(ProgramCancelled):
+        handle.wait()
+    assert live_process_groups() == []
+
+
+def test_children_left_behind_by_a_finished_program_are_killed(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids"
+    result = run_program(["sh", "-c", f"sleep 100 & echo $! > {pidfile}; exit 0"], timeout_s=10, log_name="leaky", grace_s=1)
+    assert result.returncode == 0
+    _assert_all_gone(_pids(pidfile, 1))
+
+
+def test_term_ignoring_program_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pids"
+    argv = ["sh", "-c", f"trap '' TERM; echo $$ > {pidfile}; while :; do sleep 0.05; done"]
+    started = time.monotonic()
+    with pytest.raises(ProgramTimedOut):
+        run_program(argv, timeout_s=0.3, log_name="stubborn", grace_s=0.5)
+    assert 0.7 <= time.monotonic() - started < 5
+    _assert_all_gone(_pids(pidfile, 1))
+
+
+def test_non_zero_exit_is_permanent_with_the_last_stderr_lines() -> None:
+    with pytest.raises(ProgramExited) as caught:
+        run_program(["sh", "-c", "echo first >&2; echo 'pg_restore: error: boom' >&2; exit 3"], timeout_s=10, log_name="restore bzk")
+    error = caught.value
+    assert isinstance(error, PermanentStepError)
+    assert error.returncode == 3
+    assert error.stderr_tail == "first\npg_restore: error: boom"
+    assert str(error) == "restore bzk: sh exited with code 3: pg_restore: error: boom"
+
+
+def test_caller_may_call_an_exit_code_transient() -> None:
+    with pytest.raises(ProgramExitedTransient) as caught:
+        run_program(["sh", "-c", "exit 75"], timeout_s=10, log_name="t", transient_exit_codes={75})
+    assert isinstance(caught.value, TransientStepError)
+
+
+def test_check_false_returns_the_exit_code() -> None:
+    result = run_program(["sh", "-c", "echo nope >&2; exit 2"], timeout_s=10, log_name="t", check=False)
+    assert (result.returncode, result.stderr_tail) == (2, "nope")
+
+
+def test_death_by_a_foreign_signal_is_transient(tmp_path: Path) -> None:
+    handle = start_program(["sh", "-c", "echo ready >&2; exec sleep 100"], timeout_s=60, log_name="victim")
+    time.sleep(0.2)
+    os.kill(handle.pid, signal.SIGKILL)
+    with pytest.raises(ProgramKilled, match="killed by SIGKILL"):
+        handle.wait()
+
+
+def test_stdin_bytes_are_fed_and_stdout_captured() -> None:
+    result = run_program(["cat"], stdin=b"hello\nworld\n", timeout_s=10, log_name="cat", capture_stdout=True)
+    assert result.stdout == b"hello\nworld\n"
+
+
+def test_stdin_is_not_inherited() -> None:
+    result = run_program(["cat"], timeout_s=10, log_name="cat", capture_stdout=True)
+    assert result.stdout == b""
+
+
+def test_stderr_lines_are_logged_with_sensitive_env_values_scrubbed() -> None:
+    secret = "s3cr3t-Pa55word"
+    with capture_logs() as logs:
+        run_program(
+            ["sh", "-c", 'echo "auth failed with $PGPASSWORD for $PGUSER" >&2'],
+            env={"PGPASSWORD": secret, "PGUSER": "migrate"},
+            timeout_s=10,
+            log_name="pg_dump bzk",
+        )
+    lines = [e for e in logs if e["event"] == "program_output"]
+    assert [(e["program"], e["name"], e["line"]) for e in lines] == [("sh", "pg_dump bzk", "auth failed with [redacted] for migrate")]
+    assert secret not in repr(logs)
+    started = next(e for e in logs if e["event"] == "program_started")
+    assert started["env_names"] == ["PGPASSWORD", "PGUSER"]
+
+
+def test_inherited_pg_variables_do_not_reach_a_program_given_an_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGDATABASE", "somewhere_else")
+    result = run_program(["sh", "-c", 'echo "${PGDATABASE:-unset} $PGHOST"'], env={"PGHOST": "db1"}, timeout_s=10,
+                         log_name="env", capture_stdout=True)
+    assert result.stdout == b"unset db1\n"
+
+
+def test_streamed_stdout_is_cut_off_by_the_timeout(tmp_path: Path) -> None:
+    handle = start_program(["sh", "-c", "while :; do echo chunk; sleep 0.01; done"], timeout_s=0.5, log_name="producer", grace_s=1)
+    assert handle.stdout is not None
+    received = handle.stdout.read()  # returns at EOF, i.e. once the group is killed
+    assert received.startswith(b"chunk\n")
+    with pytest.raises(ProgramTimedOut):
+        handle.wait()
+
+
+def test_streamed_program_result_after_reading_all_stdout() -> None:
+    with start_program(["sh", "-c", "seq 1 3"], timeout_s=10, log_name="seq") as handle:
+        assert handle.stdout is not None
+        assert handle.stdout.read() == b"1\n2\n3\n"
+        assert handle.wait().returncode == 0
+
+
+def test_missing_program_is_a_permanent_error() -> None:
+    with pytest.raises(PermanentStepError, match="cannot start"):
+        run_program(["/nonexistent/pg_dump"], timeout_s=10, log_name="t")
