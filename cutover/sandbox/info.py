@@ -33,7 +33,7 @@ class PostgresInfo:
     host: str
     port: int
     user: str  # a superuser used by the migration
-    password: str
+    password: str = field(repr=False)
     data_dir: str
     socket_dir: str
     bin_dir: str  # where pg_ctl, pg_dump, pg_restore of this cluster's version live
@@ -45,7 +45,7 @@ class SshInfo:
     host: str
     port: int
     user: str
-    private_key: str  # OpenSSH private key text (the client's)
+    private_key: str = field(repr=False)  # OpenSSH private key text (the client's)
     private_key_file: str
     host_key: str  # "ssh-ed25519 AAAA..." public host key line, for pinning
     work_dir: str  # a writable directory on the "cloud host" for uploaded dumps
@@ -56,7 +56,7 @@ class SshInfo:
 @dataclass
 class PowerDnsInfo:
     api_url: str  # http://127.0.0.1:PORT
-    api_key: str
+    api_key: str = field(repr=False)
     server_id: str  # "localhost"
     dns_host: str
     dns_port: int
@@ -70,7 +70,7 @@ class AppInfo:
     port: int  # the same port on both sites
     databases: list[str]
     db_user: str  # the application's login role, e.g. burgerzaken_app
-    db_password: str
+    db_password: str = field(repr=False)
     old_url: str  # http://127.0.0.2:PORT
     new_url: str  # http://127.0.0.3:PORT
     hostname: str  # burgerzaken.werkendam.test.
