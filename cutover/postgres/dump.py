@@ -247,7 +247,7 @@ def _user_object_count(admin_conn: psycopg.Connection[Any], dbname: str) -> str:
                           (select count(*) from pg_namespace where oid >= 16384 and nspname !~ '^pg_'),
                           (select count(*) from pg_largeobject_metadata),
                           (select count(*) from pg_type t join pg_namespace n on n.oid = t.typnamespace
-                           where n.nspname not in ('pg_catalog', 'information_schema') and t.typrelid = 0)"""
+                           where n.nspname not in ('pg_catalog', 'information_schema') and t.typrelid = 0 and t.typcategory <> 'A')"""
             ).fetchone()
     except psycopg.OperationalError as exc:
         raise TransientStepError(f"cannot inspect database {dbname} on {_where(admin_conn)}: {_first_line(exc)}") from exc
