@@ -227,6 +227,8 @@ def execute(
     if transport is None or not transport.is_active():
         raise TransientStepError(f"SSH connection to {address} is closed; cannot run {label}")
     header = env_header(env)
+    if cancel is not None and cancel.is_set():
+        raise PermanentStepError(f"{label} on {address} was cancelled before it started")
     start = time.monotonic()
     deadline = start + timeout_s if timeout_s else None
     try:
@@ -285,6 +287,12 @@ def execute(
         return got
 
     def stop(reason: str) -> None:
+        # Stopping right after the start: the group exists, but its id may still be on
+        # the way. Wait for it, or the kill would miss the group.
+        until = time.monotonic() + KILL_GRACE_S
+        while pgid is None and not channel.exit_status_ready() and time.monotonic() < until and transport.is_active():
+            if not drain():
+                time.sleep(_POLL_S)
         _kill_group(transport, pgid, address)
         # Let the wrapper's exit arrive so that the channel closes cleanly.
         until = time.monotonic() + KILL_GRACE_S

@@ -68,6 +68,17 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+def started(marker: str) -> bool:
+    """Both children of :func:`group_command` are running (not just the shells above them)."""
+    args: set[bytes] = set()
+    for pid in processes_with(marker):
+        try:
+            args.update(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+    return {f"{marker}-bg".encode(), f"{marker}-fg".encode()} <= args
+
+
 def wait_until(condition, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -137,20 +148,39 @@ def test_environment_values_reach_the_command_but_no_log_line(client: paramiko.S
 def test_cancel_kills_the_whole_remote_process_group(client: paramiko.SSHClient) -> None:
     marker = f"cutover-cancel-{uuid.uuid4().hex}"
     cancel = threading.Event()
-    seen: list[int] = []
+    seen: list[bool] = []
 
     def cancel_once_running() -> None:
-        if wait_until(lambda: len(processes_with(marker)) >= 2, 20):
-            seen.extend(processes_with(marker))
+        seen.append(wait_until(lambda: started(marker), 20))
         cancel.set()
 
     threading.Thread(target=cancel_once_running, daemon=True).start()
     with pytest.raises(PermanentStepError, match="cancelled"):
         run_remote(client, group_command(marker), timeout_s=60, cancel=cancel)
-    assert len(seen) >= 2, "the remote processes never started"
+    assert seen == [True], "the remote processes never started"
     assert wait_until(lambda: not processes_with(marker), 10), processes_with(marker)
     # The connection stays usable after a cancel.
     assert run_remote(client, "true", timeout_s=30).exit_status == 0
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.02, 0.1])
+def test_cancel_right_after_the_start_still_kills_the_group(client: paramiko.SSHClient, delay_s: float) -> None:
+    """The cancel may come before the remote group's id has arrived; the kill must wait for it."""
+    marker = f"cutover-early-{uuid.uuid4().hex}"
+    cancel = threading.Event()
+    threading.Timer(delay_s, cancel.set).start()
+    with pytest.raises(PermanentStepError, match="cancelled"):
+        run_remote(client, group_command(marker), timeout_s=60, cancel=cancel)
+    assert wait_until(lambda: not processes_with(marker), 10), processes_with(marker)
+
+
+def test_cancel_before_the_start_runs_nothing(client: paramiko.SSHClient) -> None:
+    marker = f"cutover-never-{uuid.uuid4().hex}"
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(PermanentStepError, match="cancelled before it started"):
+        run_remote(client, f"sh -c 'sleep 300' {marker}", cancel=cancel)
+    assert not processes_with(marker)
 
 
 def test_timeout_kills_the_remote_process_group_and_is_transient(client: paramiko.SSHClient) -> None:
@@ -169,7 +199,7 @@ def test_broken_connection_is_transient_and_the_remote_group_dies(target: SshTar
     assert transport is not None
 
     def cut_once_running() -> None:
-        if wait_until(lambda: len(processes_with(marker)) >= 2, 20):
+        if wait_until(lambda: started(marker), 20):
             transport.sock.shutdown(socket.SHUT_RDWR)  # a real TCP teardown under paramiko's feet
 
     threading.Thread(target=cut_once_running, daemon=True).start()
