@@ -6,7 +6,7 @@ remote host, and why:
 * **Own process group.** The command runs under ``setsid -w sh -c WRAPPER``: the wrapper
   becomes the leader of a new session and process group, prints ``cutover-pgid PID`` as the
   first line of stdout, and runs the command as its child. Stopping means
-  ``kill -TERM -- -PGID`` (then ``-KILL`` after a grace period) sent over a *second* exec
+  ``kill -TERM -PGID`` (then ``-KILL`` after a grace period) sent over a *second* exec
   channel, so every process the command started dies with it. Closing the channel alone
   would not do: without a pty, sshd sends no SIGHUP and a restore would run on.
 * **Connection loss.** A broken connection leaves no channel to send the kill over, so the
