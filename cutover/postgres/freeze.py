@@ -16,8 +16,9 @@ statistics can be reset. So a moved marker means "take a full fingerprint and co
 and only the fingerprint decides. Limits: the counters of a session that is still running
 are published with a delay (up to a few seconds; a session that ends publishes them at
 exit), ``nextval()`` on its own moves no counter, and writes to unlogged tables write no
-WAL. The transaction counter ``xact_commit`` is recorded for the report but not compared,
-because read-only transactions (including taking a fingerprint) move it.
+WAL. The transaction counter ``xact_commit`` is deliberately not part of the marker:
+read-only transactions (taking the fingerprint, to begin with) move it. Two markers are
+equal (as dataclasses or as their ``to_dict()``) exactly when :func:`marker_moved` is empty.
 """
 
 from __future__ import annotations
@@ -106,13 +107,12 @@ class ChangeMarker:
     tup_deleted: int
     stats_reset: str | None
     wal_lsn: str
-    xact_commit: int  # recorded, not compared
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-_COMPARED = ("tup_inserted", "tup_updated", "tup_deleted", "stats_reset", "wal_lsn")
+_COMPARED = ("database", "tup_inserted", "tup_updated", "tup_deleted", "stats_reset", "wal_lsn")
 
 
 def change_marker(admin_conn: psycopg.Connection[Any], dbname: str) -> ChangeMarker:
@@ -123,7 +123,7 @@ def change_marker(admin_conn: psycopg.Connection[Any], dbname: str) -> ChangeMar
     _run(admin_conn, "select pg_stat_clear_snapshot()", None, dbname)
     row = _run(
         admin_conn,
-        """select d.tup_inserted, d.tup_updated, d.tup_deleted, d.stats_reset::text, d.xact_commit,
+        """select d.tup_inserted, d.tup_updated, d.tup_deleted, d.stats_reset::text,
                   (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text
            from pg_stat_database d where d.datname = %s""",
         (dbname,),
@@ -137,8 +137,7 @@ def change_marker(admin_conn: psycopg.Connection[Any], dbname: str) -> ChangeMar
         tup_updated=int(row[1]),
         tup_deleted=int(row[2]),
         stats_reset=row[3],
-        xact_commit=int(row[4]),
-        wal_lsn=str(row[5]),
+        wal_lsn=str(row[4]),
     )
 
 

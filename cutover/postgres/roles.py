@@ -56,7 +56,7 @@ with owners(r) as (
     union select evtowner from pg_event_trigger
     union select pubowner from pg_publication
     union select defaclrole from pg_default_acl
-    union select umuser from pg_user_mapping
+    union select umuser from pg_user_mappings where umuser is not null  -- the view: the catalog is superuser-only
     union select unnest(polroles) from pg_policy
 ),
 acls(acl) as (

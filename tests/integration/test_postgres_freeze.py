@@ -114,7 +114,6 @@ def test_reading_a_frozen_database_leaves_its_write_counters_alone(onprem: PgEnd
             fingerprint(conn)
             conn.execute("select * from persons").fetchall()
         after = freeze.change_marker(admin, source_db)
-    assert after.xact_commit > before.xact_commit  # reads commit transactions too: not compared
     # The WAL position is cluster-wide and may move with any other database's activity.
     assert [m for m in freeze.marker_moved(before, after) if not m.startswith("wal_lsn ")] == []
 
