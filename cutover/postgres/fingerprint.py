@@ -11,8 +11,9 @@ How rows are hashed, and why it is comparable between two clusters:
   order, but an inheritance child can come back with its columns reordered), under fixed
   settings (UTC, ISO dates, exact floats, hex bytea, ``search_path=pg_catalog`` so that
   reg* values are schema-qualified, C money locale);
-* the first 64 bits of the md5 of that text are summed as ``numeric`` (cannot overflow),
-  which makes the hash independent of row order and of physical layout;
+* the first 64 bits of the md5 of that text, taken in UTF-8 whatever the database encoding
+  (a move is a common moment to leave LATIN1), are summed as ``numeric`` (cannot
+  overflow), which makes the hash independent of row order and of physical layout;
 * a partitioned table is read once through its root (its partitions are not listed
   separately), a table with inheritance children is read ``ONLY``, so every row is counted
   exactly once on both sides.
@@ -303,7 +304,7 @@ def _relations(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str, bool,
 def _content(conn: psycopg.Connection[Any], schema: str, table: str, columns: list[str], *, only: bool) -> Content:
     row = sql.SQL("row({})").format(sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns))
     query = sql.SQL(
-        "select count(*), coalesce(sum(('x' || left(md5({row}::text), 16))::bit(64)::bigint), 0)::text"
+        "select count(*), coalesce(sum(('x' || left(md5(convert_to({row}::text, 'UTF8')), 16))::bit(64)::bigint), 0)::text"
         " from {only}{table} t"
     ).format(row=row, only=sql.SQL("only " if only else ""), table=sql.Identifier(schema, table))
     count, digest = conn.execute(query).fetchone()  # type: ignore[misc]

@@ -320,3 +320,16 @@ def test_connect_errors_name_the_place_and_never_the_password(onprem: PgEndpoint
     refused = PgEndpoint("127.0.0.1", 1, onprem.user, onprem.password)
     with pytest.raises(TransientStepError, match="127.0.0.1:1/postgres"):
         connect(refused, "postgres")
+
+
+def test_copy_into_another_encoding_keeps_the_fingerprint(onprem: PgEndpoint, cloud: PgEndpoint, sandbox: SandboxInfo,
+                                                          databases: Callable[[PgEndpoint, str], str]) -> None:
+    source_db, target_db = databases(onprem, "latin1"), databases(cloud, "utf8")
+    with connect(onprem, "postgres", autocommit=True) as admin:
+        admin.execute(f"create database {source_db} encoding 'LATIN1' locale 'C' template template0")
+    with connect(onprem, source_db, autocommit=True) as conn:
+        conn.execute("create table names (s text); insert into names values ('café'), ('IJsselmonde ÿ'), ('ß')")
+    copy_database(onprem, source_db, cloud, target_db, sandbox.cloud.bin_dir)
+    with connect(cloud, target_db) as conn:
+        assert conn.execute("select pg_encoding_to_char(encoding) from pg_database where datname = current_database()").fetchone() == ("UTF8",)
+    assert compare(take(onprem, source_db), take(cloud, target_db)) == []
