@@ -128,6 +128,10 @@ def stop_group(pid: int | None, marker: str, what: str, timeout_s: float = 10) -
     assert pid is not None
     family = descendants(pid) | {pid}
     _signal_group(pid, signal.SIGTERM)
+    # Children that left the group (sshd's per-connection processes call setsid) still
+    # belong to the service: they are signalled one by one.
+    for other in family - {pid}:
+        _signal(other, signal.SIGTERM)
     left = wait_gone(family, timeout_s)
     if left:
         log.warning("sandbox_process_killed", service=what, pids=sorted(left))

@@ -11,6 +11,7 @@ import secrets
 import socket
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -84,11 +85,15 @@ def ssh_client(sandbox: SandboxInfo, host_key_line: str) -> paramiko.SSHClient:
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     client.get_host_keys().add(f"[{sandbox.ssh.host}]:{sandbox.ssh.port}", key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(blob)))
-    client.connect(
-        sandbox.ssh.host, port=sandbox.ssh.port, username=sandbox.ssh.user,
-        pkey=paramiko.Ed25519Key.from_private_key_file(sandbox.ssh.private_key_file),
-        allow_agent=False, look_for_keys=False, timeout=10,
-    )
+    try:
+        client.connect(
+            sandbox.ssh.host, port=sandbox.ssh.port, username=sandbox.ssh.user,
+            pkey=paramiko.Ed25519Key.from_private_key_file(sandbox.ssh.private_key_file),
+            allow_agent=False, look_for_keys=False, timeout=10,
+        )
+    except BaseException:
+        client.close()
+        raise
     return client
 
 
@@ -357,6 +362,10 @@ def test_down_stops_every_process_it_started_and_nothing_else(sandbox: SandboxIn
             assert conn.execute("select array_agg(datname order by datname) from pg_database").fetchone() == (["postgres", "template0", "template1"],)
             assert conn.execute("select array_agg(rolname) from pg_roles where rolname !~ '^pg_'").fetchone() == (["migrate"],)
 
+        # A client that never finishes logging in: its sshd child must go too, on SIGTERM.
+        lingering = socket.create_connection((second.ssh.host, second.ssh.port), timeout=5)
+        assert lingering.recv(64).startswith(b"SSH-")
+
         recorded = {second.onprem.pid, second.cloud.pid, second.ssh.pid, second.powerdns.pid, *second.app_pids.values()}
         assert None not in recorded and len(recorded) == 6
         family = set(recorded)
@@ -367,10 +376,15 @@ def test_down_stops_every_process_it_started_and_nothing_else(sandbox: SandboxIn
         ports += [("127.0.0.1", int(second.powerdns.api_url.rsplit(":", 1)[1]))]
         ports += [(host, app.port) for app in second.apps.values() for host in ("127.0.0.2", "127.0.0.3")]
         assert all(listening(*address) for address in ports)
+        markers = (str(directory), second.onprem.data_dir, second.cloud.data_dir)
+        assert len(processes_mentioning(markers)) >= 6
 
         down = run_cli("sandbox", "down", "--dir", str(directory))
         assert down.returncode == 0, down.stderr
+        assert "sandbox_process_killed" not in down.stdout  # everything stopped on SIGTERM
+        lingering.close()
         assert {pid for pid in family if processes.alive(pid)} == set()
+        assert processes_mentioning(markers) == []
         assert [address for address in ports if listening(*address)] == []
         assert processes.alive(bystander.pid)
         status = run_cli("sandbox", "status", "--dir", str(directory))
@@ -385,3 +399,37 @@ def test_down_stops_every_process_it_started_and_nothing_else(sandbox: SandboxIn
     assert purge.returncode == 0, purge.stderr
     assert not directory.exists()
     assert not Path(second.onprem.data_dir).exists()  # the clusters' fallback dir too
+
+
+def processes_mentioning(markers: tuple[str, ...]) -> list[str]:
+    """Command lines of live processes that mention one of ``markers``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            line = processes.cmdline(int(entry.name))
+            if line and any(marker in line for marker in markers):
+                found.append(line)
+    return found
+
+
+def test_up_that_fails_names_the_service_leaves_no_process_and_can_be_rerun(sandbox: SandboxInfo, tmp_path: Path):
+    directory = tmp_path / "broken"
+    env = dict(os.environ, CUTOVER_SANDBOX_PDNS="/bin/false")  # a real fault: the DNS server dies at start
+    failed = subprocess.run(
+        [sys.executable, "-m", "cutover", "sandbox", "up", "--scale", "0", "--dir", str(directory)],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("cutover sandbox up: pdns_server") and failed.stderr.count("\n") == 1
+    assert "Traceback" not in failed.stderr
+    info = SandboxInfo.load(directory)
+    assert info.powerdns.api_key not in failed.stdout + failed.stderr
+    # Recorded pids were cleared by the clean-up, so look at every process's command line.
+    markers = (str(directory), info.onprem.data_dir, info.cloud.data_dir)
+    assert processes_mentioning(markers) == []
+    try:
+        again = run_cli("sandbox", "up", "--dir", str(directory))
+        assert again.returncode == 0, again.stderr
+        assert run_cli("sandbox", "status", "--dir", str(directory)).returncode == 0
+    finally:
+        assert run_cli("sandbox", "down", "--purge", "--dir", str(directory)).returncode == 0

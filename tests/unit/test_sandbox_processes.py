@@ -3,6 +3,7 @@ program, whole process groups are stopped, and SIGTERM-deaf processes are killed
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -36,6 +37,18 @@ def test_stop_group_stops_the_process_and_every_child(tmp_path: Path):
     family = processes.descendants(pid) | {pid}
     processes.stop_group(pid, marker, "test")
     assert {p for p in family if processes.alive(p)} == set()
+
+
+def test_stop_group_stops_a_child_that_left_the_process_group(tmp_path: Path):
+    marker = str(tmp_path / "marker")
+    pid = processes.start_detached(["sh", "-c", "setsid sleep 120 & wait", marker], tmp_path / "log")
+    wait_for(lambda: len(processes.descendants(pid)) == 1)
+    (child,) = processes.descendants(pid)
+    wait_for(lambda: os.getpgid(child) != pid)
+    started = time.monotonic()
+    processes.stop_group(pid, marker, "test")
+    assert not processes.alive(child)
+    assert time.monotonic() - started < 5  # by SIGTERM, not by the SIGKILL after the timeout
 
 
 def test_stop_group_kills_what_ignores_sigterm(tmp_path: Path):
