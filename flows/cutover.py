@@ -70,12 +70,12 @@ def _options(runbook: Runbook, step: Step, run_key: str) -> dict[str, Any]:
         "retries": defaults.retries,
         "retry_delay_seconds": [defaults.retry_delay_s * 2**i for i in range(max(defaults.retries, 1))],
         "retry_condition_fn": _not_permanent,
-        "timeout_seconds": defaults.timeout_s,
+        # no timeout_seconds: Prefect cannot interrupt a task in a worker thread; the
+        # external programs and remote commands a step runs carry defaults.timeout_s
         "persist_result": True,
     }
     if step.phase == "gate":
         options["retries"] = 0
-        options["timeout_seconds"] = None  # the gate's own timeout applies to the pause
     if step.phase in ALWAYS_RERUN:
         options["cache_policy"] = NO_CACHE
     else:

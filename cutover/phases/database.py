@@ -9,7 +9,7 @@ somebody else's database (refused).
 
 from __future__ import annotations
 
-import shlex
+import hashlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -79,9 +79,9 @@ def freeze_database(move: Move) -> dict[str, Any]:
     start = time.perf_counter()
     with connect(source, move.db.name, autocommit=True) as conn:
         taken = fingerprint.fingerprint(conn)
-    rows = sum(t["rows"] for t in taken.to_dict().get("tables", {}).values()) if isinstance(taken.to_dict().get("tables"), dict) else None
+    rows = taken.total_rows
     log.info("source_frozen", database=move.key, size=size, rows=rows, fingerprint_s=round(time.perf_counter() - start, 2))
-    return {"fingerprint": taken.to_dict(), "marker": _plain(marker), "size": size, "rows": rows}
+    return {"fingerprint": taken.to_dict(), "marker": marker.to_dict(), "size": size, "rows": rows}
 
 
 def unfreeze_database(move: Move) -> None:
@@ -96,9 +96,10 @@ def check_source_unchanged(move: Move, frozen: dict[str, Any]) -> dict[str, Any]
     with connect(source, "postgres", autocommit=True) as admin:
         if not freeze.is_read_only(admin, move.db.name):
             raise PermanentStepError(f"{move.key}: the source is writable again; it was unfrozen after the freeze")
-        marker = _plain(freeze.change_marker(admin, move.db.name))
-    if _marker_unchanged(frozen["marker"], marker):
+        moved = freeze.marker_moved(frozen["marker"], freeze.change_marker(admin, move.db.name))
+    if not moved:
         return {"database": move.key, "proof": "marker"}
+    log.info("source_marker_moved", database=move.key, moved=moved)
     with connect(source, move.db.name, autocommit=True) as conn:
         now = fingerprint.fingerprint(conn)
     differences = fingerprint.compare(fingerprint.Fingerprint.from_dict(frozen["fingerprint"]), now)
@@ -148,9 +149,15 @@ def transfer_dump(move: Move) -> dict[str, Any]:
         result = upload_tree(client, str(local), move.remote_dump_dir())
     finally:
         client.close()
-    outcome = _plain(result)
-    outcome["duration_s"] = round(time.perf_counter() - start, 2)
-    log.info("dump_transferred", database=move.key, **{k: v for k, v in outcome.items() if k != "files"})
+    manifest = "".join(f"{f.sha256}  {name}\n" for name, f in sorted(result.files.items()))
+    outcome = {
+        "bytes": result.size,
+        "bytes_sent": result.bytes_sent,
+        "files": len(result.files),
+        "sha256": hashlib.sha256(manifest.encode()).hexdigest(),
+        "duration_s": round(time.perf_counter() - start, 2),
+    }
+    log.info("dump_transferred", database=move.key, **outcome)
     return outcome
 
 
@@ -161,9 +168,9 @@ def import_dump(move: Move) -> dict[str, Any]:
     _prepare_target(move)
     ssh_site = move.runbook.sites[move.db.to].ssh
     assert ssh_site is not None
-    argv = dump.pg_restore_argv(move.db.target, jobs=move.db.jobs, path=move.remote_dump_dir(), bin_dir=ssh_site.pg_bin_dir)
+    command = dump.pg_restore_command(move.db.target, jobs=move.db.jobs, path=move.remote_dump_dir(), bin_dir=ssh_site.pg_bin_dir)
     start = time.perf_counter()
-    _run_on_target(move, shlex.join(argv), stdin=None)
+    _run_on_target(move, command, stdin=None)
     _mark_imported(move)
     duration = round(time.perf_counter() - start, 2)
     log.info("database_imported", database=move.key, duration_s=duration)
@@ -185,7 +192,7 @@ def stream_database(move: Move) -> dict[str, Any]:
     source = move.source()
     ssh_site = move.runbook.sites[move.db.to].ssh
     assert ssh_site is not None
-    restore = dump.pg_restore_argv(move.db.target, jobs=1, path=None, bin_dir=ssh_site.pg_bin_dir)
+    restore = dump.pg_restore_command(move.db.target, jobs=1, path=None, bin_dir=ssh_site.pg_bin_dir)
     start = time.perf_counter()
     producer = start_program(
         dump.pg_dump_argv(source, move.db.name, format="custom", jobs=1, out=None),
@@ -198,7 +205,7 @@ def stream_database(move: Move) -> dict[str, Any]:
         result = stream_to_remote(
             client,
             producer.stdout,
-            shlex.join(restore),
+            restore,
             env=move.target().libpq_env(),
             timeout_s=move.runbook.defaults.timeout_s,
         )
@@ -226,10 +233,9 @@ def verify_database(move: Move, frozen: dict[str, Any]) -> dict[str, Any]:
     differences = fingerprint.compare(fingerprint.Fingerprint.from_dict(frozen["fingerprint"]), taken)
     if differences:
         raise PermanentStepError(f"{move.key}: target differs from the source: " + "; ".join(differences[:10]))
-    tables = taken.to_dict().get("tables", {})
-    rows = sum(t["rows"] for t in tables.values()) if isinstance(tables, dict) else None
-    log.info("database_verified", database=move.key, tables=len(tables), rows=rows)
-    return {"database": move.key, "tables": len(tables), "rows": rows}
+    rows = taken.total_rows
+    log.info("database_verified", database=move.key, tables=len(taken.tables), rows=rows)
+    return {"database": move.key, "tables": len(taken.tables), "rows": rows}
 
 
 # --- shared --------------------------------------------------------------------------
@@ -247,6 +253,9 @@ def _prepare_target(move: Move) -> None:
     }
     definitions = roles.role_definitions(source, needed)
     with connect(target, "postgres", autocommit=True) as admin:
+        # databases of one application share roles and are prepared at the same time:
+        # one creator at a time per target cluster (released when the connection closes)
+        admin.execute("select pg_advisory_lock(hashtext('cutover:ensure-roles'))")
         roles.ensure_roles(admin, definitions, needed, passwords)
         missing = roles.missing_roles(admin, needed)
         if missing:
@@ -288,14 +297,3 @@ def _tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _marker_unchanged(before: Any, after: Any) -> bool:
-    return before == after
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-friendly copy of an adapter's result dataclass."""
-    from dataclasses import asdict, is_dataclass
-
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    return value
