@@ -114,6 +114,9 @@ def connect(endpoint: PgEndpoint, dbname: str, *, autocommit: bool = False) -> p
         if _PERMANENT_CONNECT_FAILURES.search(reason):
             raise PermanentStepError(message) from exc
         raise TransientStepError(message) from exc
+    except psycopg.Error as exc:  # a malformed parameter (e.g. an unknown sslmode): our input is wrong
+        reason = _reason(str(exc), endpoint.password)
+        raise PermanentStepError(f"cannot connect to PostgreSQL at {endpoint.where}/{dbname} as {endpoint.user}: {reason}") from exc
 
 
 def _reason(libpq_message: str, password: str | None) -> str:

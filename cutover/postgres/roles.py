@@ -240,7 +240,10 @@ def ensure_roles(
                         continue
                 if not new:
                     continue
-                target_admin_conn.execute(statement.text.encode())
+                text = _without_default_attributes(statement.text) if statement.kind == "alter" else statement.text
+                if text is None:
+                    continue
+                target_admin_conn.execute(text.encode())
                 if statement.kind == "create":
                     created.append(statement.role)
             for role in sorted(wanted):
@@ -257,6 +260,24 @@ def ensure_roles(
     if passworded:
         log.info("role_passwords_set", roles=passworded, where=_where(target_admin_conn))
     return created
+
+
+# What CREATE ROLE gives anyway. pg_dumpall spells every attribute out, but a role with
+# CREATEROLE that is not a superuser (a managed service's admin) may not even *mention*
+# SUPERUSER, REPLICATION or BYPASSRLS; on a role just created, dropping the defaults
+# changes nothing else.
+_DEFAULT_ATTRIBUTES = re.compile(r" (?:NOSUPERUSER|INHERIT|NOCREATEROLE|NOCREATEDB|NOLOGIN|NOREPLICATION|NOBYPASSRLS)(?=[ ;])")
+_ALTER_WITH = re.compile(rf"^(ALTER ROLE {_IDENT} WITH)(.*);$", re.DOTALL)
+
+
+def _without_default_attributes(text: str) -> str | None:
+    """An ``ALTER ROLE ... WITH`` statement without default-valued attributes; None when
+    nothing is left. Other statements come back unchanged."""
+    match = _ALTER_WITH.match(text)
+    if not match:
+        return text
+    rest = _DEFAULT_ATTRIBUTES.sub("", match.group(2) + ";")[:-1]
+    return f"{match.group(1)}{rest};" if rest.strip() else None
 
 
 def _set_password(conn: psycopg.Connection[Any], role: str, password: str) -> None:

@@ -190,6 +190,27 @@ def test_a_role_the_target_cannot_get_is_reported_before_any_data_moves(
         assert roles.missing_roles(admin, needed) == {f"{P}_loowner"}
 
 
+def test_an_admin_with_createrole_but_not_superuser_can_create_them(
+    onprem: PgEndpoint, cloud: PgEndpoint, routes_db: str
+) -> None:
+    """As on managed services: pg_dumpall's NOSUPERUSER/NOBYPASSRLS must not reach it."""
+    with connect(onprem, routes_db, autocommit=True) as conn:
+        needed = roles.roles_in_use(conn)
+    definitions = roles.role_definitions(onprem, needed)
+    assert "NOBYPASSRLS" in definitions
+    admin_password = f"pw-{uuid.uuid4().hex}"
+    with connect(cloud, "postgres", autocommit=True) as admin:
+        drop_roles(admin, sorted(needed))
+        drop_roles(admin, [f"{P}_limited"])
+        admin.execute(sql.SQL("create role {} login createrole password {}").format(
+            sql.Identifier(f"{P}_limited"), sql.Literal(admin_password)))
+    limited = PgEndpoint(cloud.host, cloud.port, f"{P}_limited", admin_password)
+    with connect(limited, "postgres", autocommit=True) as admin:
+        assert set(roles.ensure_roles(admin, definitions, needed, {})) == needed
+        assert roles.missing_roles(admin, needed) == set()
+        assert admin.execute(f"select rolcanlogin from pg_roles where rolname = '{P}_reader'").fetchone() == (True,)
+
+
 def test_role_script_parsing_handles_quotes_settings_and_grantors() -> None:
     script = (
         '--\n-- Roles\n--\n\nCREATE ROLE "Odd ""One""";\n'
