@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import time
+
 from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.concurrency.sync import concurrency
 
 from cutover.phases import database
@@ -16,6 +19,26 @@ from tasks.limits import limit_name
 def _move(runbook_path: str, step_id: str, run_key: str) -> database.Move:
     app, _phase, db = parts(step_id)
     return database.find_move(runbook_at(runbook_path), app, db, run_key)
+
+
+class TransferProgress:
+    """A Prefect progress artifact for one upload, updated at most once a second."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.artifact_id = None
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.artifact_id is not None and now - self.last < 1.0 and done < total:
+            return
+        self.last = now
+        percent = 100.0 * done / total if total else 100.0
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(percent, description=self.description)
+        else:
+            update_progress_artifact(self.artifact_id, percent)
 
 
 def _host_limit(move: database.Move, kind: str) -> str:
@@ -34,7 +57,8 @@ def export(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
 @task(name="transfer")
 def transfer(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
     move = _move(runbook_path, step_id, run_key)
-    return run_step(move.runbook.cutover, step_id, "transfer", lambda: database.transfer_dump(move))
+    progress = TransferProgress(f"Upload of {move.key} to {move.db.to}")
+    return run_step(move.runbook.cutover, step_id, "transfer", lambda: database.transfer_dump(move, progress))
 
 
 @task(name="import")

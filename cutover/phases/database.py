@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,9 @@ def export_database(move: Move) -> dict[str, Any]:
     return {"path": str(out), "bytes": size, "duration_s": round(time.perf_counter() - start, 2)}
 
 
-def transfer_dump(move: Move) -> dict[str, Any]:
-    """Upload the dump directory over SFTP, resuming partial files; sha256 per file."""
+def transfer_dump(move: Move, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Upload the dump directory over SFTP, resuming partial files; sha256 per file.
+    ``progress(done, total)`` is called with byte counts as the upload goes."""
     from cutover.ssh.target import connect as ssh_connect
     from cutover.ssh.upload import upload_tree
 
@@ -146,7 +148,10 @@ def transfer_dump(move: Move) -> dict[str, Any]:
     start = time.perf_counter()
     client = ssh_connect(endpoints.ssh(move.runbook, move.db.to))
     try:
-        result = upload_tree(client, str(local), move.remote_dump_dir())
+        total = _tree_size(local)
+        result = upload_tree(
+            client, str(local), move.remote_dump_dir(), progress=(lambda done: progress(done, total)) if progress else None
+        )
     finally:
         client.close()
     manifest = "".join(f"{f.sha256}  {name}\n" for name, f in sorted(result.files.items()))
