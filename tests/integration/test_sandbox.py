@@ -433,3 +433,13 @@ def test_up_that_fails_names_the_service_leaves_no_process_and_can_be_rerun(sand
         assert run_cli("sandbox", "status", "--dir", str(directory)).returncode == 0
     finally:
         assert run_cli("sandbox", "down", "--purge", "--dir", str(directory)).returncode == 0
+
+
+def test_estate_at_scale_1_is_about_50_mb(sandbox: SandboxInfo):
+    with pg_connect(sandbox.onprem) as conn:
+        empty = conn.execute("select pg_database_size('template1')").fetchone()[0]
+        sizes = dict(conn.execute("select datname, pg_database_size(datname) - %s from pg_database", (empty,)).fetchall())
+    total_mb = sum(sizes[db] for dbs in ESTATE.values() for db in dbs) / 1e6
+    assert 40 * sandbox.scale <= total_mb <= 75 * sandbox.scale, total_mb
+    for database, expected in estate.MB_PER_SCALE.items():
+        assert abs(sizes[database] / 1e6 - expected * sandbox.scale) <= 0.25 * expected * sandbox.scale, (database, sizes[database])

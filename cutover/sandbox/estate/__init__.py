@@ -43,6 +43,12 @@ ROWS_PER_SCALE: dict[str, dict[str, int]] = {
     "portaal": {"accounts": 10_000, "sessions": 20_000, "login_events": 30_000},
 }
 
+# Measured size per unit of scale (MB above an empty database), PostgreSQL 15: about 55 MB
+# in all at scale 1, 1.1 GB at scale 20. Used to start the biggest builds first.
+MB_PER_SCALE: dict[str, float] = {
+    "documenten": 11.0, "bzk": 10.5, "zaken": 10.3, "portaal": 8.9, "gis": 5.7, "heffingen": 5.0, "woz": 4.0,
+}
+
 # The table an application's /health counts, by database (the first database of each app).
 MAIN_TABLE: dict[str, str] = {
     "bzk": "persons",
@@ -162,7 +168,7 @@ def build(pg: PostgresInfo, apps: dict[str, AppInfo], scale: int, workers: int =
     ensure_roles(pg, apps)
     databases = [db for app in apps.values() for db in app.databases]
     # Biggest first, so the longest build does not start last.
-    databases.sort(key=lambda db: -sum(ROWS_PER_SCALE[db].values()))
+    databases.sort(key=lambda db: -MB_PER_SCALE[db])
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="estate") as pool:
         for database, _ in zip(databases, pool.map(lambda db: build_database(pg, db, scale), databases)):
             if on_done:
