@@ -57,6 +57,25 @@ def test_second_up_reuses_the_running_services(sandbox: SandboxInfo):
     assert after == before  # same pids, ports and secrets: nothing was restarted or regenerated
 
 
+def test_up_restarts_only_the_service_that_stopped(sandbox: SandboxInfo):
+    from cutover.sandbox import postgres_cluster
+
+    postgres_cluster.stop(sandbox.cloud)  # a real fault: the cloud cluster goes away
+    status = run_cli("sandbox", "status", "--dir", sandbox.dir)
+    assert status.returncode == 1
+    assert [line.split()[1] for line in status.stdout.splitlines() if line.startswith("postgres@cloud")] == ["DOWN"]
+    before = SandboxInfo.load(sandbox.dir)
+    result = run_cli("sandbox", "up", "--dir", sandbox.dir)
+    assert result.returncode == 0, result.stderr
+    after = SandboxInfo.load(sandbox.dir)
+    assert after.cloud.pid != before.cloud.pid and processes.alive(after.cloud.pid)
+    assert (after.onprem.pid, after.ssh.pid, after.powerdns.pid, after.app_pids) == (
+        before.onprem.pid, before.ssh.pid, before.powerdns.pid, before.app_pids)
+    sandbox.cloud.pid = after.cloud.pid
+    with pg_connect(sandbox.cloud) as conn:
+        assert conn.execute("select current_setting('cluster_name')").fetchone() == ("cloud",)
+
+
 def test_up_with_another_scale_than_the_recorded_one_is_refused(sandbox: SandboxInfo):
     result = run_cli("sandbox", "up", "--scale", str(sandbox.scale + 1), "--dir", sandbox.dir)
     assert result.returncode == 1
