@@ -1,0 +1,250 @@
+"""``cutover run``, ``cutover rerun`` and ``cutover demo``: cutovers as flow runs of the
+``cutover`` deployment on a Prefect server, followed in the terminal.
+
+Every failure is one line on stderr and a non-zero exit: 2 for a bad runbook, 1 for
+anything else (unreachable API, failed or unverified cutover). Prefect is imported inside
+the commands so that ``validate`` and ``plan`` stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cutover.errors import CutoverError
+
+if TYPE_CHECKING:
+    from cutover.orchestration.follow import RunOutcome
+
+CUTOVER_DEPLOYMENT = "cutover/cutover"
+DEMO_RUNBOOK = "runbooks/demo.yaml"
+DEMO_OPERATOR = "cutover-demo"
+
+ApiOption = Annotated[
+    str | None, typer.Option("--api", help="Prefect API URL (default: PREFECT_API_URL or the active Prefect profile)", show_default=False)
+]
+WaitOption = Annotated[bool, typer.Option("--wait/--no-wait", help="follow the run to its end; exit 0 only when it completed and verified")]
+
+
+def _fail(command: str, message: str, code: int = 1) -> typer.Exit:
+    print(f"cutover {command}: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def _project_dir() -> Path:
+    from cutover.orchestration.deployments import PROJECT_DIR
+
+    return Path(os.environ.get("CUTOVER_PROJECT_DIR") or PROJECT_DIR).absolute()
+
+
+def runbook_parameter(runbook: Path, project_dir: Path) -> str:
+    """The ``runbook`` parameter for the flow: relative to the project directory when the
+    file lies inside it (the worker's clone may live elsewhere), absolute otherwise."""
+    absolute = runbook.absolute()
+    try:
+        return str(absolute.relative_to(project_dir))
+    except ValueError:
+        return str(absolute)
+
+
+def _report(outcome: RunOutcome, ui_url: str) -> None:
+    from cutover.orchestration.api import flow_run_link
+
+    print(f"flow run {outcome.flow_run_id}: {outcome.state_name}" + (f" ({outcome.message})" if outcome.message else ""))
+    if isinstance(outcome.result, dict) and ("databases" in outcome.result or "applications" in outcome.result):
+        print_summary(outcome.result)
+    print(f"Prefect UI: {flow_run_link(ui_url, outcome.flow_run_id)}")
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """Print the flow's summary dict: one line per database and per application."""
+    databases = summary.get("databases") or {}
+    if databases:
+        width = max(len(name) for name in databases)
+        print(f"\n{'database':<{width}}  {'method':<7} {'rows':>10} {'bytes':>12} {'seconds':>8}  sha256")
+        for name, db in databases.items():
+            rows = "-" if db.get("rows") is None else str(db["rows"])
+            size = "-" if db.get("bytes") is None else str(db["bytes"])
+            seconds = "-" if db.get("duration_s") is None else f"{db['duration_s']:.1f}"
+            print(f"{name:<{width}}  {db.get('method') or '-':<7} {rows:>10} {size:>12} {seconds:>8}  {db.get('sha256') or '-'}")
+    applications = summary.get("applications") or {}
+    if applications:
+        width = max(len(name) for name in applications)
+        print(f"\n{'application':<{width}}  {'smoke':<8} dns")
+        for name, app in applications.items():
+            print(f"{name:<{width}}  {app.get('smoke') or '-':<8} {app.get('dns') or '-'}")
+    failed = summary.get("failed_steps")
+    if failed:
+        print(f"\nfailed steps: {', '.join(failed)}")
+    print(f"\ncutover {summary.get('cutover', '?')}: {'ok' if summary.get('ok') else 'NOT ok'}")
+
+
+def _follow(command: str, api_url: str, flow_run_id: str, **kwargs: Any) -> RunOutcome:
+    from cutover.orchestration.follow import follow_run
+
+    try:
+        return follow_run(api_url, flow_run_id, **kwargs)
+    except KeyboardInterrupt:
+        from cutover.orchestration.api import flow_run_link, ui_url_for
+
+        raise _fail(command, f"stopped following; the run goes on: {flow_run_link(ui_url_for(api_url), flow_run_id)}", 130) from None
+
+
+def run(
+    runbook: Annotated[Path, typer.Argument(help="the runbook YAML file (relative to the project directory, or absolute)", show_default=False)],
+    wait: WaitOption = True,
+    api: ApiOption = None,
+    deployment: Annotated[str, typer.Option("--deployment", help="flow/deployment to run")] = CUTOVER_DEPLOYMENT,
+) -> None:
+    """Start a cutover as a flow run of its deployment (a server and a worker must run),
+    print its id and UI link, and follow it."""
+    from cutover.cli.runbook_commands import load_or_exit
+    from cutover.orchestration import OrchestrationError
+    from cutover.orchestration.api import configured_api_url, flow_run_link, require_healthy, ui_url_for
+    from cutover.orchestration.follow import start_run
+
+    if runbook.exists():
+        load_or_exit(runbook)  # a bad runbook fails here, with exit 2, before anything runs
+        parameter = runbook_parameter(runbook, _project_dir())
+    else:
+        parameter = str(runbook)
+        print(f"{runbook} is not on this machine; the worker will look for it in its project directory")
+    try:
+        api_url = configured_api_url(api)
+        require_healthy(api_url)
+        flow_run_id = start_run(api_url, deployment, {"runbook": parameter})
+    except OrchestrationError as exc:
+        raise _fail("run", str(exc)) from None
+    ui_url = ui_url_for(api_url)
+    print(f"flow run {flow_run_id}: {flow_run_link(ui_url, flow_run_id)}")
+    if not wait:
+        return
+    outcome = _follow("run", api_url, flow_run_id)
+    _report(outcome, ui_url)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def rerun(
+    flow_run_id: Annotated[str, typer.Argument(help="the id of a finished flow run of a deployment", show_default=False)],
+    wait: WaitOption = True,
+    api: ApiOption = None,
+) -> None:
+    """Retry a finished flow run (as the UI's Retry does): steps that finished are taken
+    from their cached results; the failed one and what follows it run again."""
+    from cutover.orchestration import OrchestrationError
+    from cutover.orchestration.api import configured_api_url, flow_run_link, require_healthy, ui_url_for
+    from cutover.orchestration.follow import retry_run
+
+    try:
+        api_url = configured_api_url(api)
+        require_healthy(api_url)
+        since = retry_run(api_url, flow_run_id)
+    except OrchestrationError as exc:
+        raise _fail("rerun", str(exc)) from None
+    ui_url = ui_url_for(api_url)
+    print(f"flow run {flow_run_id} scheduled again: {flow_run_link(ui_url, flow_run_id)}")
+    if not wait:
+        return
+    outcome = _follow("rerun", api_url, flow_run_id, since=since)
+    _report(outcome, ui_url)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def _stop_demo(directory: Path) -> None:
+    from cutover.orchestration.server import stop_server
+    from cutover.orchestration.worker import stop_worker
+    from cutover.sandbox import lifecycle
+
+    home = directory.absolute() / "prefect"
+    stopped = len(stop_worker(home)) + len(stop_server(home))
+    stopped += len(lifecycle.down(directory))
+    print(f"demo in {directory} stopped ({stopped} processes)")
+
+
+def demo(
+    scale: Annotated[int, typer.Option("--scale", min=0, help="estate size: 1 is about 50 MB")] = 1,
+    directory: Annotated[Path, typer.Option("--dir", help="the sandbox directory; the Prefect server lives in DIR/prefect")] = Path(".sandbox"),
+    keep: Annotated[bool, typer.Option("--keep", help="leave the sandbox, the Prefect server, its UI and the worker running")] = False,
+    approve: Annotated[bool, typer.Option("--approve/--no-approve", help="answer the go/no-go gate as operator cutover-demo, or wait for a human in the UI")] = True,
+    down: Annotated[bool, typer.Option("--down", help="stop what `cutover demo --keep` left running, and exit")] = False,
+) -> None:
+    """A full cutover of the sandbox estate from its Prefect deployment: sandbox, Prefect
+    server and UI, deployment, worker, the run to the end, the summary."""
+    from cutover.orchestration.api import flow_run_link
+    from cutover.orchestration.deployments import apply_deployments
+    from cutover.orchestration.follow import answer_gate, start_run
+    from cutover.orchestration.server import start_server
+    from cutover.orchestration.worker import start_worker
+    from cutover.sandbox import lifecycle
+    from cutover.sandbox.info import INFO_FILE
+
+    if down:
+        try:
+            _stop_demo(directory)
+        except CutoverError as exc:
+            raise _fail("demo", str(exc)) from None
+        return
+
+    outcome = None
+    try:
+        started = time.monotonic()
+        reused = (directory / INFO_FILE).exists()
+        info = lifecycle.up(directory, scale)
+        if reused:
+            from cutover.sandbox.reset import reset
+
+            reset(info)  # an earlier demo moved this estate: put it back to "before"
+        print(f"sandbox up in {info.dir} (scale {info.scale}){', reset to before the cutover' if reused else ''}: {time.monotonic() - started:.1f}s")
+        server = start_server(directory.absolute() / "prefect")
+        print(f"Prefect server {server.api_url} (pid {server.pid}): {server.started_s:.1f}s; UI {server.ui_url}")
+        applied = apply_deployments(server.api_url, project_dir=_project_dir(), home=server.home)
+        print(f"deployments applied: {', '.join(applied.deployments)}: {applied.seconds:.1f}s")
+        worker = start_worker(server.home, server.api_url, env=info.environment(), project_dir=_project_dir())
+        print(f"worker {worker.name} on pool {worker.pool} (pid {worker.pid}): {worker.started_s:.1f}s")
+
+        flow_run_id = start_run(server.api_url, CUTOVER_DEPLOYMENT, {"runbook": DEMO_RUNBOOK})
+        print(f"flow run {flow_run_id}: {flow_run_link(server.ui_url, flow_run_id)}")
+
+        def on_pause(run_id: str, key: str) -> None:
+            if approve:
+                print(f"operator {DEMO_OPERATOR} approves {key} through the API (as the form in the UI would)")
+                answer_gate(server.api_url, run_id, True, DEMO_OPERATOR, "demo: verification and smoke tests passed")
+            else:
+                print(f"{key} waits for your decision in the UI: {flow_run_link(server.ui_url, run_id)}")
+
+        outcome = _follow("demo", server.api_url, flow_run_id, on_pause=on_pause)
+        _report(outcome, server.ui_url)
+        if outcome.result is None:
+            from cutover.orchestration.follow import summary_artifact
+
+            markdown = summary_artifact(server.api_url, flow_run_id)
+            if markdown:
+                print(markdown)
+        print(f"Prefect UI: {server.ui_url}")
+    except CutoverError as exc:
+        print(f"cutover demo: {exc}", file=sys.stderr)
+    finally:
+        if keep:
+            print(f"still running (--keep); stop it with `cutover demo --down --dir {directory}` "
+                  f"(or `cutover sandbox down --dir {directory}` for the sandbox alone)")
+        else:
+            try:
+                _stop_demo(directory)
+            except CutoverError as exc:
+                print(f"cutover demo: stopping failed: {exc}", file=sys.stderr)
+    if outcome is None or not outcome.ok:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run``, ``rerun`` and ``demo`` to the ``cutover`` command."""
+    app.command()(run)
+    app.command()(rerun)
+    app.command()(demo)

@@ -1,0 +1,233 @@
+"""Starting a flow run of a deployment and following it in the terminal.
+
+``start_run`` creates the run and returns at once (the worker executes it).
+``follow_run`` polls the API and prints one line per task-run state change (time, task
+run name, which for the cutover is the step id, and state), the flow run's own state
+changes, and every pause at a gate; it returns the final state and, when readable, the
+flow's returned value. Interrupting the follower (Ctrl-C) leaves the run going.
+Polling rather than subscribing to events keeps the follower independent of websockets
+and proxies between the operator and the server; one request per second is cheap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from cutover.orchestration import OrchestrationError
+from cutover.orchestration.api import prefect_client
+
+log = structlog.get_logger()
+
+SUMMARY_ARTIFACT = "cutover-summary"
+PAGE = 200
+
+Printer = Callable[[str], None]
+# Called once per pause with (flow_run_id, pause_key); the demo answers gates with it.
+PauseHandler = Callable[[str, str], None]
+
+
+@dataclass
+class RunOutcome:
+    """How a followed flow run ended."""
+
+    flow_run_id: str
+    state_type: str  # COMPLETED, FAILED, CRASHED, CANCELLED, ... (or the last seen one)
+    state_name: str
+    message: str
+    result: Any = None  # the flow's return value when it could be read
+    final: bool = True  # False when following stopped before the run ended
+    task_states: dict[str, str] = field(default_factory=dict)  # task run name -> last state name
+
+    @property
+    def ok(self) -> bool:
+        """Completed, and the returned summary says ok: the only outcome worth exit 0."""
+        return (
+            self.final
+            and self.state_type == "COMPLETED"
+            and isinstance(self.result, dict)
+            and self.result.get("ok") is True
+        )
+
+
+def start_run(api_url: str, deployment: str, parameters: dict[str, Any]) -> str:
+    """Create a flow run of ``deployment`` ("flow/deployment") and return its id without
+    waiting. OrchestrationError when the deployment does not exist or rejects the
+    parameters (the deployment enforces its parameter schema)."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    with prefect_client(api_url):
+        try:
+            flow_run = run_deployment(deployment, parameters=parameters, timeout=0)
+        except ObjectNotFound as exc:
+            raise OrchestrationError(f"no deployment {deployment} at {api_url}; apply prefect.yaml first (cutover demo does)") from exc
+        except PrefectHTTPStatusError as exc:
+            detail = exc.response.text[:300] if exc.response is not None else str(exc)
+            raise OrchestrationError(f"{api_url} refused a run of {deployment}: {detail}") from exc
+    log.info("flow_run_created", deployment=deployment, flow_run_id=str(flow_run.id))
+    return str(flow_run.id)
+
+
+def retry_run(api_url: str, flow_run_id: str) -> datetime:
+    """Schedule a finished flow run of a deployment again (as ``prefect flow-run retry``
+    does: a forced Scheduled state); the worker picks it up and the flow's cached steps
+    are skipped. Returns the time it was scheduled. OrchestrationError when the run is not
+    finished, has no deployment, or the server refuses."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.responses import SetStateStatus
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Scheduled
+
+    with prefect_client(api_url) as client:
+        try:
+            flow_run = client.read_flow_run(UUID(flow_run_id))
+        except (ObjectNotFound, ValueError) as exc:
+            raise OrchestrationError(f"no flow run {flow_run_id} at {api_url}") from exc
+        finished = {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+        if flow_run.state is None or flow_run.state.type not in finished:
+            current = flow_run.state.name if flow_run.state else "unknown"
+            raise OrchestrationError(f"flow run {flow_run_id} is {current}; only a finished run can be rerun")
+        if flow_run.deployment_id is None:
+            raise OrchestrationError(f"flow run {flow_run_id} did not come from a deployment; no worker can rerun it")
+        scheduled_at = datetime.now(timezone.utc)
+        response = client.set_flow_run_state(flow_run.id, Scheduled(message="Rerun by cutover rerun"), force=True)
+        if response.status != SetStateStatus.ACCEPT:
+            reason = response.details.reason if response.details else response.status.value
+            raise OrchestrationError(f"{api_url} did not reschedule flow run {flow_run_id}: {reason}")
+    log.info("flow_run_rescheduled", flow_run_id=flow_run_id)
+    return scheduled_at
+
+
+def answer_gate(api_url: str, flow_run_id: str, approve: bool, decided_by: str, reason: str) -> None:
+    """Answer a paused gate through the API, as an operator's form in the UI would."""
+    from prefect.flow_runs import resume_flow_run
+
+    with prefect_client(api_url):
+        try:
+            resume_flow_run(UUID(flow_run_id), run_input={"approve": approve, "decided_by": decided_by, "reason": reason})
+        except Exception as exc:  # NotPausedError, FlowPauseTimeout, RuntimeError, HTTP errors
+            raise OrchestrationError(f"could not answer the gate of flow run {flow_run_id}: {exc}") from exc
+    log.info("gate_answered", flow_run_id=flow_run_id, approve=approve, decided_by=decided_by)
+
+
+def follow_run(
+    api_url: str,
+    flow_run_id: str,
+    out: Printer = print,
+    on_pause: PauseHandler | None = None,
+    poll_s: float = 1.0,
+    timeout_s: float | None = None,
+    since: datetime | None = None,
+) -> RunOutcome:
+    """Print the run's progress until it ends (or ``timeout_s`` passes: then the outcome
+    has ``final=False``). Task runs whose state is older than ``since`` (those of an earlier
+    attempt, for a rerun) are not printed. ``on_pause`` is called once per pause."""
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    task_states: dict[str, tuple[str, str]] = {}  # task run id -> (name, state name)
+    pauses_seen: set[str] = set()
+    last_flow_state: str | None = None
+    run_id = UUID(flow_run_id)
+    task_filter = TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id]))
+    with prefect_client(api_url) as client:
+        while True:
+            flow_run = client.read_flow_run(run_id)
+            state = flow_run.state
+            _print_task_changes(client, task_filter, task_states, since, out)
+            if state is not None:
+                if state.name != last_flow_state:
+                    last_flow_state = state.name
+                    out(_line(state.timestamp, "flow run", state.name + (f": {state.message}" if state.message else "")))
+                if state.is_paused():
+                    pause = f"{state.id}:{state.state_details.pause_key}"
+                    if pause not in pauses_seen:
+                        pauses_seen.add(pause)
+                        key = state.state_details.pause_key or "pause"
+                        out(_line(state.timestamp, key, "Paused, waiting for a decision"))
+                        if on_pause is not None:
+                            on_pause(flow_run_id, key)
+                if state.is_final():
+                    # The engine reports task states through events: give the last ones a moment.
+                    time.sleep(min(poll_s, 1.0))
+                    _print_task_changes(client, task_filter, task_states, since, out)
+                    return RunOutcome(
+                        flow_run_id=flow_run_id,
+                        state_type=state.type.value,
+                        state_name=state.name,
+                        message=state.message or "",
+                        result=read_result(state),
+                        task_states={name: s for name, s in task_states.values()},
+                    )
+            if deadline is not None and time.monotonic() >= deadline:
+                return RunOutcome(
+                    flow_run_id=flow_run_id,
+                    state_type=state.type.value if state else "UNKNOWN",
+                    state_name=state.name if state else "unknown",
+                    message="still running when following stopped",
+                    final=False,
+                    task_states={name: s for name, s in task_states.values()},
+                )
+            time.sleep(poll_s)
+
+
+def summary_artifact(api_url: str, flow_run_id: str, key: str = SUMMARY_ARTIFACT) -> str | None:
+    """The markdown of the run's summary artifact, or None when it has none."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with prefect_client(api_url) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)])
+            )
+        )
+    return str(found[-1].data) if found else None
+
+
+def _print_task_changes(client: Any, task_filter: Any, seen: dict[str, tuple[str, str]], since: datetime | None, out: Printer) -> None:
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    offset = 0
+    changed = []
+    while True:
+        page = client.read_task_runs(task_run_filter=task_filter, sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=PAGE, offset=offset)
+        for task_run in page:
+            state = task_run.state
+            if state is None:
+                continue
+            key = str(task_run.id)
+            before = seen.get(key)
+            seen[key] = (task_run.name, state.name)
+            if before is not None and before[1] == state.name:
+                continue
+            if before is None and since is not None and state.timestamp < since:
+                continue  # from an earlier attempt of this flow run
+            changed.append((state.timestamp, task_run.name, state.name))
+        if len(page) < PAGE:
+            break
+        offset += PAGE
+    for when, name, state_name in sorted(changed):
+        out(_line(when, name, state_name))
+
+
+def _line(when: datetime | None, what: str, state: str) -> str:
+    stamp = (when or datetime.now(timezone.utc)).astimezone().strftime("%H:%M:%S")
+    return f"{stamp}  {what:<40} {state}"
+
+
+def read_result(state: Any) -> Any:
+    """A final flow-run state's return value (for a Failed run, the data it failed with), or None when it
+    cannot be read here, e.g. the result storage is on the worker's machine."""
+    try:
+        value = state.result(raise_on_failure=False)
+    except Exception as exc:  # storage unreachable, result not persisted, unpicklable
+        log.info("flow_run_result_unreadable", error=type(exc).__name__)
+        return None
+    return None if isinstance(value, BaseException) else value

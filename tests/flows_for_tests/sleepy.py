@@ -1,0 +1,46 @@
+"""A tiny flow for the orchestration tests: it naps in a task, can pause at a gate like the
+cutover does, and tells which process ran it, so tests can prove a run went through the
+worker, was rerun, or was killed."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from prefect import flow, pause_flow_run, task
+from prefect.runtime import flow_run
+
+from cutover.gates import GateDecision
+
+
+@task(task_run_name="sleepy/nap")
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@flow(name="sleepy", persist_result=True)
+def sleepy(seconds: float = 0.2, pid_file: str = "", gate: bool = False, ok: bool = True, runbook: str = "") -> dict:
+    """Write this process's pid to ``pid_file`` (appending one line per run), nap, then
+    optionally wait for a go/no-go decision; return a summary with ``ok``. Takes a
+    ``runbook`` like the cutover flow: ``ok`` is False unless that path exists from the
+    working directory the deployment's pull step chose."""
+    if pid_file:
+        with open(pid_file, "a") as out:
+            out.write(f"{os.getpid()}\n")
+    napped = nap(seconds)
+    decided_by = None
+    approved = True
+    if gate:
+        decision = pause_flow_run(wait_for_input=GateDecision, timeout=300, poll_interval=1, key="gate-test")
+        decided_by, approved = decision.decided_by, decision.approve
+    runbook_found = Path(runbook).is_file() if runbook else True
+    return {
+        "ok": ok and approved and runbook_found,
+        "pid": os.getpid(),
+        "napped": napped,
+        "decided_by": decided_by,
+        "run_count": flow_run.run_count,
+        "cwd": str(Path.cwd()),
+    }
