@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from cutover.cli import runbook_commands, sandbox_commands
+from cutover.cli import run_commands, runbook_commands, sandbox_commands
 
 app = typer.Typer(
     name="cutover",
@@ -15,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 runbook_commands.register(app)
+run_commands.register(app)
 app.add_typer(sandbox_commands.app, name="sandbox", help="A real estate on this machine: PostgreSQL, OpenSSH, PowerDNS, apps.")
 
 
