@@ -6,12 +6,16 @@ Errors are one line on stderr (what failed and where) and a non-zero exit, never
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cutover.errors import SandboxError
+
+if TYPE_CHECKING:
+    from cutover.sandbox.lifecycle import ServiceState
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -24,7 +28,7 @@ def _fail(command: str, exc: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _print_states(states) -> None:  # type: ignore[no-untyped-def]
+def _print_states(states: Sequence[ServiceState]) -> None:
     width = max(len(s.name) for s in states)
     for s in states:
         pid = f"pid {s.pid}" if s.pid else "no pid"
@@ -94,5 +98,6 @@ def reset(directory: DirOption = DEFAULT_DIR) -> None:
     except SandboxError as exc:
         raise _fail("reset", exc) from None
     except (psycopg.Error, httpx.HTTPError) as exc:
-        raise _fail("reset", SandboxError(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")) from None
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise _fail("reset", SandboxError(f"{type(exc).__name__}: {first_line}")) from None
     print(f"sandbox in {directory.absolute()}: reset")

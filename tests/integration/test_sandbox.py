@@ -462,3 +462,15 @@ def test_estate_at_scale_1_is_about_50_mb(sandbox: SandboxInfo):
     assert 40 * sandbox.scale <= total_mb <= 75 * sandbox.scale, total_mb
     for database, expected in estate.MB_PER_SCALE.items():
         assert abs(sizes[database] / 1e6 - expected * sandbox.scale) <= 0.25 * expected * sandbox.scale, (database, sizes[database])
+
+
+def test_reset_command_empties_the_cloud_and_puts_the_apps_back(sandbox: SandboxInfo):
+    app = sandbox.apps["gis"]
+    with pg_connect(sandbox.cloud) as admin:
+        admin.execute("create database leftover_from_a_cutover")
+    httpx.post(f"{app.old_url}/maintenance", json={"enabled": True}, timeout=10).raise_for_status()
+    result = run_cli("sandbox", "reset", "--dir", sandbox.dir)
+    assert result.returncode == 0, result.stderr
+    with pg_connect(sandbox.cloud) as admin:
+        assert admin.execute("select count(*) from pg_database where datname = 'leftover_from_a_cutover'").fetchone() == (0,)
+    assert httpx.get(f"{app.old_url}/maintenance", timeout=10).json() == {"maintenance": False}
