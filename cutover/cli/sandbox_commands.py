@@ -47,7 +47,7 @@ def up(
     try:
         info = lifecycle.up(directory, scale)
         states = lifecycle.status(directory)
-    except SandboxError as exc:
+    except (SandboxError, OSError) as exc:  # OSError: a file or directory we could not use
         raise _fail("up", exc) from None
     _print_states(states)
     print(f"sandbox in {info.dir} (scale {info.scale}); environment: source {Path(info.dir) / 'env'}")
@@ -62,7 +62,7 @@ def status(directory: DirOption = DEFAULT_DIR) -> None:
 
     try:
         states = lifecycle.status(directory)
-    except SandboxError as exc:
+    except (SandboxError, OSError) as exc:  # OSError: a file or directory we could not use
         raise _fail("status", exc) from None
     _print_states(states)
     if not all(s.up for s in states):
@@ -79,7 +79,7 @@ def down(
 
     try:
         stopped = lifecycle.down(directory, purge=purge)
-    except SandboxError as exc:
+    except (SandboxError, OSError) as exc:  # OSError: a file or directory we could not use
         raise _fail("down", exc) from None
     print(f"sandbox in {directory.absolute()}: stopped {len(stopped)} processes{', purged' if purge else ''}")
 

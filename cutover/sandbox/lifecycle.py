@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -180,12 +181,15 @@ def up(directory: str | Path, scale: int | None = None) -> SandboxInfo:
     if fresh:
         if scale is not None and scale < 0:
             raise SandboxError(f"--scale must be 0 or more, not {scale}")
-        # Traversable but not listable: the cluster user must reach <dir>/postgres; every
-        # file holding a secret is 0600 on its own.
-        directory.mkdir(parents=True, exist_ok=True)
-        directory.chmod(0o711)
-        info = _new_info(directory, DEFAULT_SCALE if scale is None else scale)
-        info.save()
+        try:
+            # Traversable but not listable: the cluster user must reach <dir>/postgres;
+            # every file holding a secret is 0600 on its own.
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o711)
+            info = _new_info(directory, DEFAULT_SCALE if scale is None else scale)
+            info.save()
+        except OSError as exc:
+            raise SandboxError(f"cannot create the sandbox in {directory}: {exc.strerror or exc} ({exc.filename or directory})") from exc
     else:
         info = load(directory)
         if scale is not None and scale != info.scale:
@@ -195,22 +199,32 @@ def up(directory: str | Path, scale: int | None = None) -> SandboxInfo:
             )
     timings: dict[str, float] = {}
     paths = _paths(directory)
+    saving = threading.Lock()
+
+    def record() -> None:
+        # Each pid is on disk as soon as its process runs: an interrupted up stays stoppable.
+        with saving:
+            info.save()
 
     def onprem() -> None:
         postgres_cluster.create(info.onprem)
         info.onprem.pid = postgres_cluster.start(info.onprem)
+        record()
         estate.build(info.onprem, info.apps, info.scale)
 
     def cloud() -> None:
         postgres_cluster.create(info.cloud)
         info.cloud.pid = postgres_cluster.start(info.cloud)
+        record()
 
     def ssh() -> None:
         info.ssh.pid = ssh_server.start(info.ssh, paths["ssh"])
+        record()
 
     def powerdns() -> None:
         powerdns_server.prepare(paths["pdns"], info.powerdns)
         info.powerdns.pid = powerdns_server.start(info.powerdns, paths["pdns"])
+        record()
         powerdns_server.ensure_zone(info.powerdns, info.apps)
 
     def site(name: str) -> Callable[[], None]:
@@ -218,6 +232,7 @@ def up(directory: str | Path, scale: int | None = None) -> SandboxInfo:
             pid = _start_site(info, name)
             for app in info.apps:
                 info.app_pids[f"{app}@{name}"] = pid
+            record()
         return run
 
     work = {"onprem": onprem, "cloud": cloud, "sshd": ssh, "powerdns": powerdns,

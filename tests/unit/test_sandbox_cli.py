@@ -58,3 +58,12 @@ def test_down_without_a_sandbox_succeeds_with_nothing_to_stop(tmp_path: Path):
     result = runner.invoke(app, ["sandbox", "down", "--dir", str(tmp_path)])
     assert result.exit_code == 0
     assert "stopped 0 processes" in result.stdout
+
+
+def test_up_in_a_directory_that_cannot_exist_is_a_one_line_error(tmp_path: Path):
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "sandbox"
+    result = runner.invoke(app, ["sandbox", "up", "--scale", "0", "--dir", str(target)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"cutover sandbox up: cannot create the sandbox in {target}")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
