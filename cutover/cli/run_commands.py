@@ -31,6 +31,13 @@ ApiOption = Annotated[
 WaitOption = Annotated[bool, typer.Option("--wait/--no-wait", help="follow the run to its end; exit 0 only when it completed and verified")]
 
 
+def _quiet_logging() -> None:
+    """The commands tell their own story on stdout; library lines show from WARNING up."""
+    from cutover.log import configure_logging
+
+    configure_logging(console=True, level="WARNING")
+
+
 def _fail(command: str, message: str, code: int = 1) -> typer.Exit:
     print(f"cutover {command}: {message}", file=sys.stderr)
     return typer.Exit(code)
@@ -58,7 +65,7 @@ def _report(outcome: RunOutcome, ui_url: str) -> None:
     print(f"flow run {outcome.flow_run_id}: {outcome.state_name}" + (f" ({outcome.message})" if outcome.message else ""))
     if isinstance(outcome.result, dict) and ("databases" in outcome.result or "applications" in outcome.result):
         print_summary(outcome.result)
-    print(f"Prefect UI: {flow_run_link(ui_url, outcome.flow_run_id)}")
+    print(f"flow run in the UI: {flow_run_link(ui_url, outcome.flow_run_id)}")
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -108,6 +115,7 @@ def run(
     from cutover.orchestration.api import configured_api_url, flow_run_link, require_healthy, ui_url_for
     from cutover.orchestration.follow import start_run
 
+    _quiet_logging()
     if runbook.exists():
         load_or_exit(runbook)  # a bad runbook fails here, with exit 2, before anything runs
         parameter = runbook_parameter(runbook, _project_dir())
@@ -141,6 +149,7 @@ def rerun(
     from cutover.orchestration.api import configured_api_url, flow_run_link, require_healthy, ui_url_for
     from cutover.orchestration.follow import retry_run
 
+    _quiet_logging()
     try:
         api_url = configured_api_url(api)
         require_healthy(api_url)
@@ -182,9 +191,11 @@ def demo(
     from cutover.orchestration.follow import answer_gate, start_run
     from cutover.orchestration.server import start_server
     from cutover.orchestration.worker import start_worker
+    from cutover.redaction import is_sensitive_key, register_secrets
     from cutover.sandbox import lifecycle
     from cutover.sandbox.info import INFO_FILE
 
+    _quiet_logging()
     if down:
         try:
             _stop_demo(directory)
@@ -197,6 +208,8 @@ def demo(
         started = time.monotonic()
         reused = (directory / INFO_FILE).exists()
         info = lifecycle.up(directory, scale)
+        environment = info.environment()
+        register_secrets(value for name, value in environment.items() if is_sensitive_key(name))
         if reused:
             from cutover.sandbox.reset import reset
 
@@ -206,7 +219,7 @@ def demo(
         print(f"Prefect server {server.api_url} (pid {server.pid}): {server.started_s:.1f}s; UI {server.ui_url}")
         applied = apply_deployments(server.api_url, project_dir=_project_dir(), home=server.home)
         print(f"deployments applied: {', '.join(applied.deployments)}: {applied.seconds:.1f}s")
-        worker = start_worker(server.home, server.api_url, env=info.environment(), project_dir=_project_dir())
+        worker = start_worker(server.home, server.api_url, env=environment, project_dir=_project_dir())
         print(f"worker {worker.name} on pool {worker.pool} (pid {worker.pid}): {worker.started_s:.1f}s")
 
         flow_run_id = start_run(server.api_url, CUTOVER_DEPLOYMENT, {"runbook": DEMO_RUNBOOK})

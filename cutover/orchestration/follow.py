@@ -207,6 +207,8 @@ def _print_task_changes(client: Any, task_filter: Any, seen: dict[str, tuple[str
             seen[key] = (task_run.name, state.name)
             if before is not None and before[1] == state.name:
                 continue
+            if state.type.value in ("PENDING", "SCHEDULED"):
+                continue  # waiting for upstream steps; its name is not yet the step id either
             if before is None and since is not None and state.timestamp < since:
                 continue  # from an earlier attempt of this flow run
             changed.append((state.timestamp, task_run.name, state.name))
