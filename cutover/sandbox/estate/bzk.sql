@@ -56,7 +56,7 @@ insert into persons (bsn, voornamen, geslachtsnaam, geboortedatum, nationaliteit
 select lpad((100000000 + i)::text, 9, '0'),
        (array['Jan', 'Anna', 'Pieter', 'Maria', 'Henk', 'Sanne', 'Kees', 'Fatima', 'Mohammed', 'Noëlle'])[1 + i % 10],
        (array['de Jong', 'Jansen', 'de Vries', 'van den Berg', 'Bakker', 'Visser', 'Smit', 'Meijer', 'de Boer', 'Mulder', 'Yılmaz', 'Brouwer'])[1 + (i / 10) % 12],
-       date '1930-01-01' + (i * 7919) % 32000,
+       date '1930-01-01' + ((i::bigint * 7919) % 32000)::int,
        case when i % 40 = 0 then '{NL,BE}'::text[] when i % 97 = 0 then '{TR}'::text[] else '{NL}'::text[] end,
        timestamptz '1995-01-01 00:00:00+01' + i * interval '17 minutes'
 from generate_series(1, current_setting('estate.persons')::int) as i;

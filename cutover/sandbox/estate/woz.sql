@@ -23,7 +23,7 @@ insert into assessments (kadastrale_aanduiding, eigenaar_bsn, peildatum, waarde,
 select 'WKD00-' || chr(65 + i % 12) || '-' || (1 + i % 100000),
        lpad((100000000 + (i * 7) % 1000000)::text, 9, '0'),
        make_date(2018 + i % 7, 1, 1),
-       round((150000 + (i * 7919) % 850000)::numeric + (i % 100) / 100.0, 2),
+       round((150000 + (i::bigint * 7919) % 850000)::numeric + (i % 100) / 100.0, 2),
        (2019 + i % 7)::smallint,
        timestamptz '2019-02-28 09:00:00+01' + (i % 7) * interval '1 year' + (i % 1000) * interval '1 minute',
        i % 50 = 0
