@@ -57,6 +57,12 @@ def test_freeze_makes_new_writes_fail_and_ends_open_sessions(onprem: PgEndpoint,
                 old.execute("select 1")
         with session(onprem, source_db) as new, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             new.execute("insert into persons values (1001, 'late')")
+        # a closed connection's backend exits asynchronously: wait for it, then freezing
+        # again must find nothing left to end
+        deadline = time.monotonic() + 10
+        while admin.execute("select count(*) from pg_stat_activity where datname = %s", (source_db,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "sessions of the closed connections did not exit"
+            time.sleep(0.05)
         assert freeze.set_read_only(admin, source_db) == 0  # again: nothing left to end
         assert freeze.is_read_only(admin, source_db) is True
     with session(onprem, source_db) as check:
