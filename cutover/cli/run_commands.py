@@ -20,6 +20,7 @@ from cutover.errors import CutoverError
 
 if TYPE_CHECKING:
     from cutover.orchestration.follow import RunOutcome
+    from cutover.orchestration.server import PrefectServer
 
 CUTOVER_DEPLOYMENT = "cutover/cutover"
 DEMO_RUNBOOK = "runbooks/demo.yaml"
@@ -91,6 +92,26 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"\ncutover {summary.get('cutover', '?')}: {'ok' if summary.get('ok') else 'NOT ok'}")
 
 
+DEMO_DIR = Path(".sandbox")
+
+
+def _api_url(explicit: str | None) -> str:
+    """--api, PREFECT_API_URL, the Prefect profile, or else the server a `cutover demo
+    --keep` left running in ./.sandbox (said out loud, since it was not asked for)."""
+    from cutover.orchestration import OrchestrationError
+    from cutover.orchestration.api import configured_api_url
+    from cutover.orchestration.server import running_server
+
+    try:
+        return configured_api_url(explicit)
+    except OrchestrationError:
+        server = running_server(DEMO_DIR / "prefect")
+        if server is None:
+            raise
+        print(f"using the demo's Prefect server at {server.api_url} (PREFECT_API_URL is not set)")
+        return server.api_url
+
+
 def _follow(command: str, api_url: str, flow_run_id: str, **kwargs: Any) -> RunOutcome:
     from cutover.orchestration.follow import follow_run
 
@@ -112,7 +133,7 @@ def run(
     print its id and UI link, and follow it."""
     from cutover.cli.runbook_commands import load_or_exit
     from cutover.orchestration import OrchestrationError
-    from cutover.orchestration.api import configured_api_url, flow_run_link, require_healthy, ui_url_for
+    from cutover.orchestration.api import flow_run_link, require_healthy, ui_url_for
     from cutover.orchestration.follow import start_run
 
     _quiet_logging()
@@ -123,7 +144,7 @@ def run(
         parameter = str(runbook)
         print(f"{runbook} is not on this machine; the worker will look for it in its project directory")
     try:
-        api_url = configured_api_url(api)
+        api_url = _api_url(api)
         require_healthy(api_url)
         flow_run_id = start_run(api_url, deployment, {"runbook": parameter})
     except OrchestrationError as exc:
@@ -146,12 +167,12 @@ def rerun(
     """Retry a finished flow run (as the UI's Retry does): steps that finished are taken
     from their cached results; the failed one and what follows it run again."""
     from cutover.orchestration import OrchestrationError
-    from cutover.orchestration.api import configured_api_url, flow_run_link, require_healthy, ui_url_for
+    from cutover.orchestration.api import flow_run_link, require_healthy, ui_url_for
     from cutover.orchestration.follow import retry_run
 
     _quiet_logging()
     try:
-        api_url = configured_api_url(api)
+        api_url = _api_url(api)
         require_healthy(api_url)
         since = retry_run(api_url, flow_run_id)
     except OrchestrationError as exc:
@@ -177,6 +198,34 @@ def _stop_demo(directory: Path) -> None:
     print(f"demo in {directory} stopped ({stopped} processes)")
 
 
+def _start_demo_stack(directory: Path, scale: int) -> PrefectServer:
+    """Sandbox (reset when an earlier demo moved it), Prefect server, deployments, and a
+    worker with the sandbox's environment; each step printed with its duration."""
+    from cutover.orchestration.deployments import apply_deployments
+    from cutover.orchestration.server import start_server
+    from cutover.orchestration.worker import start_worker
+    from cutover.redaction import is_sensitive_key, register_secrets
+    from cutover.sandbox import lifecycle
+    from cutover.sandbox.info import INFO_FILE
+    from cutover.sandbox.reset import reset
+
+    started = time.monotonic()
+    reused = (directory / INFO_FILE).exists()
+    info = lifecycle.up(directory, scale)
+    environment = info.environment()
+    register_secrets(value for name, value in environment.items() if is_sensitive_key(name))
+    if reused:
+        reset(info)
+    print(f"sandbox up in {info.dir} (scale {info.scale}){', reset to before the cutover' if reused else ''}: {time.monotonic() - started:.1f}s")
+    server = start_server(directory.absolute() / "prefect")
+    print(f"Prefect server {server.api_url} (pid {server.pid}): {server.started_s:.1f}s; UI {server.ui_url}")
+    applied = apply_deployments(server.api_url, project_dir=_project_dir(), home=server.home)
+    print(f"deployments applied: {', '.join(applied.deployments)}: {applied.seconds:.1f}s")
+    worker = start_worker(server.home, server.api_url, env=environment, project_dir=_project_dir())
+    print(f"worker {worker.name} on pool {worker.pool} (pid {worker.pid}): {worker.started_s:.1f}s")
+    return server
+
+
 def demo(
     scale: Annotated[int, typer.Option("--scale", min=0, help="estate size: 1 is about 50 MB")] = 1,
     directory: Annotated[Path, typer.Option("--dir", help="the sandbox directory; the Prefect server lives in DIR/prefect")] = Path(".sandbox"),
@@ -187,13 +236,7 @@ def demo(
     """A full cutover of the sandbox estate from its Prefect deployment: sandbox, Prefect
     server and UI, deployment, worker, the run to the end, the summary."""
     from cutover.orchestration.api import flow_run_link
-    from cutover.orchestration.deployments import apply_deployments
-    from cutover.orchestration.follow import answer_gate, start_run
-    from cutover.orchestration.server import start_server
-    from cutover.orchestration.worker import start_worker
-    from cutover.redaction import is_sensitive_key, register_secrets
-    from cutover.sandbox import lifecycle
-    from cutover.sandbox.info import INFO_FILE
+    from cutover.orchestration.follow import answer_gate, follow_run, start_run
 
     _quiet_logging()
     if down:
@@ -204,24 +247,9 @@ def demo(
         return
 
     outcome = None
+    return_code = 1
     try:
-        started = time.monotonic()
-        reused = (directory / INFO_FILE).exists()
-        info = lifecycle.up(directory, scale)
-        environment = info.environment()
-        register_secrets(value for name, value in environment.items() if is_sensitive_key(name))
-        if reused:
-            from cutover.sandbox.reset import reset
-
-            reset(info)  # an earlier demo moved this estate: put it back to "before"
-        print(f"sandbox up in {info.dir} (scale {info.scale}){', reset to before the cutover' if reused else ''}: {time.monotonic() - started:.1f}s")
-        server = start_server(directory.absolute() / "prefect")
-        print(f"Prefect server {server.api_url} (pid {server.pid}): {server.started_s:.1f}s; UI {server.ui_url}")
-        applied = apply_deployments(server.api_url, project_dir=_project_dir(), home=server.home)
-        print(f"deployments applied: {', '.join(applied.deployments)}: {applied.seconds:.1f}s")
-        worker = start_worker(server.home, server.api_url, env=environment, project_dir=_project_dir())
-        print(f"worker {worker.name} on pool {worker.pool} (pid {worker.pid}): {worker.started_s:.1f}s")
-
+        server = _start_demo_stack(directory, scale)
         flow_run_id = start_run(server.api_url, CUTOVER_DEPLOYMENT, {"runbook": DEMO_RUNBOOK})
         print(f"flow run {flow_run_id}: {flow_run_link(server.ui_url, flow_run_id)}")
 
@@ -232,7 +260,7 @@ def demo(
             else:
                 print(f"{key} waits for your decision in the UI: {flow_run_link(server.ui_url, run_id)}")
 
-        outcome = _follow("demo", server.api_url, flow_run_id, on_pause=on_pause)
+        outcome = follow_run(server.api_url, flow_run_id, on_pause=on_pause)
         _report(outcome, server.ui_url)
         if outcome.result is None:
             from cutover.orchestration.follow import summary_artifact
@@ -243,17 +271,23 @@ def demo(
         print(f"Prefect UI: {server.ui_url}")
     except CutoverError as exc:
         print(f"cutover demo: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("cutover demo: interrupted", file=sys.stderr)
+        return_code = 130
     finally:
         if keep:
-            print(f"still running (--keep); stop it with `cutover demo --down --dir {directory}` "
+            print(f"still running (--keep): `source {directory / 'prefect' / 'env'}` points prefect and cutover "
+                  f"commands at this server; stop everything with `cutover demo --down --dir {directory}` "
                   f"(or `cutover sandbox down --dir {directory}` for the sandbox alone)")
         else:
+            if outcome is None or not outcome.ok:
+                print("cutover demo: stopping everything; `cutover demo --keep` leaves it running to look around", file=sys.stderr)
             try:
                 _stop_demo(directory)
             except CutoverError as exc:
                 print(f"cutover demo: stopping failed: {exc}", file=sys.stderr)
     if outcome is None or not outcome.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(return_code)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,8 @@
 
 ``start_server(home)`` runs ``prefect server start`` as a detached process with
 ``PREFECT_HOME=<home>`` and the database at ``<home>/prefect.db``, waits until
-``/api/health`` answers, and records the pid and port in ``<home>/server.json``. Calling it
+``/api/health`` answers, and records the pid and port in ``<home>/server.json`` (and the
+client settings in ``<home>/env``, for a shell to source). Calling it
 again while that server runs returns the running one; after a stop it comes back on the
 recorded port when that port is still free, so UI links stay valid. Analytics are off and
 the server makes no outbound connections of its own.
@@ -32,6 +33,7 @@ log = structlog.get_logger()
 
 RECORD_FILE = "server.json"
 LOG_FILE = "server.log"
+ENV_FILE = "env"
 DEFAULT_HOST = "127.0.0.1"
 # A fresh database is migrated on first start: about 20 s on a 2-core machine.
 START_TIMEOUT_S = 180.0
@@ -154,6 +156,7 @@ def start_server(
         except OrchestrationError:
             owned_process.stop(pid, _marker(home), "prefect server")
             raise
+        _write_env_file(server)
         seconds = round(time.monotonic() - started, 2)
         log.info("prefect_server_started", api_url=server.api_url, pid=pid, seconds=seconds)
         return PrefectServer(home=home, pid=pid, host=host, port=chosen, started_s=seconds)
@@ -166,6 +169,13 @@ def stop_server(home: str | Path) -> list[int]:
     with _locked(home):
         record = owned_process.read_record(home / RECORD_FILE) or {}
         return owned_process.stop(record.get("pid"), _marker(home), "prefect server")
+
+
+def _write_env_file(server: PrefectServer) -> None:
+    """``<home>/env``: ``source`` it to point ``prefect`` and ``cutover`` commands at this
+    server (it holds addresses only, no secret)."""
+    lines = "".join(f"export {name}={value}\n" for name, value in server.client_environment().items())
+    (server.home / ENV_FILE).write_text(lines)
 
 
 def _wait_healthy(server: PrefectServer, timeout_s: float) -> None:

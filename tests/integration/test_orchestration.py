@@ -30,7 +30,7 @@ from tests.prefect_fixtures import SLEEPY_DEPLOYMENT, TESTS_POOL
 if not hasattr(conftest, "prefect_api"):
     # Until tests/conftest.py imports the session fixtures; importing them twice would
     # give this module a second session server.
-    from tests.prefect_fixtures import cutover_worker, prefect_api, tests_worker  # noqa: F401
+    from tests.prefect_fixtures import prefect_api, tests_worker  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -259,37 +259,6 @@ def test_cutover_run_says_in_one_line_when_the_api_is_unreachable(tmp_path: Path
 
     assert done.returncode == 1
     assert done.stderr.strip() == "cutover run: the Prefect API at http://127.0.0.1:9/api is not reachable (GET /health failed)"
-
-
-def _auto_approving_demo_runbook(tmp_path: Path) -> Path:
-    """The demo runbook with its gate approving itself, as a file outside the project (so
-    ``cutover run`` passes it to the worker by absolute path)."""
-    text = (PROJECT_DIR / "runbooks/demo.yaml").read_text()
-    text = text.replace("    applications: all\n", "    applications: all\n    auto_approve: true\n", 1)
-    assert "auto_approve: true" in text, "the demo runbook's gate changed shape"
-    path = tmp_path / "demo-auto.yaml"
-    path.write_text(text)
-    return path
-
-
-def test_cutover_run_of_the_demo_runbook_completes_through_the_cutover_worker(
-    cutover_worker: PrefectWorker, prefect_api: PrefectServer, sandbox, tmp_path: Path  # type: ignore[no-untyped-def]
-) -> None:
-    from cutover.sandbox.reset import reset
-
-    reset(sandbox)  # another test may have cut this estate over already
-    runbook = _auto_approving_demo_runbook(tmp_path)
-
-    done = cli("run", str(runbook), "--api", prefect_api.api_url, "--wait", timeout=600)
-
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "cutover gemeente-werkendam: ok" in done.stdout
-    for app in sandbox.apps:
-        assert any(line.startswith(app) and "passed" in line and "switched" in line for line in done.stdout.splitlines()), app
-    for app in sandbox.apps.values():
-        for db in app.databases:
-            line = next(l for l in done.stdout.splitlines() if l.startswith(f"{app.name}/{db} "))
-            assert len(line.split()[-1]) == 64, f"a sha256 for {app.name}/{db}: {line}"
 
 
 def test_cutover_demo_runs_the_estate_to_the_end_and_leaves_nothing_running(tmp_path: Path) -> None:
