@@ -9,6 +9,7 @@ tests do not depend on the cutover flow; it reports the pid of the process that 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from cutover.orchestration import owned_process
+from cutover.orchestration import OrchestrationError, owned_process
 from cutover.orchestration.api import api_is_healthy, flow_run_link, prefect_client
 from cutover.orchestration.follow import RunOutcome, answer_gate, follow_run, read_result, retry_run, start_run
 from cutover.orchestration.server import RECORD_FILE, PrefectServer, running_server, start_server, stop_server
 from cutover.orchestration.worker import PrefectWorker
+from cutover.sandbox.info import ESTATE
 from cutover.sandbox.processes import alive, descendants
 from tests import conftest
 from tests.prefect_fixtures import SLEEPY_DEPLOYMENT, TESTS_POOL
@@ -149,7 +151,7 @@ def test_rerun_of_a_completed_run_schedules_it_again_and_it_completes(
 def test_rerun_refuses_a_run_that_is_not_finished(tests_worker: PrefectWorker, prefect_api: PrefectServer) -> None:
     flow_run_id = start_run(prefect_api.api_url, SLEEPY_DEPLOYMENT, {"seconds": 60})
     try:
-        with pytest.raises(Exception, match="only a finished run can be rerun"):
+        with pytest.raises(OrchestrationError, match="only a finished run can be rerun"):
             retry_run(prefect_api.api_url, flow_run_id)
     finally:
         _cancel(prefect_api.api_url, flow_run_id)
@@ -275,6 +277,13 @@ def test_cutover_demo_runs_the_estate_to_the_end_and_leaves_nothing_running(tmp_
     assert "operator cutover-demo approves gate-" in out, "the demo answered the gate through the API"
     assert "cutover gemeente-werkendam: ok" in out
     assert "Prefect UI: http://127.0.0.1:" in out
+    lines = out.splitlines()
+    for app, databases in ESTATE.items():
+        for db in databases:
+            fields = next(line for line in lines if line.startswith(f"{app}/{db} ")).split()
+            assert fields[1] in ("stream", "file") and int(fields[2]) > 0 and int(fields[3]) > 0, fields
+            assert re.fullmatch(r"[0-9a-f]{64}", fields[-1]), f"a sha256 for {app}/{db}: {fields}"
+        assert any(line.split()[:3] == [app, "passed", "switched"] for line in lines), app
     assert running_server(directory / "prefect") is None
     assert running_worker(directory / "prefect") is None
     assert not any(state.up for state in lifecycle.status(directory)), "the sandbox is down"
