@@ -12,6 +12,7 @@ from prefect import flow, pause_flow_run, task
 from prefect.runtime import flow_run
 
 from cutover.gates import GateDecision
+from cutover.process import run_program
 
 
 @task(task_run_name="sleepy/nap")
@@ -20,15 +21,33 @@ def nap(seconds: float) -> float:
     return seconds
 
 
+@task(task_run_name="sleepy/program")
+def program(seconds: float, pid_file: str) -> None:
+    """An external program run the way the cutover's steps run pg_dump: in a process group
+    of its own, through cutover.process. The shell records its pid, then becomes sleep."""
+    run_program(["sh", "-c", f'echo $$ >> "{pid_file}"; exec sleep {seconds}'], timeout_s=None, log_name="sleep")
+
+
 @flow(name="sleepy", persist_result=True)
-def sleepy(seconds: float = 0.2, pid_file: str = "", gate: bool = False, ok: bool = True, runbook: str = "") -> dict:
+def sleepy(
+    seconds: float = 0.2,
+    pid_file: str = "",
+    gate: bool = False,
+    ok: bool = True,
+    runbook: str = "",
+    program_seconds: float = 0,
+    program_pid_file: str = "",
+) -> dict:
     """Write this process's pid to ``pid_file`` (appending one line per run), nap, then
     optionally wait for a go/no-go decision; return a summary with ``ok``. Takes a
     ``runbook`` like the cutover flow: ``ok`` is False unless that path exists from the
-    working directory the deployment's pull step chose."""
+    working directory the deployment's pull step chose. With ``program_seconds``, first
+    runs an external program that long (its pid appended to ``program_pid_file``)."""
     if pid_file:
         with open(pid_file, "a") as out:
             out.write(f"{os.getpid()}\n")
+    if program_seconds:
+        program(program_seconds, program_pid_file)
     napped = nap(seconds)
     decided_by = None
     approved = True

@@ -187,6 +187,26 @@ def test_cancelling_a_running_flow_run_kills_its_process(
     assert not outcome.ok
 
 
+def test_cancelling_a_flow_run_also_kills_the_external_program_it_runs(
+    tests_worker: PrefectWorker, prefect_api: PrefectServer, tmp_path: Path
+) -> None:
+    pid_file, program_pid_file = tmp_path / "pids", tmp_path / "program-pids"
+    flow_run_id = start_run(
+        prefect_api.api_url, SLEEPY_DEPLOYMENT,
+        {"pid_file": str(pid_file), "program_seconds": 300, "program_pid_file": str(program_pid_file)},
+    )
+    flow_pid = _running_pid(pid_file)
+    program_pid = _running_pid(program_pid_file)
+    assert os.getpgid(program_pid) != os.getpgid(flow_pid), "the program runs in a process group of its own"
+
+    _cancel(prefect_api.api_url, flow_run_id)
+
+    wait_for(lambda: not alive(flow_pid), 60, f"flow-run process {flow_pid} to end")
+    wait_for(lambda: not alive(program_pid), 30, f"external program {program_pid} to be killed")
+    outcome = follow_run(prefect_api.api_url, flow_run_id, out=lambda _: None, poll_s=0.5, timeout_s=60)
+    assert outcome.state_type == "CANCELLED", outcome
+
+
 def test_a_flow_run_process_killed_with_sigkill_ends_crashed(
     tests_worker: PrefectWorker, prefect_api: PrefectServer, tmp_path: Path
 ) -> None:
