@@ -30,6 +30,7 @@ def gate(runbook_path: str, step_id: str, run_key: str, evidence: dict[str, Any]
         decision = pause_flow_run(
             wait_for_input=GateDecision.with_initial_data(description=description, approve=False, decided_by=""),
             timeout=int(spec.timeout_s),
+            poll_interval=2,  # the step ends within seconds of the decision
             key=f"gate-{spec.name}-{run_key}",
         )
         outcome = {"gate": spec.name, "approve": decision.approve, "decided_by": decision.decided_by, "reason": decision.reason}

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from cutover.sandbox.info import SandboxInfo
+from tests.prefect_fixtures import cutover_worker, prefect_api, tests_worker  # noqa: F401  (one Prefect server per session)
 
 SESSION_SCALE = 1
 _UP_SECONDS = pytest.StashKey[float]()
