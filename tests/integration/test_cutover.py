@@ -101,7 +101,14 @@ def test_retried_run_skips_every_finished_move_step(fresh_estate, cutover_worker
             assert time.monotonic() < deadline, "the retried run did not finish"
             time.sleep(1)
         assert again.state.is_completed(), again.state.message
-        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
+        # task run states reach the API through events, a little after the flow run ends:
+        # wait until every task run of the flow run has recorded its final state
+        while True:
+            task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id])))
+            if all(t.state is not None and t.state.is_final() for t in task_runs):
+                break
+            assert time.monotonic() < deadline, "task run states did not arrive"
+            time.sleep(1)
     states_by_step: dict[str, list[str]] = {}
     for run in task_runs:
         if any(f"/{phase}/" in run.name for phase in ("export", "transfer", "import")):
