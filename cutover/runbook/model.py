@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import typing
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -21,21 +22,6 @@ NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
 """Application, site, gate and database names: they become parts of step ids."""
 
-PHASES = (
-    "freeze",
-    "export",
-    "transfer",
-    "import",
-    "stream",
-    "verify",
-    "start",
-    "smoke",
-    "gate",
-    "source_check",
-    "dns_switch",
-    "post_switch",
-    "finalize",
-)
 Phase = Literal[
     "freeze",
     "export",
@@ -51,6 +37,7 @@ Phase = Literal[
     "post_switch",
     "finalize",
 ]
+PHASES: tuple[str, ...] = typing.get_args(Phase)
 
 
 class Model(BaseModel):
