@@ -1,6 +1,6 @@
 """Around every step: bound log context, timing, and a Prefect event per transition.
 
-Events are ``cutover.step.started|completed|failed`` on resource ``cutover.<cutover>.<step id>``
+Events are ``cutover.step.started|completed|compensated|failed`` on resource ``cutover.<cutover>.<step id>``
 with the step's figures (duration, bytes, rows, checksums) in the payload; the status page
 and automations listen to them. Imported only inside flow runs (it imports Prefect).
 """
@@ -47,8 +47,9 @@ def _bound(cutover: str, step_id: str) -> Iterator[None]:
         yield
 
 
-def run_step(cutover: str, step_id: str, phase: str, work: Callable[[], Any]) -> Any:
-    """Run ``work`` as step ``step_id``: log and emit its start, then its end or failure."""
+def run_step(cutover: str, step_id: str, phase: str, work: Callable[[], Any], *, done: str = "completed") -> Any:
+    """Run ``work`` as step ``step_id``: log and emit its start, then its end (event
+    ``cutover.step.<done>``: ``completed``, or ``compensated`` for a rollback step) or failure."""
     resource = _resource(cutover, step_id, phase)
     with _bound(cutover, step_id):
         log.info("step_started", phase=phase)
@@ -64,6 +65,6 @@ def run_step(cutover: str, step_id: str, phase: str, work: Callable[[], Any]) ->
             raise
         duration = round(time.perf_counter() - start, 2)
         figures = {"duration_s": duration, **{k: v for k, v in _figures(result).items() if k != "duration_s"}}
-        log.info("step_completed", phase=phase, **figures)
-        emit_event("cutover.step.completed", resource=resource, payload=figures)
+        log.info(f"step_{done}", phase=phase, **figures)
+        emit_event(f"cutover.step.{done}", resource=resource, payload=figures)
         return result

@@ -20,7 +20,17 @@ def _state_word(state: Any) -> str:
     return "not run"
 
 
-def summarize(runbook: Runbook, plan: Plan, states: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+    runbook: Runbook,
+    plan: Plan,
+    states: dict[str, Any],
+    results: dict[str, Any],
+    *,
+    rollback: dict[str, Any] | None = None,
+    decision: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What happened, per database and application; with the rollback (what was undone,
+    what is left by hand) and the operator's decision past the point of no return."""
     databases: dict[str, dict[str, Any]] = {}
     for app in runbook.applications:
         for db in app.databases:
@@ -55,7 +65,31 @@ def summarize(runbook: Runbook, plan: Plan, states: dict[str, Any], results: dic
         "not_completed": len(not_done),
         "databases": databases,
         "applications": applications,
+        "rollback": rollback,
+        "decision": decision,
     }
+
+
+def _rollback_lines(summary: dict[str, Any], bullet: str) -> list[str]:
+    lines = []
+    decision = summary.get("decision")
+    if decision:
+        verdict = "roll back" if decision["roll_back"] else "roll forward"
+        lines.append(f"Past the point of no return, {decision['decided_by']} chose to {verdict}: {decision['reason'] or '-'}")
+        writes = ", ".join(f"{k}: {v}" for k, v in sorted((decision.get("writes") or {}).items()))
+        lines.append(f"Rows written on the target since the switch: {writes or 'none counted'}")
+        if decision["roll_back"] and not decision["acknowledged"]:
+            lines.append("Rollback refused: the loss of those writes was not acknowledged.")
+    rollback = summary.get("rollback")
+    if rollback is not None:
+        if rollback["rolled_back"]:
+            lines.append("Rolled back: every step that had started was undone, in reverse order.")
+        else:
+            lines.append("ROLLBACK INCOMPLETE. Left to do by hand, in this order:")
+            lines += [f"{bullet}{item['step']}: {item['to_do']} ({item['why']})" for item in rollback["by_hand"]]
+        if rollback["undone"]:
+            lines.append("Undone: " + ", ".join(rollback["undone"]))
+    return lines
 
 
 def _size(value: Any) -> str:
@@ -73,6 +107,9 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# Cutover {summary['cutover']}: {verdict}", ""]
     if summary["failed_steps"]:
         lines += ["Failed steps: " + ", ".join(f"`{s}`" for s in summary["failed_steps"]), ""]
+    extra = _rollback_lines(summary, "- ")
+    if extra:
+        lines += ["## Rollback", "", *[line if line.startswith("- ") else line + "\n" for line in extra], ""]
     lines += ["## Databases", "", "| database | method | rows | bytes | sha256 | duration | verified |", "|---|---|---:|---:|---|---:|---|"]
     for key, db in summary["databases"].items():
         sha = (db["sha256"] or "-")[:16]
@@ -90,6 +127,7 @@ def summary_text(summary: dict[str, Any]) -> str:
     lines = [f"cutover {summary['cutover']}: {verdict}"]
     if summary["failed_steps"]:
         lines.append("failed steps: " + ", ".join(summary["failed_steps"]))
+    lines += _rollback_lines(summary, "  - ")
     lines.append(f"{'database':<28} {'method':<7} {'rows':>9} {'bytes':>10} {'sha256':<16} {'time':>7}")
     for key, db in summary["databases"].items():
         rows = db["rows"] if db["rows"] is not None else "-"
@@ -98,3 +136,11 @@ def summary_text(summary: dict[str, Any]) -> str:
     for name, app in summary["applications"].items():
         lines.append(f"{name:<28} {app['smoke']:<8} {app['dns']:<10} {app['post_switch']}")
     return "\n".join(lines)
+
+
+def rollback_markdown(cutover: str, outcome: dict[str, Any]) -> str:
+    """The rollback flow's artifact: what was undone and what is left by hand."""
+    verdict = "rolled back" if outcome["rolled_back"] else "ROLLBACK INCOMPLETE"
+    lines = [f"# Cutover {cutover}: {verdict}", ""]
+    lines += [line if line.startswith("- ") else line + "\n" for line in _rollback_lines({"rollback": outcome}, "- ")]
+    return "\n".join(lines) + "\n"

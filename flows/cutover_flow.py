@@ -3,10 +3,22 @@
 One flat flow (a retried child flow would repeat its tasks). Each step is submitted with
 ``wait_for`` edges from the plan, so independent chains overlap: while one database
 imports, another exports. Step results are persisted and cached under
-``cutover:run key:step id:inputs``; the run key is the flow run id, which a retry keeps, so
-retrying the flow run (Prefect UI "Retry", ``prefect flow-run retry``, ``cutover rerun``)
-skips finished steps and runs the failed one and what follows it. Smoke tests, the source
-check and post-switch checks are never cached: they always look again.
+``cutover:attempt key:step id:inputs``; the attempt key is the flow run id (which a retry
+keeps) plus the number of rollbacks the run went through, so retrying the flow run
+(Prefect UI "Retry", ``prefect flow-run retry``, ``cutover rerun``) skips finished steps and
+runs the failed one and what follows it, while retrying a rolled-back run starts over.
+Smoke tests, the source check and post-switch checks are never cached: they always look again.
+
+The run has two halves, split at the point of no return (the runbook's
+``point_of_no_return``, by default the DNS switch):
+
+* before it, every step of every application runs; if one fails for good (its retries
+  could not fix it), nothing crosses the point of no return: the run rolls back what it
+  did, in reverse order, and ends Failed with the rollback in its summary;
+* after it, a failure does not roll back by itself: the run pauses and asks the operator
+  (roll forward by retrying later, or roll back, acknowledging the writes the new site
+  took since the switch). A failure at the switch itself that switched nothing still
+  rolls back on its own: the point was not crossed.
 """
 
 from __future__ import annotations
@@ -19,11 +31,12 @@ import structlog
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import StateType
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from cutover.errors import PermanentStepError, RunbookError
+from cutover.errors import RunbookError
 from cutover.log import configure_logging
 from cutover.phases import workspace
 from cutover.plan import build_plan
@@ -31,9 +44,11 @@ from cutover.plan.build import Plan, Step
 from cutover.plan.inputs import step_inputs
 from cutover.runbook.model import Runbook
 from cutover.summary import summarize, summary_markdown
-from tasks import application, dns, files, freeze, gate, move, source_check
+from flows.compensations import retry_options, run_rollback
+from tasks import application, dns, files, freeze, gate, journal, move, source_check
 from tasks.common import runbook_at
 from tasks.limits import ensure_limits
+from tasks.rollback import point_of_no_return, switched_anything
 from tasks.sizes import measure_sizes
 
 log = structlog.get_logger()
@@ -57,22 +72,14 @@ TASKS = {
 ALWAYS_RERUN = {"smoke", "source_check", "post_switch"}
 
 
-def _not_permanent(task, task_run, state) -> bool:
-    """Retry transient failures only: a checksum mismatch will not fix itself."""
-    return not isinstance(state.data, PermanentStepError)
-
-
 def _options(runbook: Runbook, step: Step, run_key: str) -> dict[str, Any]:
-    defaults = runbook.defaults
     options: dict[str, Any] = {
         "name": step.id,
         "task_run_name": step.id,
-        "retries": defaults.retries,
-        "retry_delay_seconds": [defaults.retry_delay_s * 2**i for i in range(max(defaults.retries, 1))],
-        "retry_condition_fn": _not_permanent,
+        "tags": [f"attempt:{run_key}"],  # the rollback flow finds this generation's steps by it
+        **retry_options(runbook),
         # no timeout_seconds: Prefect cannot interrupt a task in a worker thread; the
         # external programs and remote commands a step runs carry defaults.timeout_s
-        "persist_result": True,
     }
     if step.phase == "gate":
         options["retries"] = 0
@@ -84,9 +91,21 @@ def _options(runbook: Runbook, step: Step, run_key: str) -> dict[str, Any]:
     return options
 
 
-def submit_plan(runbook_path: str, runbook: Runbook, plan: Plan, run_key: str) -> dict[str, PrefectFuture]:
-    futures: dict[str, PrefectFuture] = {}
+def after_point_of_no_return(plan: Plan) -> set[str]:
+    """The irreversible steps and every step that waits for one of them."""
+    after = {sid for sid, step in plan.steps.items() if step.irreversible}
+    for sid, step in plan.steps.items():  # topological order: dependencies come first
+        if any(dep in after for dep in step.depends_on):
+            after.add(sid)
+    return after
+
+
+def submit_steps(
+    runbook_path: str, runbook: Runbook, plan: Plan, run_key: str, only: set[str], futures: dict[str, PrefectFuture]
+) -> None:
     for step in plan.steps.values():
+        if step.id not in only:
+            continue
         task = TASKS[step.phase].with_options(**_options(runbook, step, run_key))
         kwargs: dict[str, Any] = {"runbook_path": runbook_path, "step_id": step.id, "run_key": run_key}
         if step.phase in ("verify", "source_check"):
@@ -94,19 +113,30 @@ def submit_plan(runbook_path: str, runbook: Runbook, plan: Plan, run_key: str) -
         if step.phase == "gate":
             kwargs["evidence"] = {dep: futures[dep] for dep in step.depends_on}
         futures[step.id] = task.submit(**kwargs, wait_for=[futures[d] for d in step.depends_on])
-    return futures
+
+
+def started(state: Any) -> bool:
+    """Whether a step got as far as running (and so may have changed something)."""
+    return state is not None and state.type not in (StateType.PENDING, StateType.SCHEDULED)
+
+
+def failed(state: Any) -> bool:
+    return state is not None and (state.is_failed() or state.is_crashed())
 
 
 @flow(name="cutover", persist_result=True, log_prints=True)
-def cutover(runbook: str = "runbooks/demo.yaml") -> dict[str, Any]:
+def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600) -> dict[str, Any]:
     """Run the cutover a runbook describes. Ends Completed only when every step finished
-    and verified; otherwise Failed, with the summary of what did and did not happen."""
+    and verified; otherwise Failed, with the summary of what did and did not happen (and
+    what a rollback undid). ``decision_timeout_s``: how long to wait for the operator's
+    answer when a step fails past the point of no return."""
     runbook_path = str(Path(runbook).resolve())
     try:
         loaded = runbook_at(runbook_path)
     except RunbookError as exc:
         return Failed(message="the runbook has problems:\n" + str(exc))
-    run_key = str(flow_run.id or "local")
+    run_id = str(flow_run.id or "local")
+    run_key = journal.attempt_key(run_id)
     audit = workspace.run_dir(loaded.cutover, run_key) / "audit.jsonl"
     configure_logging(audit_file=audit, console=True)
     log.info("cutover_started", cutover=loaded.cutover, run_key=run_key, audit_file=str(audit))
@@ -120,18 +150,50 @@ def cutover(runbook: str = "runbooks/demo.yaml") -> dict[str, Any]:
     log.info("plan_built", steps=len(plan.steps), critical_path_s=round(plan.estimate_s), methods=plan.methods)
     ensure_limits(loaded)
 
-    futures = submit_plan(runbook_path, loaded, plan, run_key)
+    after = after_point_of_no_return(plan)
+    futures: dict[str, PrefectFuture] = {}
+    submit_steps(runbook_path, loaded, plan, run_key, set(plan.steps) - after, futures)
     wait(list(futures.values()))
-    states = {sid: future.state for sid, future in futures.items()}
-    results = {sid: future.result() for sid, future in futures.items() if states[sid].is_completed()}
-    summary = summarize(loaded, plan, states, results)
+    rollback: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+    failures = [sid for sid, future in futures.items() if failed(future.state)]
+    if not failures:
+        submit_steps(runbook_path, loaded, plan, run_key, after, futures)
+        wait(list(futures.values()))
+        failures = [sid for sid, future in futures.items() if failed(future.state)]
+        if failures:
+            crossed = [sid for sid in after if futures[sid].state.is_completed()] or switched_anything(runbook_path, run_key)
+            if crossed:
+                decision = point_of_no_return.with_options(task_run_name="point-of-no-return", cache_policy=NO_CACHE)(
+                    runbook_path, run_key, f"ponr-{run_key}-{flow_run.run_count or 1}", failures, decision_timeout_s
+                )
+    if failures and (decision is None or (decision["roll_back"] and decision["acknowledged"])):
+        done = {sid for sid, future in futures.items() if started(future.state)}
+        rollback = run_rollback(runbook_path, loaded, plan, done, run_key, run_id)
+
+    states = {sid: futures[sid].state if sid in futures else None for sid in plan.steps}
+    results = {sid: future.result() for sid, future in futures.items() if future.state.is_completed()}
+    summary = summarize(loaded, plan, states, results, rollback=rollback, decision=decision)
     create_markdown_artifact(
         summary_markdown(summary), key="cutover-summary", description=f"Cutover {loaded.cutover}: summary"
     )
-    log.info("cutover_finished", ok=summary["ok"], failed=summary["failed_steps"])
+    log.info("cutover_finished", ok=summary["ok"], failed=summary["failed_steps"], rolled_back=bool(rollback))
     if not summary["ok"]:
-        return Failed(message=f"cutover {loaded.cutover} did not complete: failed {', '.join(summary['failed_steps']) or 'steps not run'}", data=summary)
+        return Failed(message=_failure_message(loaded.cutover, failures, rollback, decision), data=summary)
     return summary
+
+
+def _failure_message(name: str, failures: list[str], rollback: dict[str, Any] | None, decision: dict[str, Any] | None) -> str:
+    what = f"cutover {name} did not complete: failed {', '.join(failures) or 'steps not run'}"
+    if rollback is not None:
+        if rollback["rolled_back"]:
+            return what + "; rolled back: " + (", ".join(rollback["undone"]) or "nothing had changed")
+        return what + "; ROLLBACK INCOMPLETE, left to do by hand: " + "; ".join(f"{i['step']}: {i['to_do']}" for i in rollback["by_hand"])
+    if decision is not None:
+        if decision["roll_back"] and not decision["acknowledged"]:
+            return what + "; past the point of no return; rollback refused: the writes since the switch were not acknowledged"
+        return what + f"; past the point of no return; rolling forward ({decision['decided_by']}: {decision['reason']}): fix the cause and retry the run"
+    return what
 
 
 if __name__ == "__main__":

@@ -243,6 +243,24 @@ def verify_database(move: Move, frozen: dict[str, Any]) -> dict[str, Any]:
     return {"database": move.key, "tables": len(taken.tables), "rows": rows}
 
 
+# --- writes on the target after the switch ------------------------------------------
+
+
+def target_write_count(move: Move) -> int:
+    """Rows inserted, updated and deleted in the target database so far, from the
+    statistics counters (they lag by up to a second and restart after a stats reset;
+    good enough to tell an operator "the new site took N writes")."""
+    with connect(move.target(), move.db.target, autocommit=True) as conn:
+        row = conn.execute(
+            "select coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) from pg_stat_user_tables"
+        ).fetchone()
+    return int(row[0])
+
+
+def target_write_counts(runbook: Runbook, app: Application, run_key: str) -> dict[str, int]:
+    return {f"{app.name}/{db.name}": target_write_count(Move(runbook, app, db, run_key)) for db in app.databases}
+
+
 # --- shared --------------------------------------------------------------------------
 
 

@@ -4,13 +4,14 @@ that a user resolving the name now reaches the new site."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import structlog
 
 from cutover.dns.provider import RecordChange
 from cutover.dns.query import query
-from cutover.errors import TransientStepError
+from cutover.errors import PermanentStepError, TransientStepError, UnsafeChange
 from cutover.phases import endpoints
 from cutover.phases.actions import http_request
 from cutover.runbook.model import Application, Runbook
@@ -18,26 +19,87 @@ from cutover.runbook.model import Application, Runbook
 log = structlog.get_logger()
 
 
-def switch_records(runbook: Runbook, app: Application, previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Point every record of ``app`` at its new value. The old values are recorded (for
-    rollback); a record already at the new value counts as switched, and its old value is
-    taken from ``previous`` (an earlier attempt's record) when there is one."""
+class Journal(Protocol):
+    """Where a switch keeps what a revert will need (the old values), outside the step's
+    result so that it survives a crash halfway through the switch."""
+
+    def get(self) -> dict[str, Any] | None: ...
+
+    def put(self, entry: dict[str, Any]) -> None: ...
+
+
+def switch_records(
+    runbook: Runbook, app: Application, journal: Journal, writes_baseline: Callable[[], dict[str, int]] | None = None
+) -> dict[str, Any]:
+    """Point every record of ``app`` at its new value.
+
+    Before changing anything, the old values (and ``writes_baseline()``, the target
+    databases' write counters) go into ``journal``; each record switched is added to it
+    as it happens. A rerun finds the journal and keeps its old values, so a record
+    already switched by a crashed attempt is recognised, not taken for the old value."""
     provider = endpoints.dns_provider(runbook)
     host, port = endpoints.nameserver(runbook)
+    entry = journal.get()
+    if not entry:
+        old = {}
+        for record in app.dns:
+            current = provider.get(record.name, record.type)
+            old[record.name] = {"values": list(current.values) if current else [], "ttl": current.ttl if current else record.ttl}
+        entry = {"old": old, "switched": [], "writes_baseline": writes_baseline() if writes_baseline else {}}
+        journal.put(entry)
     switched = []
     for record in app.dns:
-        current = provider.get(record.name, record.type)
-        old_values = tuple(current.values) if current else ()
-        if old_values == (record.to,) and previous:
-            old_values = tuple(previous.get(record.name, {}).get("old", old_values))
-        provider.apply(
-            RecordChange(name=record.name, rtype=record.type, ttl=record.ttl, values=(record.to,), expect_current=old_values or None)
-        )
+        old_values = tuple(entry["old"].get(record.name, {}).get("values", ()))
+        try:
+            provider.apply(RecordChange(name=record.name, rtype=record.type, ttl=record.ttl, values=(record.to,), expect_current=old_values))
+        except UnsafeChange as exc:
+            raise PermanentStepError(f"DNS switch of {record.name} {record.type}: {exc}") from exc
+        if record.name not in entry["switched"]:
+            entry["switched"].append(record.name)
+            journal.put(entry)
         answered = _await_answer(record.name, record.type, record.to, host, port, timeout_s=runbook.defaults.check_timeout_s)
-        entry = {"name": record.name, "type": record.type, "old": list(old_values), "new": record.to, "answered": answered}
-        log.info("dns_switched", **entry)
-        switched.append(entry)
+        change = {"name": record.name, "type": record.type, "old": list(old_values), "new": record.to, "answered": answered}
+        log.info("dns_switched", **change)
+        switched.append(change)
     return {"records": switched}
+
+
+def revert_records(runbook: Runbook, app: Application, entry: dict[str, Any] | None) -> dict[str, Any]:
+    """Put every record the switch recorded back to its old values and TTL.
+
+    A record already at its old value is fine (nothing to do). A record at neither the new
+    nor the old value was changed by somebody else since: it is left alone and the revert
+    fails, saying what to set by hand."""
+    if not entry:
+        return {"records": [], "note": "the switch recorded nothing, so it changed nothing"}
+    provider = endpoints.dns_provider(runbook)
+    host, port = endpoints.nameserver(runbook)
+    reverted = []
+    for record in app.dns:
+        old = entry["old"].get(record.name)
+        if old is None:
+            continue
+        old_values = tuple(old["values"])
+        if not old_values:
+            current = provider.get(record.name, record.type)
+            if current is None:
+                continue
+            raise PermanentStepError(
+                f"DNS {record.name} {record.type} did not exist before the switch; delete it by hand (the revert does not delete records)"
+            )
+        try:
+            wrote = provider.apply(
+                RecordChange(name=record.name, rtype=record.type, ttl=old["ttl"], values=old_values, expect_current=(record.to,))
+            )
+        except UnsafeChange as exc:
+            raise PermanentStepError(
+                f"DNS revert of {record.name} {record.type}: {exc}; set it to {', '.join(old_values)} by hand if that is still right"
+            ) from exc
+        _await_answer(record.name, record.type, old_values[0], host, port, timeout_s=runbook.defaults.check_timeout_s)
+        change = {"name": record.name, "type": record.type, "values": list(old_values), "changed": wrote}
+        log.info("dns_reverted", **change)
+        reverted.append(change)
+    return {"records": reverted}
 
 
 def _await_answer(name: str, rtype: str, want: str, host: str, port: int, timeout_s: float) -> list[str]:

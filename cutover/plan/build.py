@@ -128,10 +128,14 @@ def build_plan(
     *,
     sizes: Mapping[str, int] | None = None,
     estimates: Mapping[str, float] | None = None,
+    methods: Mapping[str, str] | None = None,
 ) -> Plan:
     """Plan a runbook. ``sizes`` maps ``"app/db"`` to bytes (from preflight); ``estimates``
-    maps a step id or a phase to seconds (from rehearsals), overriding the defaults."""
+    maps a step id or a phase to seconds (from rehearsals), overriding the defaults;
+    ``methods`` maps ``"app/db"`` to the method an earlier run used (a rollback plans the
+    steps that run took)."""
     sizes = sizes or {}
+    chosen_methods = methods or {}
     estimates = estimates or {}
     preds: dict[str, list[str]] = {}
     info: dict[str, dict] = {}
@@ -161,7 +165,7 @@ def build_plan(
         ready: list[str] = []
         for db in app.databases:
             key = f"{a}/{db.name}"
-            method = choose_method(runbook, db, sizes.get(key))
+            method = chosen_methods.get(key) or choose_method(runbook, db, sizes.get(key))
             methods[key] = method
             size = sizes.get(key, db.size_bytes)
             common = {"database": db.name, "method": method, "size": size, "on_rollback": db.on_rollback}

@@ -1,0 +1,77 @@
+"""Running a rollback inside a flow run: one task per compensation, named
+``rollback/<step id>``, submitted with ``wait_for`` edges in reverse plan order (see
+cutover.plan.rollback), retried like the steps, never cached (a compensation always looks
+at the world again). Shared by the cutover flow (automatic rollback) and the rollback flow
+(on request)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, wait
+
+from cutover.errors import PermanentStepError
+from cutover.plan.build import Plan
+from cutover.plan.rollback import plan_rollback
+from cutover.runbook.model import Runbook
+from tasks import journal
+from tasks.rollback import compensate
+
+log = structlog.get_logger()
+
+
+def _not_permanent(task, task_run, state) -> bool:
+    return not isinstance(state.data, PermanentStepError)
+
+
+def retry_options(runbook: Runbook) -> dict[str, Any]:
+    defaults = runbook.defaults
+    return {
+        "retries": defaults.retries,
+        "retry_delay_seconds": [defaults.retry_delay_s * 2**i for i in range(max(defaults.retries, 1))],
+        "retry_condition_fn": _not_permanent,
+        "persist_result": True,
+    }
+
+
+def run_rollback(runbook_path: str, runbook: Runbook, plan: Plan, started: set[str], run_key: str, run_id: str) -> dict[str, Any]:
+    """Undo the ``started`` steps of generation ``run_key`` of run ``run_id``; return what
+    was undone, what failed, and what is left to do by hand."""
+    compensations = plan_rollback(plan, started)
+    # from here on, a retry of the run must start from the freeze again
+    journal.start_new_generation(run_id)
+    log.warning("rollback_started", compensations=[c.id for c in compensations])
+    futures: dict[str, PrefectFuture] = {}
+    for comp in compensations:
+        task = compensate.with_options(
+            name=comp.id, task_run_name=comp.id, tags=[f"attempt:{run_key}"], cache_policy=NO_CACHE, **retry_options(runbook)
+        )
+        futures[comp.id] = task.submit(
+            runbook_path=runbook_path, step_id=comp.step, run_key=run_key, wait_for=[futures[d] for d in comp.depends_on]
+        )
+    wait(list(futures.values()))
+    done, failed, by_hand = [], {}, []
+    for comp in compensations:
+        state = futures[comp.id].state
+        if state.is_completed():
+            done.append(comp.step)
+            continue
+        if state.is_failed() or state.is_crashed():
+            failed[comp.step] = _message(state)
+        by_hand.append({"step": comp.step, "to_do": comp.text, "why": failed.get(comp.step, "not run: waits for a failed compensation")})
+    outcome = {"rolled_back": not by_hand, "undone": done, "failed": failed, "by_hand": by_hand}
+    if by_hand:
+        log.error("rollback_incomplete", failed=list(failed), left=[item["step"] for item in by_hand])
+    else:
+        log.warning("rollback_finished", undone=done)
+    return outcome
+
+
+def _message(state: Any) -> str:
+    try:
+        state.result()
+    except BaseException as exc:  # the task's exception is the message we want
+        return str(exc)[:300]
+    return state.message or state.name

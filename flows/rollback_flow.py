@@ -1,0 +1,115 @@
+"""The rollback flow: roll back a given cutover flow run on request (deployment
+``cutover-rollback/rollback``, ``cutover rollback RUN``).
+
+It reads from the Prefect API which steps of the run's current generation started (task
+runs are tagged ``attempt:<key>``), plans their compensations in reverse order and runs
+them as ``rollback/<step id>`` tasks, like the automatic rollback of the cutover flow. A
+run past the point of no return (a DNS record switched) is rolled back only with
+``acknowledge_writes_lost``: the writes the new site took since the switch will not be on
+the source. A run that is still running or paused is refused: cancel it or answer it first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import structlog
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterTags
+from prefect.client.schemas.objects import StateType
+from prefect.exceptions import ObjectNotFound
+from prefect.states import Failed
+
+from cutover.errors import RunbookError
+from cutover.log import configure_logging
+from cutover.plan import build_plan
+from cutover.plan.rollback import PREFIX
+from cutover.summary import rollback_markdown
+from flows.compensations import run_rollback
+from tasks import journal
+from tasks.common import runbook_at
+from tasks.rollback import switched_anything, writes_since_switch
+
+log = structlog.get_logger()
+
+_FINISHED = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
+_PAGE = 200
+
+
+def attempt_tag(run_key: str) -> str:
+    return f"attempt:{run_key}"
+
+
+def started_steps(cutover_run: str, run_key: str) -> dict[str, StateType]:
+    """Step id -> latest state type, for every step task run of generation ``run_key``."""
+    found: dict[str, tuple[Any, StateType]] = {}
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while True:
+            page = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(cutover_run)])),
+                task_run_filter=TaskRunFilter(tags=TaskRunFilterTags(all_=[attempt_tag(run_key)])),
+                limit=_PAGE,
+                offset=offset,
+            )
+            for task_run in page:
+                if task_run.name.startswith(PREFIX) or task_run.state is None:
+                    continue
+                seen = found.get(task_run.name)
+                if seen is None or (task_run.start_time or task_run.expected_start_time) >= seen[0]:
+                    found[task_run.name] = (task_run.start_time or task_run.expected_start_time, task_run.state.type)
+            if len(page) < _PAGE:
+                break
+            offset += _PAGE
+    return {name: state_type for name, (_, state_type) in found.items() if state_type not in (StateType.PENDING, StateType.SCHEDULED)}
+
+
+def methods_used(runbook: Any, steps: dict[str, StateType]) -> dict[str, str]:
+    return {
+        f"{app.name}/{db.name}": "stream" if f"{app.name}/stream/{db.name}" in steps else "file"
+        for app in runbook.applications
+        for db in app.databases
+    }
+
+
+@flow(name="cutover-rollback", persist_result=True, log_prints=True)
+def rollback(cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_writes_lost: bool = False) -> dict[str, Any]:
+    """Roll back cutover flow run ``cutover_run`` (its id), which ran ``runbook``."""
+    runbook_path = str(Path(runbook).resolve())
+    try:
+        loaded = runbook_at(runbook_path)
+    except RunbookError as exc:
+        return Failed(message="the runbook has problems:\n" + str(exc))
+    try:
+        with get_client(sync_client=True) as client:
+            target = client.read_flow_run(UUID(cutover_run))
+    except (ValueError, ObjectNotFound):
+        return Failed(message=f"no cutover flow run {cutover_run!r} on this Prefect server")
+    if target.state is None or target.state.type not in _FINISHED:
+        state = target.state.name if target.state else "not started"
+        return Failed(message=f"flow run {cutover_run} is {state}: cancel it, or answer its pause, before rolling it back")
+    run_key = journal.attempt_key(cutover_run)
+    configure_logging(console=True)
+    steps = started_steps(cutover_run, run_key)
+    plan = build_plan(loaded, methods=methods_used(loaded, steps))
+    crossed = [sid for sid, state in steps.items() if plan.steps.get(sid) and plan.steps[sid].irreversible and state == StateType.COMPLETED]
+    crossed += switched_anything(runbook_path, run_key)
+    writes = writes_since_switch(runbook_path, run_key) if crossed else {}
+    log.warning("rollback_requested", cutover_run=cutover_run, run_key=run_key, started=len(steps), past_point_of_no_return=bool(crossed))
+    if crossed and not acknowledge_writes_lost:
+        counted = ", ".join(f"{k}: {v}" for k, v in sorted(writes.items())) or "none counted"
+        return Failed(
+            message=f"flow run {cutover_run} is past the point of no return (rows written on the target since the switch: "
+            f"{counted}); roll back with acknowledge_writes_lost to accept that those writes will not be on the source"
+        )
+    outcome = run_rollback(runbook_path, loaded, plan, set(steps), run_key, cutover_run)
+    outcome.update({"cutover_run": cutover_run, "writes_since_switch": writes})
+    create_markdown_artifact(rollback_markdown(loaded.cutover, outcome), key="cutover-rollback", description=f"Rollback of {cutover_run}")
+    if not outcome["rolled_back"]:
+        left = "; ".join(f"{item['step']}: {item['to_do']}" for item in outcome["by_hand"])
+        return Failed(message=f"rollback of {cutover_run} INCOMPLETE, left to do by hand: {left}", data=outcome)
+    return outcome

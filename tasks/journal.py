@@ -1,0 +1,58 @@
+"""What a cutover run must remember outside any one task's result, kept as Prefect
+variables so that it survives a crash of the flow process and is readable by another
+process (the rollback flow, a worker on another machine).
+
+* ``dns-<application>``: written *before* a DNS switch changes anything (the old values,
+  and the target databases' write counters at that moment), then updated after every
+  record it changed. A revert needs the old values even when the switch crashed before
+  returning them; the point of no return needs to know whether anything was switched.
+* ``generation``: how many rollbacks this run has been through. It is part of every
+  step's cache key, dump directory and target marker, so retrying a rolled-back run
+  starts over (freezes again) instead of skipping steps whose effects were undone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from prefect.variables import Variable
+
+_ALLOWED = re.compile(r"[^a-z0-9_-]")
+_MAX = 255
+
+
+def variable_name(run_key: str, key: str) -> str:
+    """``cutover-<run key>-<key>`` in the characters Prefect allows (lowercase letters,
+    digits, ``-``, ``_``); a hash keeps two names that clean up alike apart."""
+    raw = f"cutover-{run_key}-{key}"
+    name = _ALLOWED.sub("-", raw.lower())
+    if name != raw or len(name) > _MAX:
+        name = name[: _MAX - 9] + "-" + hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return name
+
+
+def write(run_key: str, key: str, value: dict[str, Any] | int) -> None:
+    Variable.set(variable_name(run_key, key), value, tags=["cutover"], overwrite=True)
+
+
+def read(run_key: str, key: str, default: Any = None) -> Any:
+    return Variable.get(variable_name(run_key, key), default=default)
+
+
+def generation(run_key: str) -> int:
+    return int(read(run_key, "generation", 0) or 0)
+
+
+def attempt_key(run_key: str, generation_: int | None = None) -> str:
+    """The key the steps of this run's current generation work under."""
+    gen = generation(run_key) if generation_ is None else generation_
+    return run_key if gen == 0 else f"{run_key}.g{gen}"
+
+
+def start_new_generation(run_key: str) -> int:
+    """Called when a rollback begins: a later retry of the run starts from the freeze."""
+    gen = generation(run_key) + 1
+    write(run_key, "generation", gen)
+    return gen
