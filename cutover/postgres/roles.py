@@ -23,6 +23,7 @@ import structlog
 from psycopg import sql
 
 from cutover.errors import PermanentStepError, TransientStepError
+from cutover.postgres._errors import first_line as _first_line, where as _where
 from cutover.postgres.endpoint import PgEndpoint
 from cutover.process import run_program
 
@@ -294,12 +295,3 @@ def _execute(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> p
         raise TransientStepError(f"roles on {_where(conn)}: {_first_line(exc)}") from exc
     except psycopg.Error as exc:
         raise PermanentStepError(f"roles on {_where(conn)}: {_first_line(exc)}") from exc
-
-
-def _where(conn: psycopg.Connection[Any]) -> str:
-    return f"{conn.info.host}:{conn.info.port}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
