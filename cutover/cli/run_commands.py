@@ -1,5 +1,5 @@
-"""``cutover run``, ``cutover rerun`` and ``cutover demo``: cutovers as flow runs of the
-``cutover`` deployment on a Prefect server, followed in the terminal.
+"""``cutover run``, ``rerun``, ``rollback``, ``decide`` and ``demo``: cutovers (and their
+rollbacks) as flow runs of the deployments on a Prefect server, followed in the terminal.
 
 Every failure is one line on stderr and a non-zero exit: 2 for a bad runbook, 1 for
 anything else (unreachable API, failed or unverified cutover). Prefect is imported inside
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cutover.orchestration.server import PrefectServer
 
 CUTOVER_DEPLOYMENT = "cutover/cutover"
+ROLLBACK_DEPLOYMENT = "cutover-rollback/rollback"
 DEMO_RUNBOOK = "runbooks/demo.yaml"
 DEMO_OPERATOR = "cutover-demo"
 
@@ -187,6 +188,65 @@ def rerun(
         raise typer.Exit(1)
 
 
+def rollback(
+    flow_run_id: Annotated[str, typer.Argument(help="the id of the cutover flow run to roll back", show_default=False)],
+    acknowledge_writes_lost: Annotated[
+        bool,
+        typer.Option("--acknowledge-writes-lost", help="past the point of no return: accept that the writes the new site took since the switch will not be on the source"),
+    ] = False,
+    wait: WaitOption = True,
+    api: ApiOption = None,
+) -> None:
+    """Roll back a finished (failed, crashed or cancelled) cutover run: undo every step it
+    started, in reverse order, as a run of the rollback deployment."""
+    from cutover.orchestration import OrchestrationError
+    from cutover.orchestration.api import flow_run_link, require_healthy, ui_url_for
+    from cutover.orchestration.follow import flow_run_parameters, start_run
+
+    _quiet_logging()
+    try:
+        api_url = _api_url(api)
+        require_healthy(api_url)
+        runbook = flow_run_parameters(api_url, flow_run_id).get("runbook") or DEMO_RUNBOOK
+        rollback_run = start_run(
+            api_url, ROLLBACK_DEPLOYMENT, {"cutover_run": flow_run_id, "runbook": runbook, "acknowledge_writes_lost": acknowledge_writes_lost}
+        )
+    except OrchestrationError as exc:
+        raise _fail("rollback", str(exc)) from None
+    ui_url = ui_url_for(api_url)
+    print(f"rollback of {flow_run_id}: flow run {rollback_run}: {flow_run_link(ui_url, rollback_run)}")
+    if not wait:
+        return
+    outcome = _follow("rollback", api_url, rollback_run)
+    print(f"flow run {rollback_run}: {outcome.state_name}" + (f" ({outcome.message})" if outcome.message else ""))
+    if outcome.state_type != "COMPLETED":
+        raise typer.Exit(1)
+
+
+def decide(
+    flow_run_id: Annotated[str, typer.Argument(help="the id of the paused cutover flow run", show_default=False)],
+    by: Annotated[str, typer.Option("--by", help="who decides (recorded in the run and the audit log)", show_default=False)],
+    roll_back: Annotated[bool, typer.Option("--roll-back/--roll-forward", help="roll back, or roll forward (the run ends Failed; fix the cause and rerun it)")] = False,
+    acknowledge_writes_lost: Annotated[
+        bool, typer.Option("--acknowledge-writes-lost", help="required with --roll-back: the writes since the switch will not be on the source")
+    ] = False,
+    reason: Annotated[str, typer.Option("--reason", help="why")] = "",
+    api: ApiOption = None,
+) -> None:
+    """Answer a run paused past the point of no return (as the form in the Prefect UI does)."""
+    from cutover.orchestration import OrchestrationError
+    from cutover.orchestration.follow import answer_point_of_no_return
+
+    _quiet_logging()
+    if roll_back and not acknowledge_writes_lost:
+        raise _fail("decide", "--roll-back needs --acknowledge-writes-lost: the writes the new site took since the switch will not be on the source", 2)
+    try:
+        answer_point_of_no_return(_api_url(api), flow_run_id, roll_back, acknowledge_writes_lost, by, reason)
+    except OrchestrationError as exc:
+        raise _fail("decide", str(exc)) from None
+    print(f"flow run {flow_run_id}: answered {'roll back' if roll_back else 'roll forward'} as {by}")
+
+
 def _stop_demo(directory: Path) -> None:
     from cutover.orchestration.server import stop_server
     from cutover.orchestration.worker import stop_worker
@@ -254,11 +314,13 @@ def demo(
         print(f"flow run {flow_run_id}: {flow_run_link(server.ui_url, flow_run_id)}")
 
         def on_pause(run_id: str, key: str) -> None:
-            if approve:
+            if approve and key.startswith("gate-"):
                 print(f"operator {DEMO_OPERATOR} approves {key} through the API (as the form in the UI would)")
                 answer_gate(server.api_url, run_id, True, DEMO_OPERATOR, "demo: verification and smoke tests passed")
             else:
                 print(f"{key} waits for your decision in the UI: {flow_run_link(server.ui_url, run_id)}")
+                if key.startswith("ponr-"):
+                    print(f"or: cutover decide {run_id} --by NAME --roll-forward | --roll-back --acknowledge-writes-lost")
 
         outcome = follow_run(server.api_url, flow_run_id, on_pause=on_pause)
         _report(outcome, server.ui_url)
@@ -294,4 +356,6 @@ def register(app: typer.Typer) -> None:
     """Add ``run``, ``rerun`` and ``demo`` to the ``cutover`` command."""
     app.command()(run)
     app.command()(rerun)
+    app.command()(rollback)
+    app.command()(decide)
     app.command()(demo)

@@ -105,16 +105,49 @@ def retry_run(api_url: str, flow_run_id: str) -> datetime:
     return scheduled_at
 
 
-def answer_gate(api_url: str, flow_run_id: str, approve: bool, decided_by: str, reason: str) -> None:
-    """Answer a paused gate through the API, as an operator's form in the UI would."""
+def answer_pause(api_url: str, flow_run_id: str, run_input: dict[str, Any], what: str = "pause") -> None:
+    """Answer a paused run's question through the API, as an operator's form in the UI would."""
     from prefect.flow_runs import resume_flow_run
 
     with prefect_client(api_url):
         try:
-            resume_flow_run(UUID(flow_run_id), run_input={"approve": approve, "decided_by": decided_by, "reason": reason})
+            resume_flow_run(UUID(flow_run_id), run_input=run_input)
         except Exception as exc:  # NotPausedError, FlowPauseTimeout, RuntimeError, HTTP errors
-            raise OrchestrationError(f"could not answer the gate of flow run {flow_run_id}: {exc}") from exc
+            raise OrchestrationError(f"could not answer the {what} of flow run {flow_run_id}: {exc}") from exc
+
+
+def answer_gate(api_url: str, flow_run_id: str, approve: bool, decided_by: str, reason: str) -> None:
+    """Answer a paused go/no-go gate."""
+    answer_pause(api_url, flow_run_id, {"approve": approve, "decided_by": decided_by, "reason": reason}, what="gate")
     log.info("gate_answered", flow_run_id=flow_run_id, approve=approve, decided_by=decided_by)
+
+
+def answer_point_of_no_return(
+    api_url: str, flow_run_id: str, roll_back: bool, acknowledge_writes_lost: bool, decided_by: str, reason: str
+) -> None:
+    """Answer the question a run asks when a step fails past the point of no return."""
+    answer_pause(
+        api_url,
+        flow_run_id,
+        {"roll_back": roll_back, "acknowledge_writes_lost": acknowledge_writes_lost, "decided_by": decided_by, "reason": reason},
+        what="point-of-no-return question",
+    )
+    log.info("point_of_no_return_answered", flow_run_id=flow_run_id, roll_back=roll_back, decided_by=decided_by)
+
+
+def flow_run_parameters(api_url: str, flow_run_id: str) -> dict[str, Any]:
+    """The parameters a flow run was started with; OrchestrationError if there is no such run."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        run_id = UUID(flow_run_id)
+    except ValueError:
+        raise OrchestrationError(f"{flow_run_id!r} is not a flow run id") from None
+    with prefect_client(api_url) as client:
+        try:
+            return dict(client.read_flow_run(run_id).parameters or {})
+        except ObjectNotFound:
+            raise OrchestrationError(f"no flow run {flow_run_id} at {api_url}") from None
 
 
 def follow_run(
