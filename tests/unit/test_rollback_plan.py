@@ -1,0 +1,85 @@
+"""The rollback plan on random estates, and the names of the run journal's variables."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cutover.plan import build_plan
+from cutover.plan.rollback import plan_rollback, rollback_id
+from cutover.runbook import load_runbook, parse_runbook
+from cutover.runbook.synthetic import estate_yaml
+from tasks.journal import attempt_key, variable_name
+from tests.unit.test_planner import acyclic_estates
+
+
+def descendants(plan, sid: str) -> set[str]:
+    below: dict[str, set[str]] = {s: set() for s in plan.steps}
+    for step in plan.steps.values():
+        for dep in step.depends_on:
+            below[dep].add(step.id)
+    seen, todo = set(), [sid]
+    while todo:
+        for nxt in below[todo.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(acyclic_estates(), st.data())
+def test_every_started_step_with_a_compensation_is_undone_after_everything_that_followed_it(estate, data):
+    n, dbs, deps = estate
+    plan = build_plan(parse_runbook(estate_yaml(n, dbs, deps), "synthetic.yaml", {}))
+    started = data.draw(st.sets(st.sampled_from(plan.order())))
+    compensations = plan_rollback(plan, started)
+    ids = [c.id for c in compensations]
+    assert len(ids) == len(set(ids))
+    assert {c.step for c in compensations} == {s for s in started if plan.steps[s].compensation}
+    position = {cid: i for i, cid in enumerate(ids)}
+    waits: dict[str, set[str]] = {}
+    for comp in compensations:
+        assert all(position[d] < position[comp.id] for d in comp.depends_on), "dependencies come first"
+        waits[comp.id] = set(comp.depends_on).union(*(waits[d] for d in comp.depends_on))
+    for comp in compensations:
+        later = {rollback_id(s) for s in descendants(plan, comp.step) if rollback_id(s) in position}
+        assert later <= waits[comp.id], f"{comp.id} must wait for the undoing of what came after it"
+        assert comp.id not in waits[comp.id]
+
+
+def test_one_application_is_undone_dns_first_source_last():
+    plan = build_plan(load_runbook("runbooks/demo.yaml"), methods={"gis/gis": "stream"})
+    started = {"gis/freeze", "gis/stream/gis", "gis/verify/gis", "gis/start", "gis/smoke", "gis/source-check", "gis/dns"}
+    chain = {c.step: c.depends_on for c in plan_rollback(plan, started)}
+    assert chain == {
+        "gis/dns": (),
+        "gis/start": ("rollback/gis/dns",),
+        "gis/stream/gis": ("rollback/gis/start",),
+        "gis/freeze": ("rollback/gis/stream/gis",),
+    }
+
+
+def test_nothing_started_means_nothing_to_undo():
+    assert plan_rollback(build_plan(load_runbook("runbooks/demo.yaml")), set()) == []
+
+
+@given(st.text(min_size=1, max_size=300), st.text(min_size=1, max_size=40))
+def test_journal_variable_names_are_valid_prefect_names_and_keep_inputs_apart(run_key, key):
+    name = variable_name(run_key, key)
+    assert re.fullmatch(r"[a-z0-9_-]{1,255}", name)
+    assert variable_name(run_key, key) == name
+
+
+def test_journal_variable_names_that_clean_up_alike_stay_apart():
+    assert variable_name("run", "dns-Portaal") != variable_name("run", "dns-portaal")
+    assert variable_name("run", "dns-a.b") != variable_name("run", "dns-a-b")
+    assert variable_name("run", "dns-" + "x" * 300) != variable_name("run", "dns-" + "x" * 301)
+
+
+def test_attempt_key_changes_with_each_rollback():
+    run = "0b7d5c1e-3f7a-4c55-9f59-3d2f0d1c9a10"
+    assert attempt_key(run, 0) == run
+    assert attempt_key(run, 1) != attempt_key(run, 2) != run
