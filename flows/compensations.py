@@ -40,8 +40,9 @@ def run_rollback(runbook_path: str, runbook: Runbook, plan: Plan, started: set[s
     """Undo the ``started`` steps of generation ``run_key`` of run ``run_id``; return what
     was undone, what failed, and what is left to do by hand."""
     compensations = plan_rollback(plan, started)
-    # from here on, a retry of the run must start from the freeze again
-    journal.start_new_generation(run_id)
+    # from here on, a retry of the run must start from the freeze again, and not before
+    # this rollback has finished
+    journal.begin_rollback(run_id, run_key)
     log.warning("rollback_started", compensations=[c.id for c in compensations])
     futures: dict[str, PrefectFuture] = {}
     for comp in compensations:
@@ -62,6 +63,7 @@ def run_rollback(runbook_path: str, runbook: Runbook, plan: Plan, started: set[s
             failed[comp.step] = _message(state)
         by_hand.append({"step": comp.step, "to_do": comp.text, "why": failed.get(comp.step, "not run: waits for a failed compensation")})
     outcome = {"rolled_back": not by_hand, "undone": done, "failed": failed, "by_hand": by_hand}
+    journal.end_rollback(run_id, run_key, finished=not by_hand)
     if by_hand:
         log.error("rollback_incomplete", failed=list(failed), left=[item["step"] for item in by_hand])
     else:

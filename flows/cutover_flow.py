@@ -136,6 +136,8 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600)
     except RunbookError as exc:
         return Failed(message="the runbook has problems:\n" + str(exc))
     run_id = str(flow_run.id or "local")
+    if journal.unfinished_rollback(run_id):
+        return Failed(message=f"a rollback of this run did not finish; finish it first (cutover rollback {run_id}), then retry")
     run_key = journal.attempt_key(run_id)
     audit = workspace.run_dir(loaded.cutover, run_key) / "audit.jsonl"
     configure_logging(audit_file=audit, console=True)

@@ -92,7 +92,9 @@ def rollback(cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_
     if target.state is None or target.state.type not in _FINISHED:
         state = target.state.name if target.state else "not started"
         return Failed(message=f"flow run {cutover_run} is {state}: cancel it, or answer its pause, before rolling it back")
-    run_key = journal.attempt_key(cutover_run)
+    # an unfinished rollback is finished (its compensations are idempotent); otherwise the
+    # run's current generation is undone
+    run_key = journal.unfinished_rollback(cutover_run) or journal.attempt_key(cutover_run)
     configure_logging(console=True)
     steps = started_steps(cutover_run, run_key)
     plan = build_plan(loaded, methods=methods_used(loaded, steps))

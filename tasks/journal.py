@@ -6,6 +6,9 @@ process (the rollback flow, a worker on another machine).
   and the target databases' write counters at that moment), then updated after every
   record it changed. A revert needs the old values even when the switch crashed before
   returning them; the point of no return needs to know whether anything was switched.
+* ``rollback``: the last rollback of the run: which generation it undoes and whether it
+  finished. An unfinished one (a compensation failed, or the process died) must be
+  finished, by ``cutover rollback RUN``, before the run may be retried.
 * ``generation``: how many rollbacks this run has been through. It is part of every
   step's cache key, dump directory and target marker, so retrying a rolled-back run
   starts over (freezes again) instead of skipping steps whose effects were undone.
@@ -56,3 +59,18 @@ def start_new_generation(run_key: str) -> int:
     gen = generation(run_key) + 1
     write(run_key, "generation", gen)
     return gen
+
+
+def begin_rollback(run_key: str, attempt: str) -> None:
+    write(run_key, "rollback", {"of": attempt, "finished": False})
+    start_new_generation(run_key)
+
+
+def end_rollback(run_key: str, attempt: str, finished: bool) -> None:
+    write(run_key, "rollback", {"of": attempt, "finished": finished})
+
+
+def unfinished_rollback(run_key: str) -> str | None:
+    """The attempt key an unfinished rollback of this run was undoing, if there is one."""
+    entry = read(run_key, "rollback")
+    return entry["of"] if entry and not entry.get("finished") else None
