@@ -12,6 +12,16 @@ What a caller may rely on:
   or an exception raised into it asynchronously, as Prefect does on a task timeout) and
   when :func:`kill_all` is called, for instance from a flow's cancellation hook. Group
   members that are still running when the program itself exits are killed too.
+* If this Python process dies without cleaning up (SIGKILL, the OOM killer, a crash in C,
+  an orchestrator killing the flow-run process), its programs' groups are SIGKILLed within
+  about a second by a guardian process: one small process per Python process, started on
+  first use in a session of its own, holding the read end of a pipe whose only write end
+  is ours. Each group is registered with it right after the start and deregistered once
+  gone (so a reused group id is never hit); end of file on the pipe, or being re-parented,
+  means we died. Not covered: a death in the microseconds between a program's start and
+  its registration, and a guardian killed along with us (one killed alone is replaced at
+  our next program start or end). A forked child of this process gets a guardian of its
+  own.
 * stdin is never inherited (a CI job or a worker has none worth reading).
 * stderr is read line by line and logged as ``program_output`` events; the values of
   sensitive environment variables given in ``env`` are scrubbed from those lines, and the
@@ -28,6 +38,7 @@ import collections
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -124,7 +135,160 @@ def kill_all(grace_s: float = DEFAULT_GRACE_S) -> int:
     return len(programs)
 
 
-# An interpreter that exits normally (or on an unhandled exception) takes its programs along.
+# --- the guardian: kills our groups when this process dies without cleaning up ----------
+
+# Runs in ``python -I -S`` (no site, no imports beyond the standard library) with the pipe
+# as its stdin. Lines: "+PGID" registers a group, "-PGID" forgets it. On end of file, or
+# once re-parented (a leaked write end in some forked process would hide the end of file),
+# it SIGKILLs what is registered: nobody is left to read the programs' output anyway.
+_GUARDIAN_CODE = r"""
+import os, select, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+parent = int(sys.argv[2])
+groups = set()
+pending = b""
+while True:
+    orphan = os.getppid() != parent
+    if not select.select([0], [], [], 0 if orphan else 1.0)[0]:
+        if orphan:
+            break  # and everything the parent wrote has been read
+        continue
+    data = os.read(0, 4096)
+    if not data:
+        break
+    *lines, pending = (pending + data).split(b"\n")
+    for line in lines:
+        if line[:1] == b"+":
+            groups.add(int(line[1:]))
+        elif line[:1] == b"-":
+            groups.discard(int(line[1:]))
+for pgid in groups:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+GUARDIAN_MARKER = "cutover-process-guardian"
+
+
+class _Guardian:
+    """This process's end of the guardian: starts it on first use, tells it about groups,
+    replaces it if it died. Thread-safe; never raises (a missing guardian costs only the
+    crash protection, which is logged)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._fd: int | None = None  # the pipe's write end, never inherited
+        self._groups: set[int] = set()
+        self._closed = False  # after close() at exit: no new guardian
+
+    def ensure(self) -> None:
+        """Start the guardian now, so that registering a program right after its start
+        is one write and not a process start."""
+        with self._lock:
+            if self._fd is None and not self._closed:
+                self._start()
+
+    def add(self, pgid: int) -> None:
+        with self._lock:
+            self._groups.add(pgid)
+            self._send(f"+{pgid}\n")
+
+    def remove(self, pgid: int) -> None:
+        with self._lock:
+            self._groups.discard(pgid)
+            self._send(f"-{pgid}\n")
+
+    def close(self) -> None:
+        """End of file for the guardian (it kills what is still registered) and reap it."""
+        with self._lock:
+            self._closed = True
+            self._close_fd()
+            if self._proc is not None:
+                try:
+                    self._proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    pass
+                self._proc = None
+
+    def after_fork_in_child(self) -> None:
+        # The write end belongs to the parent's guardian: keeping it open would hide the
+        # parent's death. A child that starts programs gets its own guardian.
+        self._lock = threading.Lock()
+        self._close_fd()
+        self._proc = None
+        self._groups = set()
+        self._closed = False
+
+    def pid(self) -> int | None:
+        with self._lock:
+            return self._proc.pid if self._proc is not None and self._fd is not None else None
+
+    def _send(self, line: str) -> None:
+        if self._closed or (self._fd is None and not self._start()):
+            return
+        try:
+            os.write(self._fd, line.encode())  # type: ignore[arg-type]
+        except OSError:
+            # The guardian died (someone killed it); a new one gets every live group.
+            log.warning("program_guardian_lost", pid=self._proc.pid if self._proc else None)
+            self._close_fd()
+            self._start()
+
+    def _start(self) -> bool:
+        """Start a guardian and register every known group with it; False if impossible."""
+        if self._proc is not None:
+            self._proc.poll()  # reap a dead predecessor
+        read_fd, write_fd = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _GUARDIAN_CODE, GUARDIAN_MARKER, str(os.getpid())],
+                stdin=read_fd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # outside our group and the programs' groups
+                close_fds=True,
+                cwd="/",  # pins no directory of ours
+            )
+        except OSError as exc:
+            os.close(write_fd)
+            self._proc = None
+            log.warning("program_guardian_unavailable", error=exc.strerror or str(exc))
+            return False
+        finally:
+            os.close(read_fd)
+        self._fd = write_fd
+        if self._groups:
+            try:
+                os.write(write_fd, "".join(f"+{g}\n" for g in sorted(self._groups)).encode())
+            except OSError:
+                self._close_fd()
+                return False
+        return True
+
+    def _close_fd(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+
+_guardian = _Guardian()
+os.register_at_fork(after_in_child=_guardian.after_fork_in_child)
+
+
+def guardian_pid() -> int | None:
+    """The pid of this process's guardian, or None before the first program (or when it
+    could not be started)."""
+    return _guardian.pid()
+
+
+# An interpreter that exits normally (or on an unhandled exception) takes its programs
+# along, then lets its guardian go (atexit runs the last registered first).
+atexit.register(_guardian.close)
 atexit.register(kill_all, 1.0)
 
 
@@ -180,6 +344,7 @@ class RunningProgram:
         self._started = time.monotonic()
         self._timeout_s = timeout_s
         self._deadline = None if timeout_s is None else self._started + timeout_s
+        _guardian.ensure()
         try:
             self._proc = subprocess.Popen(
                 self.argv,
@@ -194,6 +359,7 @@ class RunningProgram:
         except OSError as exc:
             raise PermanentStepError(f"{log_name}: cannot start {self.program}: {exc.strerror}") from exc
         self.pid = self._proc.pid
+        _guardian.add(self.pid)
         with _live_lock:
             _live[self.pid] = self
         log.info("program_started", program=self.program, name=log_name, pid=self.pid, argv=self.argv,
@@ -297,6 +463,7 @@ class RunningProgram:
         finally:
             with _live_lock:
                 _live.pop(self.pid, None)
+            _guardian.remove(self.pid)
             self._duration = time.monotonic() - self._started
             self._finished.set()
 

@@ -6,6 +6,8 @@ import _thread
 import ctypes
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ from cutover.process import (
     ProgramExitedTransient,
     ProgramKilled,
     ProgramTimedOut,
+    guardian_pid,
     kill_all,
     live_process_groups,
     run_program,
@@ -226,3 +229,116 @@ def test_streamed_program_result_after_reading_all_stdout() -> None:
 def test_missing_program_is_a_permanent_error() -> None:
     with pytest.raises(PermanentStepError, match="cannot start"):
         run_program(["/nonexistent/pg_dump"], timeout_s=10, log_name="t")
+
+
+# --- a Python process killed with SIGKILL: its guardian kills its programs' groups ----------
+
+# Run in a child interpreter: start programs that fork (a shell with a background child),
+# wait until every member runs, report their pids, then die by SIGKILL, so that no atexit
+# hook, finally block or signal handler of ours can run.
+_CRASHING_PARENT = """
+import os, signal, sys, time
+from cutover.process import guardian_pid, start_program
+
+def members(pgid):
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{entry}/stat", "rb").read()
+        except (OSError, ValueError):
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            found.append(int(entry))
+    return found
+
+def start():
+    handle = start_program(["sh", "-c", "sleep 300 & sleep 300"], timeout_s=600, log_name="orphan-candidate")
+    while len(members(handle.pid)) < 3:  # sh and both sleeps
+        time.sleep(0.01)
+    return handle.pid
+
+groups = [start()]
+guardians = [guardian_pid()]
+if sys.argv[1] == "replace-guardian":
+    os.kill(guardians[0], signal.SIGKILL)
+    while open(f"/proc/{guardians[0]}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)
+    groups.append(start())  # its registration finds the guardian gone and starts another
+    guardians.append(guardian_pid())
+for pgid in groups:
+    print("GROUP", pgid, *members(pgid), flush=True)
+print("GUARDIANS", *guardians, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of process group ``pgid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            found.append(int(entry))
+    return found
+
+
+def _crash_a_parent(mode: str) -> tuple[dict[int, list[int]], list[int]]:
+    """Run the crashing parent; return {pgid: member pids seen before the kill} and the
+    guardian pids it had."""
+    done = subprocess.run([sys.executable, "-c", _CRASHING_PARENT, mode], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    groups: dict[int, list[int]] = {}
+    guardians: list[int] = []
+    for line in done.stdout.splitlines():
+        word, *numbers = line.split()
+        if word == "GROUP":
+            groups[int(numbers[0])] = [int(n) for n in numbers[1:]]
+        elif word == "GUARDIANS":
+            guardians = [int(n) for n in numbers]
+    assert groups and guardians, done.stdout
+    return groups, guardians
+
+
+def _assert_groups_die(groups: dict[int, list[int]]) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_group_members(g) for g in groups):
+        time.sleep(0.05)
+    left = {g: _group_members(g) for g in groups}
+    for pgid, members in left.items():
+        if members:
+            os.killpg(pgid, signal.SIGKILL)  # a failing test leaves no orphans either
+    assert left == {g: [] for g in groups}
+
+
+@pytest.mark.parametrize("mode", ["plain", "replace-guardian"])
+def test_programs_do_not_outlive_a_sigkilled_python_process(mode: str) -> None:
+    groups, guardians = _crash_a_parent(mode)
+    assert all(len(members) == 3 for members in groups.values()), groups  # the forks had happened
+    assert len(set(guardians)) == len(guardians) == len(groups)
+    _assert_groups_die(groups)
+    # ... and the guardian went with them.
+    _assert_all_gone(guardians)
+
+
+def test_the_guardian_is_one_small_process_outside_every_group_and_without_our_stdin() -> None:
+    with start_program(["sleep", "100"], timeout_s=60, log_name="one") as first, \
+         start_program(["sleep", "100"], timeout_s=60, log_name="two") as second:
+        guardian = guardian_pid()
+        assert guardian is not None
+        stat = Path(f"/proc/{guardian}/stat").read_bytes()
+        pgrp = int(stat[stat.rfind(b")") + 2 :].split()[2])
+        assert pgrp not in (first.pid, second.pid, os.getpgrp())
+        fds = {fd: os.readlink(f"/proc/{guardian}/fd/{fd}") for fd in os.listdir(f"/proc/{guardian}/fd")}
+        assert fds["0"].startswith("pipe:") and fds["0"] != os.readlink("/proc/self/fd/0")
+        assert (fds["1"], fds["2"], len(fds)) == ("/dev/null", "/dev/null", 3)
+        first.kill()
+        second.kill()
+    assert guardian_pid() == guardian  # one per process, not one per program
