@@ -1,5 +1,6 @@
 """structlog lines inside Prefect runs reach the run's logs on a real Prefect server
-(the test harness's), once each and without secrets."""
+(the session's ``prefect_api``, see tests/prefect_fixtures.py), once each and without
+secrets."""
 
 from __future__ import annotations
 
@@ -23,20 +24,8 @@ SECRET = "pr3fect-Run-S3cret"
 log = structlog.get_logger()
 
 
-@pytest.fixture(scope="session")
-def prefect_server():
-    """A throwaway Prefect server for the session.
-
-    The project wants ONE Prefect test server per session: this fixture is meant to move
-    to tests/conftest.py as is (it only depends on Prefect)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
-
-
 @pytest.fixture
-def logging_to(tmp_path, prefect_server):
+def logging_to(tmp_path, prefect_api):
     audit = tmp_path / "audit.jsonl"
     forget_secrets()
     configure_logging(audit_file=audit, secrets=[SECRET])
@@ -147,11 +136,9 @@ def test_importing_prefect_after_configuring_does_not_double_console_lines(tmp_p
     assert events == ["after_prefect_import", f"run logger says {REDACTED}"]
 
 
-def test_process_that_configures_logging_before_importing_prefect_still_redacts_run_logs(tmp_path, prefect_server):
+def test_process_that_configures_logging_before_importing_prefect_still_redacts_run_logs(tmp_path, prefect_api):
     # The real order in the CLI: logging first, Prefect imported later, then a flow run
     # whose Prefect-native lines (sent by Prefect's own handler) must be redacted too.
-    from prefect.settings import PREFECT_API_URL
-
     script = tmp_path / "probe.py"
     script.write_text(
         "import logging, sys, structlog\n"
@@ -167,7 +154,7 @@ def test_process_that_configures_logging_before_importing_prefect_still_redacts_
         "flush_logging()\n"
         "print(state.state_details.flow_run_id)\n"
     )
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**os.environ, **prefect_api.client_environment(), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     flow_run_id = uuid.UUID(done.stdout.strip().splitlines()[-1])
