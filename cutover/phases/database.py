@@ -22,7 +22,7 @@ import structlog
 from cutover.errors import PermanentStepError, TransientStepError
 from cutover.phases import endpoints, workspace
 from cutover.postgres import dump, fingerprint, freeze, roles
-from cutover.postgres.endpoint import PgEndpoint, connect
+from cutover.postgres.endpoint import PgEndpoint, connect, lost_server
 from cutover.runbook.model import Application, DatabaseMove, Runbook
 
 log = structlog.get_logger()
@@ -122,14 +122,19 @@ def export_database(move: Move) -> dict[str, Any]:
         shutil.rmtree(out)  # a half-written dump from a crashed attempt: pg_dump wants an empty dir
     source = move.source()
     start = time.perf_counter()
-    from cutover.process import run_program
+    from cutover.process import ProgramExited, run_program
 
-    run_program(
-        dump.pg_dump_argv(source, move.db.name, format="directory", jobs=move.db.jobs, out=str(out)),
-        env=source.libpq_env(),
-        timeout_s=move.runbook.defaults.timeout_s,
-        log_name=f"pg_dump {move.key}",
-    )
+    try:
+        run_program(
+            dump.pg_dump_argv(source, move.db.name, format="directory", jobs=move.db.jobs, out=str(out)),
+            env=source.libpq_env(),
+            timeout_s=move.runbook.defaults.timeout_s,
+            log_name=f"pg_dump {move.key}",
+        )
+    except ProgramExited as exc:
+        if lost_server(exc.stderr_tail):
+            raise TransientStepError(f"{move.key}: pg_dump lost the source server: {exc}") from exc
+        raise
     done.write_text(move.run_key)
     size = _tree_size(out)
     log.info("database_exported", database=move.key, bytes=size, duration_s=round(time.perf_counter() - start, 2))
@@ -170,6 +175,11 @@ def import_dump(move: Move) -> dict[str, Any]:
     """Create roles and the database on the target, then pg_restore -j N on the target host."""
     if _already_imported(move):
         return {"database": move.key, "skipped": True}
+    # the files may have been damaged or removed on the target since the transfer: check
+    # every sha256 again, and send again what does not match, before restoring from them
+    checked = transfer_dump(move)
+    if checked["bytes_sent"]:
+        log.warning("dump_repaired_before_import", database=move.key, bytes_sent=checked["bytes_sent"])
     _prepare_target(move)
     ssh_site = move.runbook.sites[move.db.to].ssh
     assert ssh_site is not None
@@ -179,7 +189,7 @@ def import_dump(move: Move) -> dict[str, Any]:
     _mark_imported(move)
     duration = round(time.perf_counter() - start, 2)
     log.info("database_imported", database=move.key, duration_s=duration)
-    return {"database": move.key, "duration_s": duration}
+    return {"database": move.key, "duration_s": duration, "repaired_bytes": checked["bytes_sent"]}
 
 
 # --- stream method -------------------------------------------------------------------

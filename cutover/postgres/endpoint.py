@@ -130,3 +130,20 @@ def _reason(libpq_message: str, password: str | None) -> str:
     if password and len(password) >= 4:  # shorter values would mangle the text, not hide anything
         text = text.replace(password, "[redacted]")
     return redact_text(text) or "unknown error"
+
+
+# What pg_dump / pg_restore print when the server went away or was not there yet: worth a
+# retry, unlike a refusal (authentication, a missing database), which waiting will not fix.
+_LOST_SERVER = re.compile(
+    r"connection to server .* failed|could not connect to server|server closed the connection unexpectedly"
+    r"|terminating connection due to administrator command|the database system is (starting up|shutting down)"
+    r"|connection refused|connection timed out|no connection to the server",
+    re.IGNORECASE,
+)
+
+
+def lost_server(program_stderr: str) -> bool:
+    """Whether a libpq program's error output says the server could not be reached or went
+    away (transient), rather than that it refused us (permanent)."""
+    return bool(_LOST_SERVER.search(program_stderr)) and not _PERMANENT_CONNECT_FAILURES.search(program_stderr)
+

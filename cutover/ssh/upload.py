@@ -75,9 +75,10 @@ def upload_file(
     a partial earlier attempt. ``progress(offset)`` is called after each chunk with the
     number of bytes of the remote file written so far.
 
-    Raises TransientStepError when the connection breaks (call again: it resumes),
-    PermanentStepError when a path cannot be read or written, or when the remote bytes do
-    not hash to the local sha256 after the upload (the ``.part`` is then removed).
+    Raises TransientStepError when the connection breaks (call again: it resumes) or when
+    the remote bytes do not hash to the local sha256 after the upload (the ``.part`` is then
+    removed; call again: it sends the file again), PermanentStepError when a path cannot be
+    read or written.
     """
     address = remote_process.address_of(client)
     with _sftp(client, address, remote_path) as sftp:
@@ -169,7 +170,8 @@ def _upload(
         remote_hash = _remote_sha256(client, part)
         if remote_hash != local_hash:
             sftp.remove(part)
-            raise PermanentStepError(
+            # damaged on the way: the next attempt sends the file again from the start
+            raise TransientStepError(
                 f"{remote_path} on {address}: uploaded bytes hash to {remote_hash}, the local file to {local_hash}; "
                 "the partial file was removed"
             )
