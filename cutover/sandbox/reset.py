@@ -1,7 +1,8 @@
 """Put a running sandbox back to "before the cutover", so several cutovers can run on one.
 
 Drops every database and role the cutover created on the cloud cluster, makes the old
-site's databases writable, points every DNS record back at the old site, and sets the
+site's databases writable, points every DNS record back at the old site, clears every
+injected fault of the applications (``/fault``, see site_apps) on both sites, and sets the
 applications' maintenance flags to their starting values (old site live, new site in
 maintenance). Tests use it between cutovers; `cutover sandbox reset` exposes it.
 """
@@ -53,5 +54,11 @@ def reset(info: SandboxInfo) -> None:
     with httpx.Client(timeout=10) as client:
         client.patch(zone_url, headers=headers, json={"rrsets": rrsets}).raise_for_status()
         for app in info.apps.values():
+            # First, or a fault on POST /maintenance would fail the reset itself.
+            for url in (app.old_url, app.new_url):
+                cleared = client.delete(f"{url}/fault")
+                # 404: a site process started before /fault existed has no faults to clear.
+                if cleared.status_code != 404:
+                    cleared.raise_for_status()
             client.post(f"{app.old_url}/maintenance", json={"enabled": False}).raise_for_status()
             client.post(f"{app.new_url}/maintenance", json={"enabled": True}).raise_for_status()

@@ -12,6 +12,14 @@ whose socket received it. Per application:
   ``{"status": "database-unavailable"}``.
 * ``GET /maintenance`` and ``POST /maintenance`` with ``{"enabled": true|false}``: read and
   switch maintenance mode; both answer ``{"maintenance": bool}``.
+* ``/fault``, the fault switch for tests (tests/faults.py): ``POST /fault`` with
+  ``{"path": "/health", "method": "GET", "status": 500, "count": 2}`` makes the next
+  ``count`` requests for that path and method answer ``status`` (``{"error": "injected
+  fault"}``) without reaching the application; ``count`` null or missing means until
+  cleared. A new fault for the same path and method replaces the old one. ``GET /fault``
+  lists the faults with the requests each has left (``{"faults": [...]}``); ``DELETE
+  /fault`` clears them all, ``DELETE /fault?path=/health&method=GET`` that one only.
+  ``/fault`` itself cannot be faulted, so a fault can always be cleared.
 
 The config file (JSON, 0600: it holds the roles' passwords) is written by ``up``.
 """
@@ -22,7 +30,8 @@ import argparse
 import asyncio
 import json
 import socket
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +40,20 @@ import structlog
 from psycopg import sql
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = structlog.get_logger()
+
+
+@dataclass
+class Fault:
+    """An injected fault (see ``/fault``): answer ``status``, for ``left`` more requests
+    (None: until cleared)."""
+
+    status: int
+    left: int | None
 
 
 @dataclass
@@ -53,10 +71,11 @@ class SiteApp:
     db_user: str
     db_password: str
     maintenance: bool
+    faults: dict[tuple[str, str], Fault] = field(default_factory=dict)  # by (path, METHOD)
 
 
-def build_app(app: SiteApp) -> Starlette:
-    """The Starlette application for ``app``; its maintenance flag lives in ``app``."""
+def build_app(app: SiteApp) -> ASGIApp:
+    """The ASGI application for ``app``; its maintenance flag and faults live in ``app``."""
 
     async def health(request: Request) -> JSONResponse:
         if app.maintenance:
@@ -95,16 +114,102 @@ def build_app(app: SiteApp) -> Starlette:
             app.maintenance = body["enabled"]
         return JSONResponse({"maintenance": app.maintenance})
 
-    return Starlette(routes=[
+    return FaultSwitch(app, Starlette(routes=[
         Route("/health", health, methods=["GET"]),
         Route("/maintenance", maintenance, methods=["GET", "POST"]),
-    ])
+        Route("/fault", fault_switch(app), methods=["GET", "POST", "DELETE"]),
+    ]))
+
+
+FAULT_PATH = "/fault"
+
+
+def fault_switch(app: SiteApp) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """The ``/fault`` endpoint of ``app`` (see the module docstring)."""
+
+    def listing() -> JSONResponse:
+        return JSONResponse({"faults": [
+            {"path": path, "method": method, "status": fault.status, "count": fault.left}
+            for (path, method), fault in sorted(app.faults.items())
+        ]})
+
+    async def endpoint(request: Request) -> JSONResponse:
+        if request.method == "DELETE":
+            path, method = request.query_params.get("path"), request.query_params.get("method")
+            if path is None and method is None:
+                app.faults.clear()
+            elif path is None or method is None:
+                return JSONResponse({"error": "DELETE /fault takes both path and method, or neither"}, status_code=422)
+            else:
+                app.faults.pop((path, method.upper()), None)
+            log.info("fault_cleared", app=app.name, site=app.site, path=path, method=method)
+        elif request.method == "POST":
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+            problem = _fault_problem(body)
+            if problem:
+                return JSONResponse({"error": f"POST /fault: {problem}"}, status_code=422)
+            key = (body["path"], body["method"].upper())
+            app.faults[key] = Fault(body["status"], body.get("count"))
+            log.info("fault_set", app=app.name, site=app.site, path=key[0], method=key[1], status=body["status"],
+                     count=body.get("count"))
+        return listing()
+
+    return endpoint
+
+
+def _fault_problem(body: Any) -> str | None:
+    """What is wrong with a ``POST /fault`` body, or None."""
+    if not isinstance(body, dict):
+        return 'expected JSON {"path": "/health", "method": "GET", "status": 500, "count": null}'
+    unknown = set(body) - {"path", "method", "status", "count"}
+    if unknown:
+        return f"unknown field(s) {', '.join(sorted(unknown))}"
+    path, method, status, count = body.get("path"), body.get("method"), body.get("status"), body.get("count")
+    if not isinstance(path, str) or not path.startswith("/"):
+        return 'path must be a string starting with "/"'
+    if path == FAULT_PATH:
+        return "/fault itself cannot be faulted"
+    if not isinstance(method, str) or not method.isalpha():
+        return "method must be an HTTP method such as GET or POST"
+    if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+        return "status must be a final HTTP status code (200-599)"
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        return "count must be a positive integer, or null for until cleared"
+    return None
+
+
+class FaultSwitch:
+    """ASGI wrapper: a request matching a fault of ``app`` gets the fault's status instead
+    of reaching ``inner`` (and uses up one of its requests)."""
+
+    def __init__(self, app: SiteApp, inner: ASGIApp) -> None:
+        self.app = app
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = (scope.get("path", ""), scope.get("method", ""))
+        fault = self.app.faults.get(key) if scope["type"] == "http" else None
+        if fault is None:
+            await self.inner(scope, receive, send)
+            return
+        if fault.left is not None:
+            fault.left -= 1
+            if fault.left == 0:
+                del self.app.faults[key]
+        log.info("fault_answered", app=self.app.name, site=self.app.site, path=key[0], method=key[1], status=fault.status)
+        # 204 and 304 must not carry a body.
+        response = (Response(status_code=fault.status) if fault.status in (204, 304)
+                    else JSONResponse({"error": "injected fault"}, status_code=fault.status))
+        await response(scope, receive, send)
 
 
 class PortDispatch:
     """An ASGI app that passes each request to the application owning the local port."""
 
-    def __init__(self, apps: dict[int, Starlette]) -> None:
+    def __init__(self, apps: dict[int, ASGIApp]) -> None:
         self.apps = apps
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
