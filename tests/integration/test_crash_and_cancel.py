@@ -1,0 +1,407 @@
+"""A cutover interrupted for real, through the ``cutover/cutover`` deployment and the
+worker, on the sandbox: the flow-run process SIGKILLed in the middle of the upload and
+in the middle of pg_restore, then the same flow run retried; a stream cancelled through
+the API, then rolled back by the ``cutover-rollback/rollback`` deployment.
+
+One application (gis) keeps each run short. Its source database gets a table of random
+text for the module (about 125 MB of dump: gzip cannot shrink it), so that the upload,
+the restore and the stream each last a few seconds and can be caught while they run. The
+SSH "cloud host" is this machine, so the test watches the upload in the sandbox's work dir
+and the remote pg_restore in /proc.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+import httpx
+import pytest
+import yaml
+
+from cutover.orchestration.api import prefect_client
+from cutover.orchestration.follow import RunOutcome, follow_run, retry_run, start_run
+from cutover.postgres import dump, fingerprint, freeze
+from cutover.postgres.endpoint import PgEndpoint, connect
+from cutover.runbook.loader import load_runbook
+from cutover.sandbox.info import PostgresInfo, SandboxInfo
+from cutover.sandbox.processes import alive, cmdline, descendants
+from cutover.sandbox.reset import reset
+
+pytestmark = pytest.mark.integration
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEMO = PROJECT_DIR / "runbooks" / "demo.yaml"
+CUTOVER = "werkendam-crash-tests"  # a name of its own: its work directories are this module's alone
+APP = DB = "gis"
+DEPLOYMENT = "cutover/cutover"
+ROLLBACK_DEPLOYMENT = "cutover-rollback/rollback"
+BALLAST = "cutover_test_ballast"
+BALLAST_ROWS = 150  # of 1 MiB each
+BIG_FILE = 50 * 1024 * 1024  # only the ballast's data file in the dump is this big
+RUN_TIMEOUT_S = 600
+GONE_TIMEOUT_S = 15  # the guardian and the remote watchdog act within about a second
+# One byte in 256 -> 85 printable characters that COPY writes as they are: about 6.4 bits
+# of entropy per byte, so gzip keeps ~80% of it, and cheaply (hex bytea would double the
+# text and make pg_dump's gzip three times slower for the same dump size).
+_ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~"
+_TO_TEXT = bytes(_ALPHABET[b % len(_ALPHABET)] for b in range(256))
+
+T = TypeVar("T")
+
+
+# --- the runbook and the estate ----------------------------------------------------------
+
+
+def runbook_variant(directory: Path, method: str) -> Path:
+    """The demo runbook cut down to the gis application, moved by ``method``, with one
+    quick retry per step and the gate approving itself."""
+    data = yaml.safe_load(DEMO.read_text())
+    data["cutover"] = CUTOVER
+    data["window"] = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in data["window"].items()}
+    data["defaults"].update(retries=1, retry_delay_s=1)
+    data["gates"] = [{**gate, "auto_approve": True} for gate in data["gates"]]
+    app = next(a for a in data["applications"] if a["name"] == APP)
+    app.pop("depends_on", None)
+    for db in app["databases"]:
+        db["method"] = method
+    data["applications"] = [app]
+    path = directory / f"{CUTOVER}-{method}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    load_runbook(path)  # a variant the loader refuses would fail every test below less clearly
+    return path
+
+
+def endpoint(pg: PostgresInfo) -> PgEndpoint:
+    return PgEndpoint(host=pg.host, port=pg.port, user=pg.user, password=pg.password, sslmode="disable")
+
+
+def local_work_root() -> Path:
+    """Where the flow-run processes (cwd: the project) keep dumps: cutover.phases.workspace."""
+    root = Path(os.environ.get("CUTOVER_WORK_DIR", ".cutover/work"))
+    return root if root.is_absolute() else PROJECT_DIR / root
+
+
+@pytest.fixture(scope="module")
+def ballast(sandbox: SandboxInfo) -> Iterator[None]:
+    """The big table in the source database for this module; dropped at the end, with the
+    sandbox put back (source writable, old site live) and this module's dumps removed."""
+    reset(sandbox)  # whatever ran before may have left the source read-only
+    with connect(endpoint(sandbox.onprem), DB, autocommit=True) as conn:
+        conn.execute(f"create table public.{BALLAST} (id int primary key, payload text)")
+        conn.execute(f"alter table public.{BALLAST} alter payload set storage external")  # no TOAST compression
+        with conn.cursor() as cur, cur.copy(f"copy public.{BALLAST} (id, payload) from stdin (format binary)") as copy:
+            copy.set_types(["int4", "text"])
+            for i in range(BALLAST_ROWS):
+                copy.write_row((i, os.urandom(1 << 20).translate(_TO_TEXT).decode()))
+    try:
+        yield
+    finally:
+        reset(sandbox)
+        with connect(endpoint(sandbox.onprem), DB, autocommit=True) as conn:
+            conn.execute(f"drop table if exists public.{BALLAST}")
+        shutil.rmtree(local_work_root() / CUTOVER, ignore_errors=True)
+        shutil.rmtree(Path(sandbox.ssh.work_dir) / CUTOVER, ignore_errors=True)
+
+
+@pytest.fixture
+def estate(sandbox: SandboxInfo, ballast: None) -> SandboxInfo:
+    reset(sandbox)
+    return sandbox
+
+
+# --- waiting and processes ----------------------------------------------------------------
+
+
+def flow_run(api_url: str, flow_run_id: str) -> Any:
+    with prefect_client(api_url) as client:
+        return client.read_flow_run(UUID(flow_run_id))
+
+
+def wait_during_run(api_url: str, flow_run_id: str, predicate: Callable[[], T | None], what: str, timeout_s: float = RUN_TIMEOUT_S) -> T:
+    """Poll ``predicate`` often until it returns something; fail at once when the run ends first."""
+    deadline = time.monotonic() + timeout_s
+    next_look = 0.0
+    while True:
+        value = predicate()
+        if value:
+            return value
+        now = time.monotonic()
+        if now >= next_look:
+            state = flow_run(api_url, flow_run_id).state
+            if state is not None and state.is_final():
+                pytest.fail(f"the run ended ({state.name}: {state.message}) before {what}")
+            next_look = now + 1.0
+        if now >= deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def wait_until(predicate: Callable[[], T], timeout_s: float, what: str) -> T:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def program_of(pid: int) -> str:
+    line = cmdline(pid) or ""
+    return line.split(" ", 1)[0].rsplit("/", 1)[-1]
+
+
+def all_pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def postgres_clients(program: str, pg: PostgresInfo) -> list[int]:
+    """Live ``program`` processes (pg_dump, pg_restore) pointed at ``pg`` through libpq's PGPORT."""
+    return [pid for pid in all_pids() if program_of(pid) == program and environ_of(pid).get("PGPORT") == str(pg.port) and alive(pid)]
+
+
+def flow_run_process(api_url: str, worker_pid: int, flow_run_id: str) -> int:
+    """The process running the flow: the one the worker recorded as the run's
+    infrastructure, checked to be the worker's descendant working for this flow run."""
+    pid = int(str(flow_run(api_url, flow_run_id).infrastructure_pid).rsplit(":", 1)[-1])
+    assert pid in descendants(worker_pid), f"pid {pid} is not a process of the worker"
+    assert environ_of(pid).get("PREFECT__FLOW_RUN_ID") == flow_run_id, f"pid {pid} does not run flow run {flow_run_id}"
+    return pid
+
+
+def leftovers(sandbox: SandboxInfo, flow_run_id: str) -> list[str]:
+    """Processes that still work for the flow run: any local process of its, a pg_dump
+    at the source, a pg_restore at the target, an SSH session on the cloud host."""
+    found = []
+    for pid in all_pids():
+        env = environ_of(pid)
+        if not env or not alive(pid):
+            continue
+        program = program_of(pid)
+        if env.get("PREFECT__FLOW_RUN_ID") == flow_run_id:
+            found.append(f"{pid} {program} (of the flow run)")
+        elif program == "pg_dump" and env.get("PGPORT") == str(sandbox.onprem.port):
+            found.append(f"{pid} pg_dump")
+        elif program == "pg_restore" and env.get("PGPORT") == str(sandbox.cloud.port):
+            found.append(f"{pid} pg_restore")
+    assert sandbox.ssh.pid is not None
+    found += [f"{pid} {program_of(pid)} (SSH session)" for pid in descendants(sandbox.ssh.pid)]
+    return found
+
+
+def assert_nothing_left(sandbox: SandboxInfo, flow_run_id: str) -> None:
+    deadline = time.monotonic() + GONE_TIMEOUT_S
+    while left := leftovers(sandbox, flow_run_id):
+        assert time.monotonic() < deadline, f"still running {GONE_TIMEOUT_S}s after the run ended: {left}"
+        time.sleep(0.2)
+
+
+# --- Prefect: runs, task runs, results --------------------------------------------------------
+
+
+def start(api_url: str, runbook: Path) -> str:
+    return start_run(api_url, DEPLOYMENT, {"runbook": str(runbook)})
+
+
+def finish(api_url: str, flow_run_id: str, since: Any = None) -> RunOutcome:
+    lines: list[str] = []
+    outcome = follow_run(api_url, flow_run_id, out=lines.append, poll_s=0.5, timeout_s=RUN_TIMEOUT_S, since=since)
+    assert outcome.final, f"flow run {flow_run_id} did not end: " + "\n".join(lines[-30:])
+    return outcome
+
+
+def task_runs_named(api_url: str, flow_run_id: str, name: str) -> list[Any]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
+
+    with prefect_client(api_url) as client:
+        return client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[name])),
+        )
+
+
+def step_states(api_url: str, flow_run_id: str, step: str, expected: list[str]) -> list[Any]:
+    """The task runs of ``step``, once their state names (sorted) are ``expected``. Task
+    run states reach the API through events, a little after the flow run ends."""
+
+    def settled() -> list[Any] | None:
+        runs = task_runs_named(api_url, flow_run_id, step)
+        return runs if sorted(r.state.name for r in runs if r.state is not None) == expected else None
+
+    deadline = time.monotonic() + 30
+    while (runs := settled()) is None:
+        if time.monotonic() >= deadline:
+            seen = sorted(r.state.name for r in task_runs_named(api_url, flow_run_id, step) if r.state is not None)
+            pytest.fail(f"{step}: task run states {seen}, expected {expected}")
+        time.sleep(0.5)
+    return runs
+
+
+def fingerprints_equal(sandbox: SandboxInfo) -> list[str]:
+    with connect(endpoint(sandbox.onprem), DB, autocommit=True) as conn:
+        source = fingerprint.fingerprint(conn)
+    with connect(endpoint(sandbox.cloud), DB, autocommit=True) as conn:
+        target = fingerprint.fingerprint(conn)
+    assert f"public.{BALLAST}" in source.tables, "the ballast is part of the move"
+    return fingerprint.compare(source, target)
+
+
+def ballast_copied_bytes(sandbox: SandboxInfo) -> int:
+    """How far the COPY into the ballast table on the target has got (0 when not started)."""
+    try:
+        with connect(endpoint(sandbox.cloud), DB, autocommit=True) as conn:
+            row = conn.execute(
+                "select bytes_processed from pg_stat_progress_copy where datname = current_database() and relid = to_regclass(%s)", (f"public.{BALLAST}",)
+            ).fetchone()
+    except Exception:  # the target database is not there yet
+        return 0
+    return int(row[0]) if row else 0
+
+
+def target_database(sandbox: SandboxInfo, name: str) -> tuple[int, str | None] | None:
+    """(oid, comment) of database ``name`` on the target, or None."""
+    with connect(endpoint(sandbox.cloud), "postgres", autocommit=True) as admin:
+        row = admin.execute(
+            "select oid, shobj_description(oid, 'pg_database') from pg_database where datname = %s", (name,)
+        ).fetchone()
+    return (int(row[0]), row[1]) if row else None
+
+
+# --- the tests ------------------------------------------------------------------------
+
+
+# The restore test comes first: the killed run keeps its slot of the per-host restore limit
+# until the slot's lease runs out (Prefect's default, 300 s), and the tests after this
+# module share that limit.
+def test_sigkill_mid_restore_then_retry_restores_again(estate, cutover_worker, prefect_api, tmp_path):
+    api = prefect_api.api_url
+    run_id = start(api, runbook_variant(tmp_path, "file"))
+    remote_dump = str(Path(estate.ssh.work_dir) / CUTOVER / run_id / f"{APP}.{DB}.dump")
+
+    def restoring() -> list[int] | None:
+        restores = [p for p in postgres_clients("pg_restore", estate.cloud) if remote_dump in (cmdline(p) or "")]
+        return restores if restores and ballast_copied_bytes(estate) > 10 * 1024 * 1024 else None
+
+    wait_during_run(api, run_id, restoring, "pg_restore to be copying the ballast on the target")
+    os.kill(flow_run_process(api, cutover_worker.pid, run_id), signal.SIGKILL)
+
+    crashed = finish(api, run_id)
+    assert crashed.state_type == "CRASHED", crashed
+    assert_nothing_left(estate, run_id)
+    half = target_database(estate, DB)
+    assert half is not None and half[1] == f"{dump.MARKER_PREFIX}{run_id}", f"a half-restored database of this run: {half}"
+
+    outcome = finish(api, run_id, since=retry_run(api, run_id))
+
+    assert outcome.ok, (outcome.state_name, outcome.message)
+    step_states(api, run_id, f"{APP}/export/{DB}", ["Cached", "Completed"])
+    step_states(api, run_id, f"{APP}/transfer/{DB}", ["Cached", "Completed"])
+    imports = [r.state.name for r in task_runs_named(api, run_id, f"{APP}/import/{DB}")]
+    assert "Completed" in imports and "Cached" not in imports, imports
+    again = target_database(estate, DB)
+    assert again is not None and again[0] != half[0], "the half-restored database was dropped and created again"
+    assert again[1] == f"{dump.MARKER_PREFIX}{run_id}:imported"
+    assert fingerprints_equal(estate) == []
+
+
+def test_sigkill_mid_upload_then_retry_resumes_the_upload(estate, cutover_worker, prefect_api, tmp_path):
+    api = prefect_api.api_url
+    run_id = start(api, runbook_variant(tmp_path, "file"))
+    local_dump = local_work_root() / CUTOVER / run_id / f"{APP}.{DB}.dump"
+    remote_dump = Path(estate.ssh.work_dir) / CUTOVER / run_id / f"{APP}.{DB}.dump"
+
+    def big_upload_under_way() -> tuple[Path, int] | None:
+        for part in remote_dump.glob("*.part"):
+            local = local_dump / part.name.removesuffix(".part")
+            try:
+                total, sent = local.stat().st_size, part.stat().st_size
+            except FileNotFoundError:
+                continue
+            if total >= BIG_FILE and sent >= total // 5:
+                return local, total
+        finished = [p for p in remote_dump.glob("*.dat*") if not p.name.endswith(".part") and p.stat().st_size >= BIG_FILE]
+        assert not finished, f"the upload of {finished[0].name} ended before the test caught it: make the ballast bigger"
+        return None
+
+    big_file, big_size = wait_during_run(api, run_id, big_upload_under_way, "the big dump file to be partly uploaded")
+    os.kill(flow_run_process(api, cutover_worker.pid, run_id), signal.SIGKILL)
+
+    crashed = finish(api, run_id)
+    assert crashed.state_type == "CRASHED", crashed
+    assert_nothing_left(estate, run_id)
+    part = remote_dump / (big_file.name + ".part")
+    assert part.exists() and not (remote_dump / big_file.name).exists(), "the killed upload left its partial file"
+    left_behind = part.stat().st_size
+    assert 0 < left_behind < big_size
+
+    outcome = finish(api, run_id, since=retry_run(api, run_id))
+
+    assert outcome.ok, (outcome.state_name, outcome.message)
+    step_states(api, run_id, f"{APP}/export/{DB}", ["Cached", "Completed"])  # the retry did not dump again
+    transfer = [r for r in task_runs_named(api, run_id, f"{APP}/transfer/{DB}") if r.state.is_completed()]
+    assert len(transfer) == 1, [r.state.name for r in task_runs_named(api, run_id, f"{APP}/transfer/{DB}")]
+    result = transfer[0].state.result()
+    assert result["bytes"] >= big_size
+    # it sent what was missing: the rest of the big file (and the files after it), not all of it
+    assert 0 < result["bytes_sent"] <= result["bytes"] - left_behind, (result, left_behind)
+    assert not part.exists() and (remote_dump / big_file.name).stat().st_size == big_size
+    assert fingerprints_equal(estate) == []
+
+
+def test_cancel_mid_stream_then_rollback_on_request(estate, cutover_worker, prefect_api, tmp_path):
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelling
+
+    api = prefect_api.api_url
+    runbook = runbook_variant(tmp_path, "stream")
+    run_id = start(api, runbook)
+
+    def streaming() -> bool:
+        return bool(
+            postgres_clients("pg_dump", estate.onprem)
+            and postgres_clients("pg_restore", estate.cloud)
+            and ballast_copied_bytes(estate) > 10 * 1024 * 1024
+        )
+
+    wait_during_run(api, run_id, streaming, "the stream to be copying the ballast")
+    # Today the running step is not interrupted: the flow-run process leaves only when its
+    # task threads end, or when the worker SIGKILLs it 30 s after the cancel request. So the
+    # stream may still finish; either way nothing may be left running once the run is Cancelled.
+    with prefect_client(api) as client:  # what the UI's Cancel button does; the worker does the killing
+        client.set_flow_run_state(UUID(run_id), Cancelling(message="cancelled by the test"), force=True)
+
+    cancelled = finish(api, run_id)
+    assert cancelled.state_type == "CANCELLED", cancelled
+    assert_nothing_left(estate, run_id)
+
+    rollback = run_deployment(
+        ROLLBACK_DEPLOYMENT, parameters={"cutover_run": run_id, "runbook": str(runbook)}, timeout=RUN_TIMEOUT_S
+    )
+
+    assert rollback.state.is_completed(), rollback.state.message
+    undone = rollback.state.result()
+    assert undone["rolled_back"] and {f"{APP}/freeze", f"{APP}/stream/{DB}"} <= set(undone["undone"]), undone
+    with connect(endpoint(estate.onprem), "postgres", autocommit=True) as admin:
+        assert not freeze.is_read_only(admin, DB), "the source is writable again"
+    app = estate.apps[APP]
+    assert httpx.get(f"{app.old_url}/maintenance", timeout=10).json() == {"maintenance": False}, "the old site is live again"
+    assert target_database(estate, DB) is None, "no database left under the target name"
+    with connect(endpoint(estate.cloud), "postgres", autocommit=True) as admin:
+        aside = [r[0] for r in admin.execute("select datname from pg_database where starts_with(datname, %s)", (f"{DB}_rolled_back_",))]
+    assert len(aside) == 1, f"the default on_rollback (rename) put the target's copy aside: {aside}"
