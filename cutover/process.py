@@ -113,6 +113,20 @@ def live_process_groups() -> list[int]:
         return sorted(_live)
 
 
+# Set once this process is stopping (a cancelled flow run): every program, local or remote,
+# started before or after, is stopped as if its own cancel event were set.
+STOPPING = threading.Event()
+
+
+def stop_everything(grace_s: float = DEFAULT_GRACE_S) -> int:
+    """Cancel every program of this process for good, local ones and (through
+    :data:`STOPPING`, watched by ``cutover.ssh.remote_process``) remote ones; returns how
+    many local groups were signalled. For the flow's cancellation: the steps' own threads
+    go on until their programs end, so their programs are ended here."""
+    STOPPING.set()
+    return kill_all(grace_s)
+
+
 def kill_all(grace_s: float = DEFAULT_GRACE_S) -> int:
     """Kill every program started by this process that is still running (its whole group):
     SIGTERM to all at once, SIGKILL to what is left after ``grace_s``. Returns how many
@@ -450,7 +464,7 @@ class RunningProgram:
                     pass
                 if self._stop_reason is not None:
                     continue  # somebody is killing it already; keep reaping
-                if cancel is not None and cancel.is_set():
+                if (cancel is not None and cancel.is_set()) or STOPPING.is_set():
                     self._mark_stopped("cancelled")
                     self._terminate_group()
                 elif self._deadline is not None and time.monotonic() >= self._deadline:

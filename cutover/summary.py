@@ -28,9 +28,11 @@ def summarize(
     *,
     rollback: dict[str, Any] | None = None,
     decision: dict[str, Any] | None = None,
+    errors: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """What happened, per database and application; with the rollback (what was undone,
-    what is left by hand) and the operator's decision past the point of no return."""
+    """What happened, per database and application; why the failed steps failed
+    (``errors``); the rollback (what was undone, what is left by hand) and the operator's
+    decision past the point of no return."""
     databases: dict[str, dict[str, Any]] = {}
     for app in runbook.applications:
         for db in app.databases:
@@ -62,6 +64,7 @@ def summarize(
         "cutover": runbook.cutover,
         "ok": not not_done,
         "failed_steps": failed,
+        "errors": errors or {},
         "not_completed": len(not_done),
         "databases": databases,
         "applications": applications,
@@ -107,6 +110,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# Cutover {summary['cutover']}: {verdict}", ""]
     if summary["failed_steps"]:
         lines += ["Failed steps: " + ", ".join(f"`{s}`" for s in summary["failed_steps"]), ""]
+        lines += [f"- `{step}`: {error}" for step, error in summary.get("errors", {}).items()] + [""]
     extra = _rollback_lines(summary, "- ")
     if extra:
         lines += ["## Rollback", "", *[line if line.startswith("- ") else line + "\n" for line in extra], ""]
@@ -127,6 +131,7 @@ def summary_text(summary: dict[str, Any]) -> str:
     lines = [f"cutover {summary['cutover']}: {verdict}"]
     if summary["failed_steps"]:
         lines.append("failed steps: " + ", ".join(summary["failed_steps"]))
+        lines += [f"  - {step}: {error}" for step, error in summary.get("errors", {}).items()]
     lines += _rollback_lines(summary, "  - ")
     lines.append(f"{'database':<28} {'method':<7} {'rows':>9} {'bytes':>10} {'sha256':<16} {'time':>7}")
     for key, db in summary["databases"].items():

@@ -60,7 +60,7 @@ def run_rollback(runbook_path: str, runbook: Runbook, plan: Plan, started: set[s
             done.append(comp.step)
             continue
         if state.is_failed() or state.is_crashed():
-            failed[comp.step] = _message(state)
+            failed[comp.step] = failure_message(state)
         by_hand.append({"step": comp.step, "to_do": comp.text, "why": failed.get(comp.step, "not run: waits for a failed compensation")})
     outcome = {"rolled_back": not by_hand, "undone": done, "failed": failed, "by_hand": by_hand}
     journal.end_rollback(run_id, run_key, finished=not by_hand)
@@ -71,7 +71,8 @@ def run_rollback(runbook_path: str, runbook: Runbook, plan: Plan, started: set[s
     return outcome
 
 
-def _message(state: Any) -> str:
+def failure_message(state: Any) -> str:
+    """The exception a failed task run raised, as text (its first 300 characters)."""
     try:
         state.result()
     except BaseException as exc:  # the task's exception is the message we want

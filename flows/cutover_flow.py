@@ -42,9 +42,10 @@ from cutover.phases import workspace
 from cutover.plan import build_plan
 from cutover.plan.build import Plan, Step
 from cutover.plan.inputs import step_inputs
+from cutover.process import stop_everything
 from cutover.runbook.model import Runbook
 from cutover.summary import summarize, summary_markdown
-from flows.compensations import retry_options, run_rollback
+from flows.compensations import failure_message, retry_options, run_rollback
 from tasks import application, dns, files, freeze, gate, journal, move, source_check
 from tasks.common import runbook_at
 from tasks.limits import ensure_limits
@@ -115,6 +116,17 @@ def submit_steps(
         futures[step.id] = task.submit(**kwargs, wait_for=[futures[d] for d in step.depends_on])
 
 
+def wait_or_stop(futures: dict[str, PrefectFuture]) -> None:
+    """Wait for the submitted steps. When the wait is interrupted (the run is cancelled:
+    Prefect raises in this thread), end their programs now, local and remote: the steps'
+    threads would otherwise run on until their programs finished."""
+    try:
+        wait(list(futures.values()))
+    except BaseException:
+        stop_everything()
+        raise
+
+
 def started(state: Any) -> bool:
     """Whether a step got as far as running (and so may have changed something)."""
     return state is not None and state.type not in (StateType.PENDING, StateType.SCHEDULED)
@@ -155,13 +167,13 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600)
     after = after_point_of_no_return(plan)
     futures: dict[str, PrefectFuture] = {}
     submit_steps(runbook_path, loaded, plan, run_key, set(plan.steps) - after, futures)
-    wait(list(futures.values()))
+    wait_or_stop(futures)
     rollback: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
     failures = [sid for sid, future in futures.items() if failed(future.state)]
     if not failures:
         submit_steps(runbook_path, loaded, plan, run_key, after, futures)
-        wait(list(futures.values()))
+        wait_or_stop(futures)
         failures = [sid for sid, future in futures.items() if failed(future.state)]
         if failures:
             crossed = [sid for sid in after if futures[sid].state.is_completed()] or switched_anything(runbook_path, run_key)
@@ -175,18 +187,20 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600)
 
     states = {sid: futures[sid].state if sid in futures else None for sid in plan.steps}
     results = {sid: future.result() for sid, future in futures.items() if future.state.is_completed()}
-    summary = summarize(loaded, plan, states, results, rollback=rollback, decision=decision)
+    errors = {sid: failure_message(futures[sid].state) for sid in failures}
+    summary = summarize(loaded, plan, states, results, rollback=rollback, decision=decision, errors=errors)
     create_markdown_artifact(
         summary_markdown(summary), key="cutover-summary", description=f"Cutover {loaded.cutover}: summary"
     )
     log.info("cutover_finished", ok=summary["ok"], failed=summary["failed_steps"], rolled_back=bool(rollback))
     if not summary["ok"]:
-        return Failed(message=_failure_message(loaded.cutover, failures, rollback, decision), data=summary)
+        return Failed(message=_failure_message(loaded.cutover, errors, rollback, decision), data=summary)
     return summary
 
 
-def _failure_message(name: str, failures: list[str], rollback: dict[str, Any] | None, decision: dict[str, Any] | None) -> str:
-    what = f"cutover {name} did not complete: failed {', '.join(failures) or 'steps not run'}"
+def _failure_message(name: str, errors: dict[str, str], rollback: dict[str, Any] | None, decision: dict[str, Any] | None) -> str:
+    failed = "; ".join(f"{sid} ({error})" for sid, error in errors.items())
+    what = f"cutover {name} did not complete: failed {failed or 'steps not run'}"
     if rollback is not None:
         if rollback["rolled_back"]:
             return what + "; rolled back: " + (", ".join(rollback["undone"]) or "nothing had changed")

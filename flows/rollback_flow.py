@@ -59,9 +59,12 @@ def started_steps(cutover_run: str, run_key: str) -> dict[str, StateType]:
             for task_run in page:
                 if task_run.name.startswith(PREFIX) or task_run.state is None:
                     continue
+                if task_run.start_time is None and task_run.state.type != StateType.COMPLETED:
+                    continue  # never began: ended (Crashed, Cancelled) while it waited; a Cached one counts
+                when = task_run.start_time or task_run.created
                 seen = found.get(task_run.name)
-                if seen is None or (task_run.start_time or task_run.expected_start_time) >= seen[0]:
-                    found[task_run.name] = (task_run.start_time or task_run.expected_start_time, task_run.state.type)
+                if seen is None or when >= seen[0]:
+                    found[task_run.name] = (when, task_run.state.type)
             if len(page) < _PAGE:
                 break
             offset += _PAGE

@@ -41,6 +41,11 @@ class TransferProgress:
             update_progress_artifact(self.artifact_id, percent)
 
 
+# Prefect renews a slot's lease while its holder lives; a short lease frees the slot of a
+# killed flow run within a minute (the default lease would hold it for 5).
+SLOT_LEASE_S = 60.0  # the shortest lease the Prefect API accepts
+
+
 def _host_limit(move: database.Move, kind: str) -> str:
     site = move.runbook.sites[move.db.from_ if kind == "dump" else move.db.to].postgres
     assert site is not None
@@ -50,7 +55,7 @@ def _host_limit(move: database.Move, kind: str) -> str:
 @task(name="export")
 def export(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
     move = _move(runbook_path, step_id, run_key)
-    with concurrency(_host_limit(move, "dump"), occupy=1):
+    with concurrency(_host_limit(move, "dump"), occupy=1, lease_duration=SLOT_LEASE_S):
         return run_step(move.runbook.cutover, step_id, "export", lambda: database.export_database(move))
 
 
@@ -64,7 +69,7 @@ def transfer(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
 @task(name="import")
 def import_(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
     move = _move(runbook_path, step_id, run_key)
-    with concurrency(_host_limit(move, "restore"), occupy=1):
+    with concurrency(_host_limit(move, "restore"), occupy=1, lease_duration=SLOT_LEASE_S):
         return run_step(move.runbook.cutover, step_id, "import", lambda: database.import_dump(move))
 
 
@@ -72,7 +77,7 @@ def import_(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
 def stream(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
     move = _move(runbook_path, step_id, run_key)
     # a stream is a dump and a restore at once: it takes a slot of each
-    with concurrency([_host_limit(move, "dump"), _host_limit(move, "restore")], occupy=1):
+    with concurrency([_host_limit(move, "dump"), _host_limit(move, "restore")], occupy=1, lease_duration=SLOT_LEASE_S):
         return run_step(move.runbook.cutover, step_id, "stream", lambda: database.stream_database(move))
 
 

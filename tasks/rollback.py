@@ -93,7 +93,8 @@ def point_of_no_return(runbook_path: str, run_key: str, pause_key: str, failed: 
         "acknowledged": decision.acknowledge_writes_lost,
         "decided_by": decision.decided_by,
         "reason": decision.reason,
-        "writes": writes,
+        # counted again: the new site went on taking writes while the question waited
+        "writes": writes_since_switch(runbook_path, run_key),
     }
     log.info("point_of_no_return_decided", **outcome)
     return outcome
@@ -105,7 +106,7 @@ def _question_markdown(failed: list[str], writes: dict[str, int | str]) -> str:
         "",
         "Failed after the switch: " + ", ".join(f"`{s}`" for s in failed),
         "",
-        "| target database | rows written since the switch |",
+        "| target database | rows written since the switch (when this was asked) |",
         "|---|---:|",
         *[f"| {key} | {count} |" for key, count in sorted(writes.items())],
         "",

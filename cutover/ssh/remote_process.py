@@ -221,6 +221,9 @@ def execute(
     first (over a second channel, or by the remote watchdog when the connection is gone).
     ``label`` names the command in messages (default: its program name).
     """
+    from cutover.process import STOPPING
+
+    cancel = cancel or STOPPING  # a stopping process (cancelled flow run) cancels them all
     address = address_of(client)
     label = label or describe(command)
     transport = client.get_transport()
