@@ -390,7 +390,7 @@ def test_powerdns_down_fails_the_switch_that_changed_nothing_and_rolls_back(esta
     faults.assert_no_processes_left(estate)
 
 
-def test_powerdns_refusing_the_change_with_422_rolls_back_without_retrying(estate, gate, tmp_path):
+def test_powerdns_refusing_the_change_with_422_rolls_back(estate, gate, tmp_path):
     snapshot = faults.estate_snapshot(estate, [APP])
     with faults.powerdns_refuses(estate, estate.apps[APP].hostname):
         state = run_cutover(runbook_variant(tmp_path, gate))
