@@ -42,7 +42,7 @@ from cutover.phases import workspace
 from cutover.plan import build_plan
 from cutover.plan.build import Plan, Step
 from cutover.plan.inputs import step_inputs
-from cutover.process import stop_everything
+from cutover.process import STOPPING, stop_everything
 from cutover.runbook.model import Runbook
 from cutover.summary import summarize, summary_markdown
 from flows.compensations import failure_message, retry_options, run_rollback
@@ -148,6 +148,7 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600)
     except RunbookError as exc:
         return Failed(message="the runbook has problems:\n" + str(exc))
     run_id = str(flow_run.id or "local")
+    STOPPING.clear()  # a flow run in a process that ran a cancelled one before (tests) starts afresh
     if journal.unfinished_rollback(run_id):
         return Failed(message=f"a rollback of this run did not finish; finish it first (cutover rollback {run_id}), then retry")
     run_key = journal.attempt_key(run_id)

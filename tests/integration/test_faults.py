@@ -117,6 +117,23 @@ def run_cutover(runbook: Path, decision_timeout_s: int = 120) -> Any:
     return cutover(str(runbook), decision_timeout_s=decision_timeout_s, return_state=True)
 
 
+class InBackground:
+    """A cutover run in a thread of this process, so that the test can act while it runs."""
+
+    def __init__(self, runbook: Path) -> None:
+        self._state: Any = None
+        self._thread = threading.Thread(target=self._run, args=(runbook,), daemon=True)
+        self._thread.start()
+
+    def _run(self, runbook: Path) -> None:
+        self._state = run_cutover(runbook)
+
+    def state(self, timeout_s: float = 300) -> Any:
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), f"the run did not end within {timeout_s} s"
+        return self._state
+
+
 def run_rollback(flow_run_id: str, runbook: Path, acknowledge: bool = False) -> Any:
     from flows.rollback_flow import rollback
 
@@ -175,6 +192,28 @@ def assert_moved(sandbox: SandboxInfo, before: fingerprint.Fingerprint) -> None:
     assert query(app.hostname, "A", server_host=sandbox.powerdns.dns_host, server_port=sandbox.powerdns.dns_port).values == (
         NEW_SITE_ADDRESS,
     )
+
+
+def assert_completed_and_moved(state: Any, sandbox: SandboxInfo, before: fingerprint.Fingerprint) -> None:
+    assert state.is_completed(), state.message
+    assert_moved(sandbox, before)
+    faults.assert_no_processes_left(sandbox)
+
+
+def run_with_a_program_starting_on_a_stopped_cluster(
+    sandbox: SandboxInfo, gate: ProgramGate, runbook: Path, program: str, site: str
+) -> Any:
+    """Run the cutover; ``program`` (pg_dump, pg_restore) starts while the ``site`` cluster
+    is down, and fails; the cluster is back before the step's retry. The run's end state."""
+    gate.hold(program, "before")
+    run = InBackground(runbook)
+    gate.reached(program, "before")  # the step is about to start its program
+    with faults.cluster_stopped(sandbox, site):
+        gate.hold(program, "after")
+        gate.release(program, "before")  # connection refused
+        gate.reached(program, "after")
+    gate.release(program, "after")
+    return run.state()
 
 
 def rows_written_on(pg, db: str, rows: int) -> None:
@@ -236,21 +275,9 @@ def test_freeze_action_answering_500_rolls_back(estate, gate, tmp_path):
 
 def test_pg_dump_losing_the_source_is_retried_and_the_cutover_completes(estate, gate, tmp_path):
     before = source_fingerprint(estate)
-    gate.hold("pg_dump", "before")
-    done: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: done.update(state=run_cutover(runbook_variant(tmp_path, gate, method="file"))))
-    worker.start()
-    gate.reached("pg_dump", "before")  # frozen; the dump is about to start
-    with faults.cluster_stopped(estate, "onprem"):
-        gate.hold("pg_dump", "after")
-        gate.release("pg_dump", "before")  # pg_dump: connection refused
-        gate.reached("pg_dump", "after")
-    gate.release("pg_dump", "after")  # the source is back before the retry
-    worker.join(300)
-    state = done["state"]
-    assert state.is_completed(), state.message
-    assert_moved(estate, before)
-    faults.assert_no_processes_left(estate)
+    runbook = runbook_variant(tmp_path, gate, method="file")
+    state = run_with_a_program_starting_on_a_stopped_cluster(estate, gate, runbook, "pg_dump", "onprem")
+    assert_completed_and_moved(state, estate, before)
 
 
 # --- import -----------------------------------------------------------------------------------
@@ -259,25 +286,17 @@ def test_pg_dump_losing_the_source_is_retried_and_the_cutover_completes(estate, 
 def test_pg_restore_killed_is_retried_on_a_fresh_database_and_completes(estate, gate, tmp_path):
     before = source_fingerprint(estate)
     gate.hold("pg_restore", "after")  # the restore has written everything, then dies
-    done: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: done.update(state=run_cutover(runbook_variant(tmp_path, gate, method="file"))))
-    worker.start()
+    run = InBackground(runbook_variant(tmp_path, gate, method="file"))
     pid = gate.reached("pg_restore", "after")
     gate.release("pg_restore", "after")
     os.kill(pid, 9)
-    worker.join(300)
-    state = done["state"]
-    assert state.is_completed(), state.message
-    assert_moved(estate, before)
-    faults.assert_no_processes_left(estate)
+    assert_completed_and_moved(run.state(), estate, before)
 
 
 def test_a_corrupted_uploaded_file_is_sent_again_before_the_restore(estate, gate, tmp_path):
     before = source_fingerprint(estate)
     gate.hold("pg_restore", "before")
-    done: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: done.update(state=run_cutover(runbook_variant(tmp_path, gate, method="file"))))
-    worker.start()
+    run = InBackground(runbook_variant(tmp_path, gate, method="file"))
     pid = gate.reached("pg_restore", "before")
     dumps = [p for p in Path(estate.ssh.work_dir).rglob("*.dat.gz")] or [
         p for p in Path(estate.ssh.work_dir).rglob("*") if p.is_file() and p.name.endswith(".dat")
@@ -287,30 +306,14 @@ def test_a_corrupted_uploaded_file_is_sent_again_before_the_restore(estate, gate
     faults.corrupt_file(biggest)
     gate.release("pg_restore", "before")
     os.kill(pid, 9)  # the restore dies; its retry must not restore from the damaged file
-    worker.join(300)
-    state = done["state"]
-    assert state.is_completed(), state.message
-    assert_moved(estate, before)
-    faults.assert_no_processes_left(estate)
+    assert_completed_and_moved(run.state(), estate, before)
 
 
 def test_target_cluster_stopped_during_the_import_is_retried_and_completes(estate, gate, tmp_path):
     before = source_fingerprint(estate)
-    gate.hold("pg_restore", "before")
-    done: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: done.update(state=run_cutover(runbook_variant(tmp_path, gate, method="file"))))
-    worker.start()
-    gate.reached("pg_restore", "before")
-    with faults.cluster_stopped(estate, "cloud"):
-        gate.hold("pg_restore", "after")
-        gate.release("pg_restore", "before")  # pg_restore: connection refused
-        gate.reached("pg_restore", "after")
-    gate.release("pg_restore", "after")  # the target is back before the retry
-    worker.join(300)
-    state = done["state"]
-    assert state.is_completed(), state.message
-    assert_moved(estate, before)
-    faults.assert_no_processes_left(estate)
+    runbook = runbook_variant(tmp_path, gate, method="file")
+    state = run_with_a_program_starting_on_a_stopped_cluster(estate, gate, runbook, "pg_restore", "cloud")
+    assert_completed_and_moved(state, estate, before)
 
 
 # --- verify -----------------------------------------------------------------------------------
@@ -319,14 +322,11 @@ def test_target_cluster_stopped_during_the_import_is_retried_and_completes(estat
 def test_a_row_changed_on_the_target_fails_verification_and_rolls_back(estate, gate, tmp_path):
     snapshot = faults.estate_snapshot(estate, [APP])
     gate.hold("pg_restore", "after")
-    done: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: done.update(state=run_cutover(runbook_variant(tmp_path, gate))))
-    worker.start()
+    run = InBackground(runbook_variant(tmp_path, gate))
     gate.reached("pg_restore", "after")
     table = faults.change_target_row(estate, DB)
     gate.release("pg_restore", "after")
-    worker.join(300)
-    state = done["state"]
+    state = run.state()
     assert state.is_failed()
     summary = summary_of(state)
     assert summary["failed_steps"] == [f"{APP}/verify/{DB}"]
@@ -356,15 +356,12 @@ def test_smoke_test_answering_500_rolls_back(estate, gate, tmp_path):
 
 def test_a_write_on_the_source_after_the_freeze_stops_the_cutover_before_the_switch(estate, gate, tmp_path):
     gate.hold("pg_restore", "after")  # the dump is taken; the target is being filled
-    done: dict[str, Any] = {}
-    worker = threading.Thread(target=lambda: done.update(state=run_cutover(runbook_variant(tmp_path, gate))))
-    worker.start()
+    run = InBackground(runbook_variant(tmp_path, gate))
     gate.reached("pg_restore", "after")
     table = faults.write_on_source(estate, DB)
     after_write = faults.estate_snapshot(estate, [APP])
     gate.release("pg_restore", "after")
-    worker.join(300)
-    state = done["state"]
+    state = run.state()
     assert state.is_failed()
     summary = summary_of(state)
     assert summary["failed_steps"] == [f"{APP}/source-check"]
@@ -409,18 +406,15 @@ def test_powerdns_refusing_the_change_with_422_rolls_back(estate, gate, tmp_path
 def test_a_failing_rollback_says_what_is_left_by_hand_and_the_rollback_flow_finishes_it(estate, gate, tmp_path):
     snapshot = faults.estate_snapshot(estate, [APP])
     gate.hold("pg_restore", "after")
-    done: dict[str, Any] = {}
     runbook = runbook_variant(tmp_path, gate)
-    worker = threading.Thread(target=lambda: done.update(state=run_cutover(runbook)))
-    worker.start()
+    run = InBackground(runbook)
     gate.reached("pg_restore", "after")
     # from now on: the smoke test fails, and so does taking the old site out of maintenance
     with faults.app_fault(estate, APP, "cloud", "/health", "GET", status=500), faults.app_fault(
         estate, APP, "onprem", "/maintenance", "POST", status=500
     ):
         gate.release("pg_restore", "after")
-        worker.join(300)
-    state = done["state"]
+        state = run.state()
     assert state.is_failed() and "ROLLBACK INCOMPLETE" in state.message, state.message
     rollback = summary_of(state)["rollback"]
     assert [item["step"] for item in rollback["by_hand"]] == [f"{APP}/freeze"]
