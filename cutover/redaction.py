@@ -170,7 +170,7 @@ _PUBLIC_KEY_PREFIXES = frozenset(
     {
         "host", "public", "pub", "cache", "primary", "foreign", "sort", "partition",
         "idempotency", "lookup", "group", "dict", "map", "storage", "object", "step",
-        "result", "unique",
+        "result", "unique", "run", "attempt", "pause",
     }
 )
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")

@@ -124,6 +124,7 @@ def test_longest_secret_wins_when_one_contains_another():
         ("host_key", False),
         ("public_key", False),
         ("cache_key", False),
+        ("run_key", False),
         ("primary_key", False),
         ("step_key", False),
         # ordinary fields
