@@ -1,13 +1,16 @@
 """A cutover interrupted for real, through the ``cutover/cutover`` deployment and the
 worker, on the sandbox: the flow-run process SIGKILLed in the middle of the upload and
-in the middle of pg_restore, then the same flow run retried; a stream cancelled through
-the API, then rolled back by the ``cutover-rollback/rollback`` deployment.
+in the middle of pg_restore, then the same flow run retried; the SSH connection cut in
+the middle of the upload, which the transfer step's own retry resumes; a stream
+cancelled through the API (its programs are stopped at once), then rolled back by the
+``cutover-rollback/rollback`` deployment.
 
 One application (gis) keeps each run short. Its source database gets a table of random
 text for the module (about 125 MB of dump: gzip cannot shrink it), so that the upload,
 the restore and the stream each last a few seconds and can be caught while they run. The
 SSH "cloud host" is this machine, so the test watches the upload in the sandbox's work dir
-and the remote pg_restore in /proc.
+and the remote pg_restore in /proc. The helpers here also serve test_retry_after_failure.py,
+whose runs need no ballast.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from cutover.runbook.loader import load_runbook
 from cutover.sandbox.info import PostgresInfo, SandboxInfo
 from cutover.sandbox.processes import alive, cmdline, descendants
 from cutover.sandbox.reset import reset
+from tests import faults
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +51,9 @@ BALLAST_ROWS = 150  # of 1 MiB each
 BIG_FILE = 50 * 1024 * 1024  # only the ballast's data file in the dump is this big
 RUN_TIMEOUT_S = 600
 GONE_TIMEOUT_S = 15  # the guardian and the remote watchdog act within about a second
+# A bound, not a measurement: a cancelled run whose programs are not stopped leaves only
+# when they finish, or when the worker SIGKILLs it 30 s after the request.
+CANCELLED_WITHIN_S = 20
 # One byte in 256 -> 85 printable characters that COPY writes as they are: about 6.4 bits
 # of entropy per byte, so gzip keeps ~80% of it, and cheaply (hex bytea would double the
 # text and make pg_dump's gzip three times slower for the same dump size).
@@ -59,11 +66,15 @@ T = TypeVar("T")
 # --- the runbook and the estate ----------------------------------------------------------
 
 
-def runbook_variant(directory: Path, method: str) -> Path:
+def runbook_variant(
+    directory: Path, method: str, *, cutover: str = CUTOVER, edit: Callable[[dict[str, Any]], None] | None = None
+) -> Path:
     """The demo runbook cut down to the gis application, moved by ``method``, with one
-    quick retry per step and the gate approving itself."""
+    quick retry per step and the gate approving itself; ``edit`` changes it further. The
+    file's name depends on ``cutover`` and ``method`` only: writing the variant again
+    without ``edit`` puts back what ``edit`` changed."""
     data = yaml.safe_load(DEMO.read_text())
-    data["cutover"] = CUTOVER
+    data["cutover"] = cutover
     data["window"] = {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in data["window"].items()}
     data["defaults"].update(retries=1, retry_delay_s=1)
     data["gates"] = [{**gate, "auto_approve": True} for gate in data["gates"]]
@@ -72,7 +83,9 @@ def runbook_variant(directory: Path, method: str) -> Path:
     for db in app["databases"]:
         db["method"] = method
     data["applications"] = [app]
-    path = directory / f"{CUTOVER}-{method}.yaml"
+    if edit is not None:
+        edit(data)
+    path = directory / f"{cutover}-{method}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     load_runbook(path)  # a variant the loader refuses would fail every test below less clearly
     return path
@@ -86,6 +99,12 @@ def local_work_root() -> Path:
     """Where the flow-run processes (cwd: the project) keep dumps: cutover.phases.workspace."""
     root = Path(os.environ.get("CUTOVER_WORK_DIR", ".cutover/work"))
     return root if root.is_absolute() else PROJECT_DIR / root
+
+
+def remove_work_dirs(sandbox: SandboxInfo, cutover: str) -> None:
+    """The local and remote work directories of every run of ``cutover``."""
+    shutil.rmtree(local_work_root() / cutover, ignore_errors=True)
+    shutil.rmtree(Path(sandbox.ssh.work_dir) / cutover, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +125,7 @@ def ballast(sandbox: SandboxInfo) -> Iterator[None]:
         reset(sandbox)
         with connect(endpoint(sandbox.onprem), DB, autocommit=True) as conn:
             conn.execute(f"drop table if exists public.{BALLAST}")
-        shutil.rmtree(local_work_root() / CUTOVER, ignore_errors=True)
-        shutil.rmtree(Path(sandbox.ssh.work_dir) / CUTOVER, ignore_errors=True)
+        remove_work_dirs(sandbox, CUTOVER)
 
 
 @pytest.fixture
@@ -206,10 +224,13 @@ def leftovers(sandbox: SandboxInfo, flow_run_id: str) -> list[str]:
 
 
 def assert_nothing_left(sandbox: SandboxInfo, flow_run_id: str) -> None:
+    """Nothing of the flow run's (see :func:`leftovers`), nor any PostgreSQL client or
+    shell wrapper working on the sandbox (faults.leftover_processes), still runs."""
     deadline = time.monotonic() + GONE_TIMEOUT_S
     while left := leftovers(sandbox, flow_run_id):
         assert time.monotonic() < deadline, f"still running {GONE_TIMEOUT_S}s after the run ended: {left}"
         time.sleep(0.2)
+    faults.assert_no_processes_left(sandbox, timeout_s=max(1.0, deadline - time.monotonic()))
 
 
 # --- Prefect: runs, task runs, results --------------------------------------------------------
@@ -253,11 +274,18 @@ def step_states(api_url: str, flow_run_id: str, step: str, expected: list[str]) 
     return runs
 
 
-def fingerprints_equal(sandbox: SandboxInfo) -> list[str]:
+def fingerprints(sandbox: SandboxInfo) -> tuple[fingerprint.Fingerprint, fingerprint.Fingerprint]:
+    """(source, target) fingerprints of the moved database."""
     with connect(endpoint(sandbox.onprem), DB, autocommit=True) as conn:
         source = fingerprint.fingerprint(conn)
     with connect(endpoint(sandbox.cloud), DB, autocommit=True) as conn:
         target = fingerprint.fingerprint(conn)
+    return source, target
+
+
+def fingerprints_equal(sandbox: SandboxInfo) -> list[str]:
+    """The differences between source and target (none: the target verifies), ballast included."""
+    source, target = fingerprints(sandbox)
     assert f"public.{BALLAST}" in source.tables, "the ballast is part of the move"
     return fingerprint.compare(source, target)
 
@@ -281,6 +309,38 @@ def target_database(sandbox: SandboxInfo, name: str) -> tuple[int, str | None] |
             "select oid, shobj_description(oid, 'pg_database') from pg_database where datname = %s", (name,)
         ).fetchone()
     return (int(row[0]), row[1]) if row else None
+
+
+def wait_for_big_upload(api_url: str, sandbox: SandboxInfo, flow_run_id: str) -> tuple[Path, Path, int]:
+    """Wait until a fifth or more of the big dump file is on the target (its ``.part``
+    file grows in the run's remote dump directory). Returns that directory, the local
+    big file and its size."""
+    local_dump = local_work_root() / CUTOVER / flow_run_id / f"{APP}.{DB}.dump"
+    remote_dump = Path(sandbox.ssh.work_dir) / CUTOVER / flow_run_id / f"{APP}.{DB}.dump"
+
+    def big_upload_under_way() -> tuple[Path, int] | None:
+        for part in remote_dump.glob("*.part"):
+            local = local_dump / part.name.removesuffix(".part")
+            try:
+                total, sent = local.stat().st_size, part.stat().st_size
+            except FileNotFoundError:
+                continue
+            if total >= BIG_FILE and sent >= total // 5:
+                return local, total
+        finished = [p for p in remote_dump.glob("*.dat*") if not p.name.endswith(".part") and p.stat().st_size >= BIG_FILE]
+        assert not finished, f"the upload of {finished[0].name} ended before the test caught it: make the ballast bigger"
+        return None
+
+    big_file, big_size = wait_during_run(api_url, flow_run_id, big_upload_under_way, "the big dump file to be partly uploaded")
+    return remote_dump, big_file, big_size
+
+
+def assert_resumed(transfer: Any, big_size: int, left_behind: int) -> None:
+    """The completed transfer step sent only what was missing: the rest of the big file
+    (and the files after it), not the part of it already on the target."""
+    result = transfer.state.result()
+    assert result["bytes"] >= big_size
+    assert 0 < result["bytes_sent"] <= result["bytes"] - left_behind, (result, left_behind)
 
 
 # --- the tests ------------------------------------------------------------------------
@@ -323,23 +383,7 @@ def test_sigkill_mid_restore_then_retry_restores_again(estate, cutover_worker, p
 def test_sigkill_mid_upload_then_retry_resumes_the_upload(estate, cutover_worker, prefect_api, tmp_path):
     api = prefect_api.api_url
     run_id = start(api, runbook_variant(tmp_path, "file"))
-    local_dump = local_work_root() / CUTOVER / run_id / f"{APP}.{DB}.dump"
-    remote_dump = Path(estate.ssh.work_dir) / CUTOVER / run_id / f"{APP}.{DB}.dump"
-
-    def big_upload_under_way() -> tuple[Path, int] | None:
-        for part in remote_dump.glob("*.part"):
-            local = local_dump / part.name.removesuffix(".part")
-            try:
-                total, sent = local.stat().st_size, part.stat().st_size
-            except FileNotFoundError:
-                continue
-            if total >= BIG_FILE and sent >= total // 5:
-                return local, total
-        finished = [p for p in remote_dump.glob("*.dat*") if not p.name.endswith(".part") and p.stat().st_size >= BIG_FILE]
-        assert not finished, f"the upload of {finished[0].name} ended before the test caught it: make the ballast bigger"
-        return None
-
-    big_file, big_size = wait_during_run(api, run_id, big_upload_under_way, "the big dump file to be partly uploaded")
+    remote_dump, big_file, big_size = wait_for_big_upload(api, estate, run_id)
     os.kill(flow_run_process(api, cutover_worker.pid, run_id), signal.SIGKILL)
 
     crashed = finish(api, run_id)
@@ -356,12 +400,30 @@ def test_sigkill_mid_upload_then_retry_resumes_the_upload(estate, cutover_worker
     step_states(api, run_id, f"{APP}/export/{DB}", ["Cached", "Completed"])  # the retry did not dump again
     transfer = [r for r in task_runs_named(api, run_id, f"{APP}/transfer/{DB}") if r.state.is_completed()]
     assert len(transfer) == 1, [r.state.name for r in task_runs_named(api, run_id, f"{APP}/transfer/{DB}")]
-    result = transfer[0].state.result()
-    assert result["bytes"] >= big_size
-    # it sent what was missing: the rest of the big file (and the files after it), not all of it
-    assert 0 < result["bytes_sent"] <= result["bytes"] - left_behind, (result, left_behind)
+    assert_resumed(transfer[0], big_size, left_behind)
     assert not part.exists() and (remote_dump / big_file.name).stat().st_size == big_size
     assert fingerprints_equal(estate) == []
+
+
+def test_ssh_connection_cut_mid_upload_is_resumed_by_the_steps_retry(estate, cutover_worker, prefect_api, tmp_path):
+    api = prefect_api.api_url
+    run_id = start(api, runbook_variant(tmp_path, "file"))
+    remote_dump, big_file, big_size = wait_for_big_upload(api, estate, run_id)
+    assert faults.kill_ssh_sessions(estate), "the upload's SSH connection was cut"
+    part = remote_dump / (big_file.name + ".part")
+    left_behind = part.stat().st_size  # the retry starts a second after the failure
+    assert 0 < left_behind < big_size
+
+    outcome = finish(api, run_id)  # no retry of the run, no operator
+
+    assert outcome.ok, (outcome.state_name, outcome.message)
+    assert flow_run(api, run_id).run_count == 1
+    (transfer,) = step_states(api, run_id, f"{APP}/transfer/{DB}", ["Completed"])
+    assert transfer.run_count == 2, "the transfer step failed once and its own retry finished the upload"
+    assert_resumed(transfer, big_size, left_behind)
+    assert not part.exists() and (remote_dump / big_file.name).stat().st_size == big_size
+    assert fingerprints_equal(estate) == []
+    assert_nothing_left(estate, run_id)
 
 
 def test_cancel_mid_stream_then_rollback_on_request(estate, cutover_worker, prefect_api, tmp_path):
@@ -380,14 +442,24 @@ def test_cancel_mid_stream_then_rollback_on_request(estate, cutover_worker, pref
         )
 
     wait_during_run(api, run_id, streaming, "the stream to be copying the ballast")
-    # Today the running step is not interrupted: the flow-run process leaves only when its
-    # task threads end, or when the worker SIGKILLs it 30 s after the cancel request. So the
-    # stream may still finish; either way nothing may be left running once the run is Cancelled.
+    asked = time.monotonic()
     with prefect_client(api) as client:  # what the UI's Cancel button does; the worker does the killing
         client.set_flow_run_state(UUID(run_id), Cancelling(message="cancelled by the test"), force=True)
 
     cancelled = finish(api, run_id)
+    took = time.monotonic() - asked
     assert cancelled.state_type == "CANCELLED", cancelled
+    # The flow stops the stream's pg_dump and pg_restore at once instead of waiting for
+    # them (the worker would SIGKILL the run only 30 s after the request).
+    assert took < CANCELLED_WITHIN_S, f"Cancelled {took:.0f}s after the request"
+    stream = wait_until(
+        lambda: [r for r in task_runs_named(api, run_id, f"{APP}/stream/{DB}") if r.state is not None and r.state.is_final()],
+        30,
+        "the stream step's final state",
+    )
+    assert not any(r.state.is_completed() for r in stream), [(r.state.name, r.state.message) for r in stream]
+    half = target_database(estate, DB)
+    assert half is not None and half[1] == f"{dump.MARKER_PREFIX}{run_id}", f"the stream did not finish: {half}"
     assert_nothing_left(estate, run_id)
 
     rollback = run_deployment(
