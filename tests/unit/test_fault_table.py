@@ -7,7 +7,11 @@ import re
 from pathlib import Path
 
 DOC = Path("docs/when-things-go-wrong.md")
-SCENARIO_FILES = ("tests/integration/test_faults.py", "tests/integration/test_crash_and_cancel.py")
+SCENARIO_FILES = (
+    "tests/integration/test_faults.py",
+    "tests/integration/test_crash_and_cancel.py",
+    "tests/integration/test_retry_after_failure.py",
+)
 
 
 def table_tests() -> list[tuple[str, str]]:
