@@ -42,6 +42,7 @@ from cutover.phases import workspace
 from cutover.plan import build_plan
 from cutover.plan.build import Plan, Step
 from cutover.plan.inputs import step_inputs
+from cutover.plan.rollback import past_point_of_no_return
 from cutover.process import STOPPING, stop_everything
 from cutover.runbook.model import Runbook
 from cutover.summary import summarize, summary_markdown
@@ -177,7 +178,12 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600)
         wait_or_stop(futures)
         failures = [sid for sid, future in futures.items() if failed(future.state)]
         if failures:
-            crossed = [sid for sid in after if futures[sid].state.is_completed()] or switched_anything(runbook_path, run_key)
+            crossed = past_point_of_no_return(
+                plan,
+                started={sid for sid, future in futures.items() if started(future.state)},
+                completed={sid for sid, future in futures.items() if future.state.is_completed()},
+                dns_switched=lambda: switched_anything(runbook_path, run_key),
+            )
             if crossed:
                 decision = point_of_no_return.with_options(task_run_name="point-of-no-return", cache_policy=NO_CACHE)(
                     runbook_path, run_key, f"ponr-{run_key}-{flow_run.run_count or 1}", failures, decision_timeout_s

@@ -27,7 +27,7 @@ from prefect.states import Failed
 from cutover.errors import RunbookError
 from cutover.log import configure_logging
 from cutover.plan import build_plan
-from cutover.plan.rollback import PREFIX
+from cutover.plan.rollback import PREFIX, past_point_of_no_return
 from cutover.summary import rollback_markdown
 from flows.compensations import run_rollback
 from tasks import journal
@@ -101,8 +101,12 @@ def rollback(cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_
     configure_logging(console=True)
     steps = started_steps(cutover_run, run_key)
     plan = build_plan(loaded, methods=methods_used(loaded, steps))
-    crossed = [sid for sid, state in steps.items() if plan.steps.get(sid) and plan.steps[sid].irreversible and state == StateType.COMPLETED]
-    crossed += switched_anything(runbook_path, run_key)
+    crossed = past_point_of_no_return(
+        plan,
+        started=set(steps),
+        completed={sid for sid, state in steps.items() if state == StateType.COMPLETED},
+        dns_switched=lambda: switched_anything(runbook_path, run_key),
+    )
     writes = writes_since_switch(runbook_path, run_key) if crossed else {}
     log.warning("rollback_requested", cutover_run=cutover_run, run_key=run_key, started=len(steps), past_point_of_no_return=bool(crossed))
     if crossed and not acknowledge_writes_lost:

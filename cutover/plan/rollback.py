@@ -13,7 +13,7 @@ waiting for it, and those are what is left to do by hand.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from cutover.plan.build import Plan
@@ -67,3 +67,19 @@ def plan_rollback(plan: Plan, started: Collection[str]) -> list[Compensation]:
             )
         )
     return result
+
+
+def past_point_of_no_return(
+    plan: Plan, started: Collection[str], completed: Collection[str], dns_switched: Callable[[], list[str]]
+) -> bool:
+    """Whether the run crossed the point of no return: a step at or after it finished; or
+    ``finalize`` at the point began (its actions have no compensation); or the DNS switch
+    at the point began and changed a record (``dns_switched()``: the names the switches
+    journaled). A switch that failed before changing anything did not cross it."""
+    at_or_after = {sid for sid, step in plan.steps.items() if step.irreversible}
+    if at_or_after & set(completed):
+        return True
+    begun = at_or_after & set(started)
+    if any(plan.steps[sid].phase == "finalize" for sid in begun):
+        return True
+    return any(plan.steps[sid].phase == "dns_switch" for sid in begun) and bool(dns_switched())

@@ -83,3 +83,21 @@ def test_attempt_key_changes_with_each_rollback():
     run = "0b7d5c1e-3f7a-4c55-9f59-3d2f0d1c9a10"
     assert attempt_key(run, 0) == run
     assert attempt_key(run, 1) != attempt_key(run, 2) != run
+
+
+def test_the_point_of_no_return_is_crossed_only_by_what_cannot_be_undone():
+    from cutover.plan.rollback import past_point_of_no_return
+
+    runbook = load_runbook("runbooks/demo.yaml")
+    plan = build_plan(runbook)
+    before = {"gis/freeze", "gis/smoke", "gis/source-check"}
+    nothing, switched = (lambda: []), (lambda: ["gis.werkendam.test."])
+    assert not past_point_of_no_return(plan, before, before, switched)
+    assert not past_point_of_no_return(plan, before | {"gis/dns"}, before, nothing), "a switch that changed nothing"
+    assert past_point_of_no_return(plan, before | {"gis/dns"}, before, switched), "a switch that changed a record"
+    assert past_point_of_no_return(plan, before | {"gis/dns"}, before | {"gis/dns"}, nothing)
+    # with the point at finalize, a switched DNS can still be reverted; a begun finalize cannot
+    at_finalize = build_plan(runbook.model_copy(update={"point_of_no_return": "finalize"}))
+    done = before | {"gis/dns", "gis/post-switch"}
+    assert not past_point_of_no_return(at_finalize, done, done, switched)
+    assert past_point_of_no_return(at_finalize, done | {"gis/finalize"}, done, nothing)
