@@ -47,7 +47,7 @@ APP = DB = "gis"
 DEPLOYMENT = "cutover/cutover"
 ROLLBACK_DEPLOYMENT = "cutover-rollback/rollback"
 BALLAST = "cutover_test_ballast"
-BALLAST_ROWS = 150  # of 1 MiB each
+BALLAST_ROWS = 100  # of 1 MiB each: the upload and the restore take a few seconds
 BIG_FILE = 50 * 1024 * 1024  # only the ballast's data file in the dump is this big
 RUN_TIMEOUT_S = 600
 GONE_TIMEOUT_S = 15  # the guardian and the remote watchdog act within about a second

@@ -66,24 +66,18 @@ def fresh_estate(sandbox: SandboxInfo) -> SandboxInfo:
     return sandbox
 
 
-@pytest.mark.parametrize("method", ["stream", "file"])
-def test_cutover_moves_the_whole_estate(fresh_estate, cutover_worker, tmp_path, method):
-    flow_run = run_cutover(runbook_variant(tmp_path, method))
-    assert flow_run.state.is_completed(), flow_run.state.message
-    assert_estate_moved(fresh_estate)
-    summary = flow_run.state.result()
-    assert summary["ok"] and {db["method"] for db in summary["databases"].values()} == {method}
-    assert all(db["verified"] and db["rows"] for db in summary["databases"].values())
-    if method == "stream":
-        assert all(len(db["sha256"]) == 64 for db in summary["databases"].values())
-
-
-def test_retried_run_skips_every_finished_move_step(fresh_estate, cutover_worker, tmp_path):
+def test_file_cutover_moves_the_whole_estate_and_a_retry_skips_every_finished_move_step(fresh_estate, cutover_worker, tmp_path):
+    """The whole estate by the file method (the demo, tested in test_orchestration.py,
+    streams it), then ``prefect flow-run retry`` of the finished run."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     flow_run = run_cutover(runbook_variant(tmp_path, "file"))
     assert flow_run.state.is_completed(), flow_run.state.message
+    assert_estate_moved(fresh_estate)
+    summary = flow_run.state.result()
+    assert summary["ok"] and {db["method"] for db in summary["databases"].values()} == {"file"}
+    assert all(db["verified"] and db["rows"] and len(db["sha256"]) == 64 for db in summary["databases"].values())
     with connect(endpoint(fresh_estate.cloud), "postgres", autocommit=True) as admin:
         oids_before = dict(admin.execute("select datname, oid from pg_database").fetchall())
 
@@ -120,3 +114,4 @@ def test_retried_run_skips_every_finished_move_step(fresh_estate, cutover_worker
     with connect(endpoint(fresh_estate.cloud), "postgres", autocommit=True) as admin:
         oids_after = dict(admin.execute("select datname, oid from pg_database").fetchall())
     assert oids_after == oids_before, "a retry must not drop and restore a finished database"
+    assert_estate_moved(fresh_estate)
