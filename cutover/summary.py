@@ -73,7 +73,7 @@ def summarize(
     }
 
 
-def _rollback_lines(summary: dict[str, Any], bullet: str) -> list[str]:
+def rollback_lines(summary: dict[str, Any], bullet: str) -> list[str]:
     lines = []
     decision = summary.get("decision")
     if decision:
@@ -111,7 +111,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     if summary["failed_steps"]:
         lines += ["Failed steps: " + ", ".join(f"`{s}`" for s in summary["failed_steps"]), ""]
         lines += [f"- `{step}`: {error}" for step, error in summary.get("errors", {}).items()] + [""]
-    extra = _rollback_lines(summary, "- ")
+    extra = rollback_lines(summary, "- ")
     if extra:
         lines += ["## Rollback", "", *[line if line.startswith("- ") else line + "\n" for line in extra], ""]
     lines += ["## Databases", "", "| database | method | rows | bytes | sha256 | duration | verified |", "|---|---|---:|---:|---|---:|---|"]
@@ -132,7 +132,7 @@ def summary_text(summary: dict[str, Any]) -> str:
     if summary["failed_steps"]:
         lines.append("failed steps: " + ", ".join(summary["failed_steps"]))
         lines += [f"  - {step}: {error}" for step, error in summary.get("errors", {}).items()]
-    lines += _rollback_lines(summary, "  - ")
+    lines += rollback_lines(summary, "  - ")
     lines.append(f"{'database':<28} {'method':<7} {'rows':>9} {'bytes':>10} {'sha256':<16} {'time':>7}")
     for key, db in summary["databases"].items():
         rows = db["rows"] if db["rows"] is not None else "-"
@@ -147,5 +147,5 @@ def rollback_markdown(cutover: str, outcome: dict[str, Any]) -> str:
     """The rollback flow's artifact: what was undone and what is left by hand."""
     verdict = "rolled back" if outcome["rolled_back"] else "ROLLBACK INCOMPLETE"
     lines = [f"# Cutover {cutover}: {verdict}", ""]
-    lines += [line if line.startswith("- ") else line + "\n" for line in _rollback_lines({"rollback": outcome}, "- ")]
+    lines += [line if line.startswith("- ") else line + "\n" for line in rollback_lines({"rollback": outcome}, "- ")]
     return "\n".join(lines) + "\n"

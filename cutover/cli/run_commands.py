@@ -90,6 +90,12 @@ def print_summary(summary: dict[str, Any]) -> None:
     failed = summary.get("failed_steps")
     if failed:
         print(f"\nfailed steps: {', '.join(failed)}")
+        for step, error in (summary.get("errors") or {}).items():
+            print(f"  {step}: {error}")
+    from cutover.summary import rollback_lines
+
+    for line in rollback_lines(summary, "  - "):
+        print(line)
     print(f"\ncutover {summary.get('cutover', '?')}: {'ok' if summary.get('ok') else 'NOT ok'}")
 
 
