@@ -62,3 +62,29 @@ class TransientStepError(StepError):
 
 class PermanentStepError(StepError):
     """A failure that a retry cannot fix: stop (and roll back) instead."""
+
+
+# Mistakes in code or input: the same call fails the same way every time.
+_NEVER_RETRIED: tuple[type[BaseException], ...] = (
+    PermanentStepError,
+    UnsafeChange,
+    RunbookError,
+    LookupError,
+    TypeError,
+    AttributeError,
+    AssertionError,
+    NotImplementedError,
+    StopIteration,
+)
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """Whether a step that raised ``exc`` may succeed when tried again: a TransientStepError,
+    or an error of the world we did not classify (a connection dropped somewhere below);
+    never a permanent or unsafe one, nor a mistake in the code or the runbook."""
+    if isinstance(exc, TransientStepError):
+        return True
+    if isinstance(exc, _NEVER_RETRIED):
+        return False
+    # "generator raised StopIteration" and friends: a bare next() that found nothing
+    return not (isinstance(exc, RuntimeError) and isinstance(exc.__cause__, StopIteration))

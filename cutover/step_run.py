@@ -41,6 +41,18 @@ def _figures(result: Any) -> dict[str, Any]:
     return found
 
 
+def emit(cutover: str, event: str, resource_name: str, payload: dict[str, Any] | None = None, **labels: str) -> None:
+    """Emit ``event`` about ``resource_name`` (a step id, ``gate/<name>``, ``point-of-no-return``)
+    of ``cutover``, on the same resource as that step's own events."""
+    resource = {
+        "prefect.resource.id": f"cutover.{cutover}.{resource_name}",
+        "prefect.resource.name": resource_name,
+        "cutover.name": cutover,
+        **{f"cutover.{k}": v for k, v in labels.items()},
+    }
+    emit_event(event, resource=resource, payload=payload or {})
+
+
 @contextmanager
 def _bound(cutover: str, step_id: str) -> Iterator[None]:
     with structlog.contextvars.bound_contextvars(cutover=cutover, step_id=step_id):

@@ -12,18 +12,24 @@ import structlog
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 
-from cutover.errors import PermanentStepError
+from cutover.errors import worth_retrying
 from cutover.plan.build import Plan
 from cutover.plan.rollback import plan_rollback
 from cutover.runbook.model import Runbook
 from tasks import journal
+from tasks.common import step_tags
 from tasks.rollback import compensate
 
 log = structlog.get_logger()
 
 
-def _not_permanent(task, task_run, state) -> bool:
-    return not isinstance(state.data, PermanentStepError)
+def _worth_retrying(task, task_run, state) -> bool:
+    """Retry only what waiting may fix (see cutover.errors.worth_retrying)."""
+    try:
+        state.result()
+    except BaseException as exc:  # the step's own exception
+        return worth_retrying(exc)
+    return True
 
 
 def retry_options(runbook: Runbook) -> dict[str, Any]:
@@ -31,13 +37,13 @@ def retry_options(runbook: Runbook) -> dict[str, Any]:
     return {
         "retries": defaults.retries,
         "retry_delay_seconds": [defaults.retry_delay_s * 2**i for i in range(max(defaults.retries, 1))],
-        "retry_condition_fn": _not_permanent,
+        "retry_condition_fn": _worth_retrying,
         "persist_result": True,
     }
 
 
 def run_rollback(runbook_path: str, runbook: Runbook, plan: Plan, started: set[str], run_key: str, run_id: str) -> dict[str, Any]:
-    """Undo the ``started`` steps of generation ``run_key`` of run ``run_id``; return what
+    """Undo the ``started`` steps of attempt ``run_key`` of flow run ``run_id``; return what
     was undone, what failed, and what is left to do by hand."""
     compensations = plan_rollback(plan, started)
     # from here on, a retry of the run must start from the freeze again, and not before
@@ -46,11 +52,12 @@ def run_rollback(runbook_path: str, runbook: Runbook, plan: Plan, started: set[s
     log.warning("rollback_started", compensations=[c.id for c in compensations])
     futures: dict[str, PrefectFuture] = {}
     for comp in compensations:
+        step = plan.steps[comp.step]
         task = compensate.with_options(
-            name=comp.id, task_run_name=comp.id, tags=[f"attempt:{run_key}"], cache_policy=NO_CACHE, **retry_options(runbook)
+            name=comp.id, task_run_name=comp.id, tags=[*step_tags(step, run_key), "rollback"], cache_policy=NO_CACHE, **retry_options(runbook)
         )
         futures[comp.id] = task.submit(
-            runbook_path=runbook_path, step_id=comp.step, run_key=run_key, wait_for=[futures[d] for d in comp.depends_on]
+            runbook_path=runbook_path, step=step, attempt_key=run_key, flow_run_id=run_id, wait_for=[futures[d] for d in comp.depends_on]
         )
     wait(list(futures.values()))
     done, failed, by_hand = [], {}, []

@@ -24,6 +24,7 @@ The run has two halves, split at the point of no return (the runbook's
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from cutover.errors import RunbookError
 from cutover.log import configure_logging
 from cutover.phases import workspace
 from cutover.plan import build_plan
-from cutover.plan.build import Plan, Step
+from cutover.plan.build import Plan, Step, step_id
 from cutover.plan.inputs import step_inputs
 from cutover.plan.rollback import past_point_of_no_return
 from cutover.process import STOPPING, stop_everything
@@ -48,7 +49,7 @@ from cutover.runbook.model import Runbook
 from cutover.summary import summarize, summary_markdown
 from flows.compensations import failure_message, retry_options, run_rollback
 from tasks import application, dns, files, freeze, gate, journal, move, source_check
-from tasks.common import runbook_at
+from tasks.common import ATTEMPT_TAG, runbook_at, step_tags
 from tasks.limits import ensure_limits
 from tasks.rollback import point_of_no_return, switched_anything
 from tasks.sizes import measure_sizes
@@ -78,7 +79,7 @@ def _options(runbook: Runbook, step: Step, run_key: str) -> dict[str, Any]:
     options: dict[str, Any] = {
         "name": step.id,
         "task_run_name": step.id,
-        "tags": [f"attempt:{run_key}"],  # the rollback flow finds this generation's steps by it
+        "tags": step_tags(step, run_key),
         **retry_options(runbook),
         # no timeout_seconds: Prefect cannot interrupt a task in a worker thread; the
         # external programs and remote commands a step runs carry defaults.timeout_s
@@ -102,19 +103,49 @@ def after_point_of_no_return(plan: Plan) -> set[str]:
     return after
 
 
+def gate_evidence(plan: Plan, gate: Step) -> dict[str, Step]:
+    """What a gate shows: the verify, files and smoke steps of the applications it holds."""
+    held = {plan.steps[dep].application for dep in gate.depends_on}
+    return {
+        sid: step for sid, step in plan.steps.items() if step.application in held and step.phase in ("verify", "files", "smoke")
+    }
+
+
+def holding_gate(plan: Plan, step: Step) -> str | None:
+    """The gate that holds back ``step`` (a DNS switch), if one does."""
+    for sid in plan.steps[step_id(step.application or "", "source_check")].depends_on:
+        if plan.steps[sid].phase == "gate":
+            return sid
+    return None
+
+
 def submit_steps(
-    runbook_path: str, runbook: Runbook, plan: Plan, run_key: str, only: set[str], futures: dict[str, PrefectFuture]
+    runbook_path: str,
+    runbook: Runbook,
+    plan: Plan,
+    run_key: str,
+    run_id: str,
+    only: set[str],
+    futures: dict[str, PrefectFuture],
 ) -> None:
     for step in plan.steps.values():
         if step.id not in only:
             continue
         task = TASKS[step.phase].with_options(**_options(runbook, step, run_key))
-        kwargs: dict[str, Any] = {"runbook_path": runbook_path, "step_id": step.id, "run_key": run_key}
+        kwargs: dict[str, Any] = {"runbook_path": runbook_path, "step": step, "attempt_key": run_key}
+        wait_for = [futures[d] for d in step.depends_on]
         if step.phase in ("verify", "source_check"):
-            kwargs["frozen"] = futures[f"{step.application}/freeze"]
+            kwargs["frozen"] = futures[step_id(step.application or "", "freeze")]
+        if step.phase in ("freeze", "gate"):
+            kwargs["flow_run_id"] = run_id
         if step.phase == "gate":
-            kwargs["evidence"] = {dep: futures[dep] for dep in step.depends_on}
-        futures[step.id] = task.submit(**kwargs, wait_for=[futures[d] for d in step.depends_on])
+            about = gate_evidence(plan, step)
+            kwargs["evidence"] = {sid: futures[sid] for sid in about}
+            kwargs["about"] = about
+        if step.phase == "dns_switch":
+            gate = holding_gate(plan, step)
+            kwargs["approved"] = futures[gate] if gate else None
+        futures[step.id] = task.submit(**kwargs, wait_for=wait_for)
 
 
 def wait_or_stop(futures: dict[str, PrefectFuture]) -> None:
@@ -137,7 +168,21 @@ def failed(state: Any) -> bool:
     return state is not None and (state.is_failed() or state.is_crashed())
 
 
-@flow(name="cutover", persist_result=True, log_prints=True)
+def run_name() -> str:
+    """``<cutover> <start time>``: what the run is, in the UI's list of runs. A retry keeps
+    the name its first attempt got."""
+    current = flow_run.name or ""
+    parameters = flow_run.parameters or {}
+    try:
+        cutover_name = runbook_at(str(Path(parameters.get("runbook", "runbooks/demo.yaml")).resolve())).cutover
+    except Exception:  # a bad runbook still gets a run; the flow says what is wrong with it
+        cutover_name = Path(str(parameters.get("runbook", "cutover"))).stem
+    if current.startswith(cutover_name + " "):
+        return current
+    return f"{cutover_name} {datetime.now().astimezone().strftime('%Y-%m-%d %H:%M')}"
+
+
+@flow(name="cutover", flow_run_name=run_name, persist_result=True, log_prints=True)
 def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600) -> dict[str, Any]:
     """Run the cutover a runbook describes. Ends Completed only when every step finished
     and verified; otherwise Failed, with the summary of what did and did not happen (and
@@ -168,13 +213,13 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600)
 
     after = after_point_of_no_return(plan)
     futures: dict[str, PrefectFuture] = {}
-    submit_steps(runbook_path, loaded, plan, run_key, set(plan.steps) - after, futures)
+    submit_steps(runbook_path, loaded, plan, run_key, run_id, set(plan.steps) - after, futures)
     wait_or_stop(futures)
     rollback: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
     failures = [sid for sid, future in futures.items() if failed(future.state)]
     if not failures:
-        submit_steps(runbook_path, loaded, plan, run_key, after, futures)
+        submit_steps(runbook_path, loaded, plan, run_key, run_id, after, futures)
         wait_or_stop(futures)
         failures = [sid for sid, future in futures.items() if failed(future.state)]
         if failures:
@@ -185,8 +230,15 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600)
                 dns_switched=lambda: switched_anything(runbook_path, run_key),
             )
             if crossed:
-                decision = point_of_no_return.with_options(task_run_name="point-of-no-return", cache_policy=NO_CACHE)(
-                    runbook_path, run_key, f"ponr-{run_key}-{flow_run.run_count or 1}", failures, decision_timeout_s
+                decision = point_of_no_return.with_options(
+                    task_run_name="point-of-no-return", cache_policy=NO_CACHE, tags=[f"{ATTEMPT_TAG}{run_key}", "decision"]
+                )(
+                    runbook_path,
+                    run_key,
+                    run_id,
+                    flow_run.run_count or 1,
+                    {sid: failure_message(futures[sid].state) for sid in failures},
+                    decision_timeout_s,
                 )
     if failures and (decision is None or (decision["roll_back"] and decision["acknowledged"])):
         done = {sid for sid, future in futures.items() if started(future.state)}

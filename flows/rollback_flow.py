@@ -31,7 +31,7 @@ from cutover.plan.rollback import PREFIX, past_point_of_no_return
 from cutover.summary import rollback_markdown
 from flows.compensations import run_rollback
 from tasks import journal
-from tasks.common import runbook_at
+from tasks.common import ATTEMPT_TAG, runbook_at
 from tasks.rollback import switched_anything, writes_since_switch
 
 log = structlog.get_logger()
@@ -41,7 +41,7 @@ _PAGE = 200
 
 
 def attempt_tag(run_key: str) -> str:
-    return f"attempt:{run_key}"
+    return f"{ATTEMPT_TAG}{run_key}"
 
 
 def started_steps(cutover_run: str, run_key: str) -> dict[str, StateType]:
@@ -79,7 +79,19 @@ def methods_used(runbook: Any, steps: dict[str, StateType]) -> dict[str, str]:
     }
 
 
-@flow(name="cutover-rollback", persist_result=True, log_prints=True)
+def run_name() -> str:
+    """``rollback of <the cutover run's name>``."""
+    from prefect.runtime import flow_run
+
+    target = str((flow_run.parameters or {}).get("cutover_run", ""))
+    try:
+        with get_client(sync_client=True) as client:
+            return f"rollback of {client.read_flow_run(UUID(target)).name}"
+    except Exception:  # no such run: the flow says so; the name still says what was asked
+        return f"rollback of {target or 'nothing'}"
+
+
+@flow(name="cutover-rollback", flow_run_name=run_name, persist_result=True, log_prints=True)
 def rollback(cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_writes_lost: bool = False) -> dict[str, Any]:
     """Roll back cutover flow run ``cutover_run`` (its id), which ran ``runbook``."""
     runbook_path = str(Path(runbook).resolve())

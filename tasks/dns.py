@@ -7,40 +7,46 @@ from typing import Any
 from prefect import task
 
 from cutover.phases import database, dns
+from cutover.plan.build import Step
 from cutover.step_run import run_step
 from tasks import journal
-from tasks.common import parts, runbook_at
+from tasks.common import runbook_at
 
 
 class DnsJournal:
     """The switch's write-ahead record of one application, as a Prefect variable."""
 
-    def __init__(self, run_key: str, application: str) -> None:
-        self.run_key, self.key = run_key, f"dns-{application}"
+    def __init__(self, attempt_key: str, application: str) -> None:
+        self.attempt_key, self.key = attempt_key, f"dns-{application}"
 
     def get(self) -> dict[str, Any] | None:
-        return journal.read(self.run_key, self.key)
+        return journal.read(self.attempt_key, self.key)
 
     def put(self, entry: dict[str, Any]) -> None:
-        journal.write(self.run_key, self.key, entry)
+        journal.write(self.attempt_key, self.key, entry)
 
 
 @task(name="dns")
-def dns_switch(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
+def dns_switch(runbook_path: str, step: Step, attempt_key: str, approved: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``approved``: the result of the gate that held this switch back, if one did."""
     runbook = runbook_at(runbook_path)
-    app = runbook.application(parts(step_id)[0])
+    app = runbook.application(step.application or "")
     return run_step(
         runbook.cutover,
-        step_id,
-        "dns_switch",
+        step.id,
+        step.phase,
         lambda: dns.switch_records(
-            runbook, app, DnsJournal(run_key, app.name), writes_baseline=lambda: database.target_write_counts(runbook, app, run_key)
+            runbook,
+            app,
+            DnsJournal(attempt_key, app.name),
+            writes_baseline=lambda: database.target_write_counts(runbook, app, attempt_key),
+            approved=(approved or {}).get("dns_changes"),
         ),
     )
 
 
 @task(name="post-switch")
-def post_switch(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
+def post_switch(runbook_path: str, step: Step, attempt_key: str) -> dict[str, Any]:
     runbook = runbook_at(runbook_path)
-    app = runbook.application(parts(step_id)[0])
-    return run_step(runbook.cutover, step_id, "post_switch", lambda: dns.check_after_switch(runbook, app))
+    app = runbook.application(step.application or "")
+    return run_step(runbook.cutover, step.id, step.phase, lambda: dns.check_after_switch(runbook, app))

@@ -1,4 +1,4 @@
-"""freeze / unfreeze: source applications into maintenance, source databases read-only."""
+"""freeze: the old site into maintenance, its databases read-only and fingerprinted."""
 
 from __future__ import annotations
 
@@ -6,19 +6,16 @@ from typing import Any
 
 from prefect import task
 
-from cutover.phases import actions, database
+from cutover.phases.freeze import freeze_application
+from cutover.plan.build import Step
 from cutover.step_run import run_step
-from tasks.common import parts, runbook_at
+from tasks.common import runbook_at
+from tasks.journal import FreezeRecord
 
 
 @task(name="freeze")
-def freeze(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
+def freeze(runbook_path: str, step: Step, attempt_key: str, flow_run_id: str) -> dict[str, Any]:
     runbook = runbook_at(runbook_path)
-    app = runbook.application(parts(step_id)[0])
-
-    def work() -> dict[str, Any]:
-        done = actions.run_actions(runbook, app.freeze, what=f"{app.name}.freeze")
-        frozen = {db.name: database.freeze_database(database.Move(runbook, app, db, run_key)) for db in app.databases}
-        return {"actions": done, "databases": frozen}
-
-    return run_step(runbook.cutover, step_id, "freeze", work)
+    app = runbook.application(step.application or "")
+    record = FreezeRecord(flow_run_id, app.name)
+    return run_step(runbook.cutover, step.id, step.phase, lambda: freeze_application(runbook, app, attempt_key, record))

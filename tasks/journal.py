@@ -9,6 +9,10 @@ process (the rollback flow, a worker on another machine).
 * ``rollback``: the last rollback of the run: which generation it undoes and whether it
   finished. An unfinished one (a compensation failed, or the process died) must be
   finished, by ``cutover rollback RUN``, before the run may be retried.
+* ``freeze-<application>``: what the application's freeze found: the databases that were
+  already read-only before this run froze anything (somebody else froze them: an earlier
+  run that cut the estate over, an administrator). A rollback leaves those, and the
+  application's maintenance mode, as it found them.
 * ``generation``: how many rollbacks this run has been through. It is part of every
   step's cache key, dump directory and target marker, so retrying a rolled-back run
   starts over (freezes again) instead of skipping steps whose effects were undone.
@@ -74,3 +78,19 @@ def unfinished_rollback(run_key: str) -> str | None:
     """The attempt key an unfinished rollback of this run was undoing, if there is one."""
     entry = read(run_key, "rollback")
     return entry["of"] if entry and not entry.get("finished") else None
+
+
+class FreezeRecord:
+    """What one application's freeze found, as a Prefect variable of the run: written once,
+    by the first attempt that looked, so a retry (which finds the databases it froze
+    itself read-only) does not take them for frozen by somebody else."""
+
+    def __init__(self, flow_run_id: str, application: str) -> None:
+        self.flow_run_id, self.key = flow_run_id, f"freeze-{application}"
+
+    def found_frozen(self) -> list[str] | None:
+        entry = read(self.flow_run_id, self.key)
+        return None if entry is None else list(entry.get("found_frozen", []))
+
+    def record(self, found_frozen: list[str]) -> None:
+        write(self.flow_run_id, self.key, {"found_frozen": found_frozen})

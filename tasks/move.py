@@ -11,14 +11,14 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.concurrency.sync import concurrency
 
 from cutover.phases import database
+from cutover.plan.build import Step
 from cutover.step_run import run_step
-from tasks.common import parts, runbook_at
+from tasks.common import runbook_at
 from tasks.limits import limit_name
 
 
-def _move(runbook_path: str, step_id: str, run_key: str) -> database.Move:
-    app, _phase, db = parts(step_id)
-    return database.find_move(runbook_at(runbook_path), app, db, run_key)
+def _move(runbook_path: str, step: Step, attempt_key: str) -> database.Move:
+    return database.find_move(runbook_at(runbook_path), step.application or "", step.database or "", attempt_key)
 
 
 class TransferProgress:
@@ -53,36 +53,36 @@ def _host_limit(move: database.Move, kind: str) -> str:
 
 
 @task(name="export")
-def export(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
-    move = _move(runbook_path, step_id, run_key)
+def export(runbook_path: str, step: Step, attempt_key: str) -> dict[str, Any]:
+    move = _move(runbook_path, step, attempt_key)
     with concurrency(_host_limit(move, "dump"), occupy=1, lease_duration=SLOT_LEASE_S):
-        return run_step(move.runbook.cutover, step_id, "export", lambda: database.export_database(move))
+        return run_step(move.runbook.cutover, step.id, "export", lambda: database.export_database(move))
 
 
 @task(name="transfer")
-def transfer(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
-    move = _move(runbook_path, step_id, run_key)
+def transfer(runbook_path: str, step: Step, attempt_key: str) -> dict[str, Any]:
+    move = _move(runbook_path, step, attempt_key)
     progress = TransferProgress(f"Upload of {move.key} to {move.db.to}")
-    return run_step(move.runbook.cutover, step_id, "transfer", lambda: database.transfer_dump(move, progress))
+    return run_step(move.runbook.cutover, step.id, "transfer", lambda: database.transfer_dump(move, progress))
 
 
 @task(name="import")
-def import_(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
-    move = _move(runbook_path, step_id, run_key)
+def import_(runbook_path: str, step: Step, attempt_key: str) -> dict[str, Any]:
+    move = _move(runbook_path, step, attempt_key)
     with concurrency(_host_limit(move, "restore"), occupy=1, lease_duration=SLOT_LEASE_S):
-        return run_step(move.runbook.cutover, step_id, "import", lambda: database.import_dump(move))
+        return run_step(move.runbook.cutover, step.id, "import", lambda: database.import_dump(move))
 
 
 @task(name="stream")
-def stream(runbook_path: str, step_id: str, run_key: str) -> dict[str, Any]:
-    move = _move(runbook_path, step_id, run_key)
+def stream(runbook_path: str, step: Step, attempt_key: str) -> dict[str, Any]:
+    move = _move(runbook_path, step, attempt_key)
     # a stream is a dump and a restore at once: it takes a slot of each
     with concurrency([_host_limit(move, "dump"), _host_limit(move, "restore")], occupy=1, lease_duration=SLOT_LEASE_S):
-        return run_step(move.runbook.cutover, step_id, "stream", lambda: database.stream_database(move))
+        return run_step(move.runbook.cutover, step.id, "stream", lambda: database.stream_database(move))
 
 
 @task(name="verify")
-def verify(runbook_path: str, step_id: str, run_key: str, frozen: dict[str, Any]) -> dict[str, Any]:
-    move = _move(runbook_path, step_id, run_key)
+def verify(runbook_path: str, step: Step, attempt_key: str, frozen: dict[str, Any]) -> dict[str, Any]:
+    move = _move(runbook_path, step, attempt_key)
     source = frozen["databases"][move.db.name]
-    return run_step(move.runbook.cutover, step_id, "verify", lambda: database.verify_database(move, source))
+    return run_step(move.runbook.cutover, step.id, "verify", lambda: database.verify_database(move, source))

@@ -231,26 +231,48 @@ def rollback(
 
 def decide(
     flow_run_id: Annotated[str, typer.Argument(help="the id of the paused cutover flow run", show_default=False)],
-    by: Annotated[str, typer.Option("--by", help="who decides (recorded in the run and the audit log)", show_default=False)],
-    roll_back: Annotated[bool, typer.Option("--roll-back/--roll-forward", help="roll back, or roll forward (the run ends Failed; fix the cause and rerun it)")] = False,
+    by: Annotated[str, typer.Option("--by", help="who decides (recorded in the run, the audit log and the report)", show_default=False)],
+    gate: Annotated[str | None, typer.Option("--gate", help="answer this go/no-go gate (with --go or --no-go)", show_default=False)] = None,
+    go: Annotated[bool | None, typer.Option("--go/--no-go", help="at a gate: switch DNS, or roll back every application", show_default=False)] = None,
+    roll_back: Annotated[
+        bool | None,
+        typer.Option("--roll-back/--roll-forward", help="past the point of no return: roll back, or roll forward (the run ends Failed; fix the cause and rerun it)", show_default=False),
+    ] = None,
     acknowledge_writes_lost: Annotated[
         bool, typer.Option("--acknowledge-writes-lost", help="required with --roll-back: the writes since the switch will not be on the source")
     ] = False,
     reason: Annotated[str, typer.Option("--reason", help="why")] = "",
     api: ApiOption = None,
 ) -> None:
-    """Answer a run paused past the point of no return (as the form in the Prefect UI does)."""
+    """Answer a paused run, as the form in the Prefect UI does: a go/no-go gate
+    (``--gate NAME --go|--no-go``) or the question past the point of no return
+    (``--roll-forward`` | ``--roll-back --acknowledge-writes-lost``). There is no default answer."""
     from cutover.orchestration import OrchestrationError
-    from cutover.orchestration.follow import answer_point_of_no_return
+    from cutover.orchestration.follow import answer_gate, answer_point_of_no_return
 
     _quiet_logging()
-    if roll_back and not acknowledge_writes_lost:
+    if not by.strip():
+        raise _fail("decide", "--by needs the name of the person who decides", 2)
+    if gate is not None or go is not None:
+        if roll_back is not None or acknowledge_writes_lost:
+            raise _fail("decide", "a gate is answered with --go or --no-go; --roll-back/--roll-forward answer the point of no return", 2)
+        if gate is None or go is None:
+            raise _fail("decide", "answer a gate with both --gate NAME and --go or --no-go", 2)
+    elif roll_back is None:
+        raise _fail("decide", "say what you decide: --gate NAME --go|--no-go, or --roll-forward, or --roll-back --acknowledge-writes-lost", 2)
+    elif roll_back and not acknowledge_writes_lost:
         raise _fail("decide", "--roll-back needs --acknowledge-writes-lost: the writes the new site took since the switch will not be on the source", 2)
     try:
-        answer_point_of_no_return(_api_url(api), flow_run_id, roll_back, acknowledge_writes_lost, by, reason)
+        api_url = _api_url(api)
+        if gate is not None:
+            answer_gate(api_url, flow_run_id, bool(go), by, reason, gate=gate)
+            what = f"gate {gate}: {'go' if go else 'no-go (rolls back)'}"
+        else:
+            answer_point_of_no_return(api_url, flow_run_id, bool(roll_back), acknowledge_writes_lost, by, reason)
+            what = "roll back" if roll_back else "roll forward"
     except OrchestrationError as exc:
         raise _fail("decide", str(exc)) from None
-    print(f"flow run {flow_run_id}: answered {'roll back' if roll_back else 'roll forward'} as {by}")
+    print(f"flow run {flow_run_id}: answered {what} as {by}")
 
 
 def _stop_demo(directory: Path) -> None:
@@ -301,6 +323,7 @@ def demo(
 ) -> None:
     """A full cutover of the sandbox estate from its Prefect deployment: sandbox, Prefect
     server and UI, deployment, worker, the run to the end, the summary."""
+    from cutover.decisions import is_gate_pause
     from cutover.orchestration.api import flow_run_link
     from cutover.orchestration.follow import answer_gate, follow_run, start_run
 
@@ -320,13 +343,9 @@ def demo(
         print(f"flow run {flow_run_id}: {flow_run_link(server.ui_url, flow_run_id)}")
 
         def on_pause(run_id: str, key: str) -> None:
-            if approve and key.startswith("gate-"):
+            if approve and is_gate_pause(key):
                 print(f"operator {DEMO_OPERATOR} approves {key} through the API (as the form in the UI would)")
                 answer_gate(server.api_url, run_id, True, DEMO_OPERATOR, "demo: verification and smoke tests passed")
-            else:
-                print(f"{key} waits for your decision in the UI: {flow_run_link(server.ui_url, run_id)}")
-                if key.startswith("ponr-"):
-                    print(f"or: cutover decide {run_id} --by NAME --roll-forward | --roll-back --acknowledge-writes-lost")
 
         outcome = follow_run(server.api_url, flow_run_id, on_pause=on_pause)
         _report(outcome, server.ui_url)

@@ -20,6 +20,7 @@ from uuid import UUID
 
 import structlog
 
+from cutover.decisions import GO, NO_GO, QUESTION_SUFFIX, ROLL_BACK, ROLL_FORWARD
 from cutover.orchestration import OrchestrationError
 from cutover.orchestration.api import prefect_client
 
@@ -116,9 +117,41 @@ def answer_pause(api_url: str, flow_run_id: str, run_input: dict[str, Any], what
             raise OrchestrationError(f"could not answer the {what} of flow run {flow_run_id}: {exc}") from exc
 
 
-def answer_gate(api_url: str, flow_run_id: str, approve: bool, decided_by: str, reason: str) -> None:
-    """Answer a paused go/no-go gate."""
-    answer_pause(api_url, flow_run_id, {"approve": approve, "decided_by": decided_by, "reason": reason}, what="gate")
+def paused_question(api_url: str, flow_run_id: str) -> dict[str, Any] | None:
+    """What a paused run asks (``kind`` gate or point-of-no-return, the gate's name, the
+    command that answers it), or None when the run is not paused for a decision.
+    OrchestrationError when there is no such run."""
+    from prefect.exceptions import ObjectNotFound
+    from prefect.input.actions import read_flow_run_input
+
+    try:
+        run_id = UUID(flow_run_id)
+    except ValueError:
+        raise OrchestrationError(f"{flow_run_id!r} is not a flow run id") from None
+    with prefect_client(api_url) as client:
+        try:
+            state = client.read_flow_run(run_id).state
+        except ObjectNotFound:
+            raise OrchestrationError(f"no flow run {flow_run_id} at {api_url}") from None
+        if state is None or not state.is_paused() or not state.state_details.pause_key:
+            return None
+        key = state.state_details.pause_key
+        value = read_flow_run_input(key + QUESTION_SUFFIX, flow_run_id=run_id)
+    question = dict(value) if isinstance(value, dict) else {"kind": "pause"}
+    question["pause_key"] = key
+    return question
+
+
+def answer_gate(api_url: str, flow_run_id: str, approve: bool, decided_by: str, reason: str, gate: str | None = None) -> None:
+    """Answer a paused go/no-go gate (with ``gate``: only if that is the gate asking)."""
+    question = paused_question(api_url, flow_run_id)
+    if question is None or question.get("kind") != "gate":
+        asked = "nothing" if question is None else question.get("kind", "something else")
+        raise OrchestrationError(f"flow run {flow_run_id} is not waiting at a gate (it asks {asked})")
+    if gate is not None and question.get("gate") != gate:
+        raise OrchestrationError(f"flow run {flow_run_id} waits at gate {question.get('gate')}, not {gate}")
+    run_input = {"decision": GO if approve else NO_GO, "decided_by": decided_by, "reason": reason}
+    answer_pause(api_url, flow_run_id, run_input, what=f"gate {question.get('gate')}")
     log.info("gate_answered", flow_run_id=flow_run_id, approve=approve, decided_by=decided_by)
 
 
@@ -126,10 +159,19 @@ def answer_point_of_no_return(
     api_url: str, flow_run_id: str, roll_back: bool, acknowledge_writes_lost: bool, decided_by: str, reason: str
 ) -> None:
     """Answer the question a run asks when a step fails past the point of no return."""
+    question = paused_question(api_url, flow_run_id)
+    if question is None or question.get("kind") != "point-of-no-return":
+        asked = "nothing" if question is None else (f"gate {question.get('gate')}" if question.get("kind") == "gate" else question.get("kind"))
+        raise OrchestrationError(f"flow run {flow_run_id} is not waiting at the point of no return (it asks {asked})")
     answer_pause(
         api_url,
         flow_run_id,
-        {"roll_back": roll_back, "acknowledge_writes_lost": acknowledge_writes_lost, "decided_by": decided_by, "reason": reason},
+        {
+            "decision": ROLL_BACK if roll_back else ROLL_FORWARD,
+            "acknowledge_writes_lost": acknowledge_writes_lost,
+            "decided_by": decided_by,
+            "reason": reason,
+        },
         what="point-of-no-return question",
     )
     log.info("point_of_no_return_answered", flow_run_id=flow_run_id, roll_back=roll_back, decided_by=decided_by)
@@ -185,6 +227,8 @@ def follow_run(
                         pauses_seen.add(pause)
                         key = state.state_details.pause_key or "pause"
                         out(_line(state.timestamp, key, "Paused, waiting for a decision"))
+                        for line in pause_instructions(api_url, flow_run_id, _read_question(run_id, key)):
+                            out(" " * 10 + line)
                         if on_pause is not None:
                             on_pause(flow_run_id, key)
                 if state.is_final():
@@ -209,6 +253,42 @@ def follow_run(
                     task_states={name: s for name, s in task_states.values()},
                 )
             time.sleep(poll_s)
+
+
+def _read_question(run_id: UUID, key: str, wait_s: float = 5.0) -> dict[str, Any] | None:
+    """The question beside the pause ``key`` (stored a moment after the pause itself)."""
+    from prefect.input.actions import read_flow_run_input
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        value = read_flow_run_input(key + QUESTION_SUFFIX, flow_run_id=run_id)
+        if isinstance(value, dict) or time.monotonic() >= deadline:
+            return value if isinstance(value, dict) else None
+        time.sleep(0.3)
+
+
+def pause_instructions(api_url: str, flow_run_id: str, question: dict[str, Any] | None) -> list[str]:
+    """What a paused run asks, where to answer it in the UI, and the command that answers
+    it from a terminal: the lines ``cutover run``/``rerun`` print at every pause."""
+    from cutover.orchestration.api import flow_run_link, ui_url_for
+
+    link = flow_run_link(ui_url_for(api_url), flow_run_id)
+    question = question or {}
+    kind = question.get("kind")
+    if kind == "gate":
+        apps = question.get("applications") or []
+        who = question.get("approvers") or []
+        asked = f"go/no-go gate {question.get('gate')} for {len(apps)} application(s): {', '.join(apps)}"
+        if who:
+            asked += f" (approvers: {', '.join(who)})"
+    elif kind == "point-of-no-return":
+        asked = "past the point of no return, after a failure of " + ", ".join(question.get("failed") or ["a step"]) + ": roll forward or roll back?"
+    else:
+        asked = "a decision"
+    lines = [f"asks: {asked}", f"answer in the Prefect UI (Resume): {link}"]
+    if question.get("command"):
+        lines.append(f"or: {question['command']}")
+    return lines
 
 
 def summary_artifact(api_url: str, flow_run_id: str, key: str = SUMMARY_ARTIFACT) -> str | None:

@@ -62,8 +62,7 @@ class Move:
 
 def find_move(runbook: Runbook, app_name: str, db_name: str, run_key: str) -> Move:
     app = runbook.application(app_name)
-    db = next(d for d in app.databases if d.name == db_name)
-    return Move(runbook, app, db, run_key)
+    return Move(runbook, app, app.database(db_name), run_key)
 
 
 # --- freeze and the proof that nothing changed since --------------------------------
@@ -245,12 +244,21 @@ def verify_database(move: Move, frozen: dict[str, Any]) -> dict[str, Any]:
     """The target's fingerprint must equal the source's taken at freeze time."""
     with connect(move.target(), move.db.target, autocommit=True) as conn:
         taken = fingerprint.fingerprint(conn)
-    differences = fingerprint.compare(fingerprint.Fingerprint.from_dict(frozen["fingerprint"]), taken)
+    source = fingerprint.Fingerprint.from_dict(frozen["fingerprint"])
+    differences = fingerprint.compare(source, taken)
     if differences:
         raise PermanentStepError(f"{move.key}: target differs from the source: " + "; ".join(differences[:10]))
     rows = taken.total_rows
-    log.info("database_verified", database=move.key, tables=len(taken.tables), rows=rows)
-    return {"database": move.key, "tables": len(taken.tables), "rows": rows}
+    digests = {"source_digest": fingerprint_digest(frozen["fingerprint"]), "target_digest": fingerprint_digest(taken.to_dict())}
+    log.info("database_verified", database=move.key, tables=len(taken.tables), rows=rows, **digests)
+    return {"database": move.key, "tables": len(taken.tables), "rows": rows, "fingerprint_match": True, **digests}
+
+
+def fingerprint_digest(fingerprint_dict: dict[str, Any]) -> str:
+    """A short sha256 of a fingerprint (as ``to_dict`` gives it), for showing and comparing."""
+    import json
+
+    return hashlib.sha256(json.dumps(fingerprint_dict, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # --- writes on the target after the switch ------------------------------------------

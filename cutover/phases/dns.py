@@ -29,22 +29,38 @@ class Journal(Protocol):
 
 
 def switch_records(
-    runbook: Runbook, app: Application, journal: Journal, writes_baseline: Callable[[], dict[str, int]] | None = None
+    runbook: Runbook,
+    app: Application,
+    journal: Journal,
+    writes_baseline: Callable[[], dict[str, int]] | None = None,
+    approved: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Point every record of ``app`` at its new value.
 
     Before changing anything, the old values (and ``writes_baseline()``, the target
     databases' write counters) go into ``journal``; each record switched is added to it
     as it happens. A rerun finds the journal and keeps its old values, so a record
-    already switched by a crashed attempt is recognised, not taken for the old value."""
+    already switched by a crashed attempt is recognised, not taken for the old value.
+
+    ``approved``: the change set a gate showed when it was approved
+    (:func:`planned_changes`); a record that holds another value now than the one the
+    approver saw is refused, before anything changes."""
     provider = endpoints.dns_provider(runbook)
     host, port = endpoints.nameserver(runbook)
     entry = journal.get()
     if not entry:
+        seen = {(c["name"], c["type"]): c["old"] for c in approved or [] if c.get("old") is not None}
         old = {}
         for record in app.dns:
             current = provider.get(record.name, record.type)
-            old[record.name] = {"values": list(current.values) if current else [], "ttl": current.ttl if current else record.ttl}
+            values = list(current.values) if current else []
+            shown = seen.get((record.name, record.type))
+            if shown is not None and sorted(shown) != sorted(values) and values != [record.to]:
+                raise PermanentStepError(
+                    f"DNS switch of {record.name} {record.type}: it holds {values or 'nothing'} now, not {shown or 'nothing'} "
+                    "as when the gate was approved; nothing was switched"
+                )
+            old[record.name] = {"values": values, "ttl": current.ttl if current else record.ttl}
         entry = {"old": old, "switched": [], "writes_baseline": writes_baseline() if writes_baseline else {}}
         journal.put(entry)
     switched = []
@@ -62,6 +78,56 @@ def switch_records(
         log.info("dns_switched", **change)
         switched.append(change)
     return {"records": switched}
+
+
+def planned_changes(runbook: Runbook, apps: list[Application]) -> list[dict[str, Any]]:
+    """The change set the DNS switch of ``apps`` would make now, record by record, as an
+    octoDNS-style plan: name, type, current values and TTL, new value and TTL, and what
+    the switch will do (``update``, ``create``, or ``none`` when already at the new value).
+    Read-only. A record whose current value cannot be read says why, and the plan goes on."""
+    records = [(app, record) for app in apps for record in app.dns]
+    if not records:
+        return []
+    changes = []
+    try:
+        provider = endpoints.dns_provider(runbook)
+    except Exception as exc:  # an unresolvable API key must not hide the rest of the evidence
+        return [_unknown_change(app, record, exc) for app, record in records]
+    with provider:
+        for app, record in records:
+            try:
+                current = provider.get(record.name, record.type)
+            except Exception as exc:
+                changes.append(_unknown_change(app, record, exc))
+                continue
+            values = list(current.values) if current else []
+            action = "create" if current is None else ("none" if values == [record.to] and current.ttl == record.ttl else "update")
+            changes.append(
+                {
+                    "application": app.name,
+                    "name": record.name,
+                    "type": record.type,
+                    "old": values,
+                    "old_ttl": current.ttl if current else None,
+                    "new": record.to,
+                    "ttl": record.ttl,
+                    "action": action,
+                }
+            )
+    return changes
+
+
+def _unknown_change(app: Application, record: Any, exc: BaseException) -> dict[str, Any]:
+    return {
+        "application": app.name,
+        "name": record.name,
+        "type": record.type,
+        "old": None,
+        "old_ttl": None,
+        "new": record.to,
+        "ttl": record.ttl,
+        "action": f"unknown: {type(exc).__name__}: {str(exc)[:120]}",
+    }
 
 
 def revert_records(runbook: Runbook, app: Application, entry: dict[str, Any] | None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ def move_files(runbook: Runbook, app: Application, name: str) -> dict[str, Any]:
     from cutover.ssh.target import connect
     from cutover.ssh.upload import upload_file, upload_tree
 
-    moved = next(f for f in app.files if f.name == name)
+    moved = app.files_entry(name)
     source = Path(moved.source_path)
     if not source.exists():
         raise PermanentStepError(f"{app.name}/files/{name}: {source} does not exist on the orchestrator")

@@ -4,7 +4,8 @@
 step            compensation
 ==============  ===========================================================================
 freeze          source databases writable again, then the application's ``unfreeze``
-                actions (the old site out of maintenance)
+                actions (the old site out of maintenance); only what this run froze
+                (``cutover.phases.freeze``)
 import, stream  the target database as the runbook says (``on_rollback``): ``keep`` it,
                 ``rename`` it aside, or ``drop`` it; only a database this run created (its
                 comment carries the run's marker) is touched
@@ -29,17 +30,6 @@ from cutover.postgres.endpoint import connect
 from cutover.runbook.model import Application, Runbook
 
 log = structlog.get_logger()
-
-
-def unfreeze_application(runbook: Runbook, app: Application, run_key: str) -> dict[str, Any]:
-    """Databases writable first (the application needs them), then out of maintenance."""
-    writable = []
-    for db in app.databases:
-        move = database.Move(runbook, app, db, run_key)
-        database.unfreeze_database(move)
-        writable.append(move.key)
-    done = actions.run_actions(runbook, app.unfreeze, what=f"{app.name}.unfreeze")
-    return {"writable": writable, "actions": done}
 
 
 def stop_application(runbook: Runbook, app: Application) -> dict[str, Any]:

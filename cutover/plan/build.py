@@ -60,7 +60,9 @@ class Step:
     application: str | None
     depends_on: tuple[str, ...]
     estimate_s: float
-    database: str | None = None
+    database: str | None = None  # the database a move step moves
+    item: str | None = None  # the files entry a files step moves
+    gate: str | None = None  # the gate a gate step asks
     method: str | None = None
     compensation: str | None = None
     irreversible: bool = False  # at or after the point of no return
@@ -180,7 +182,7 @@ def build_plan(
             add(step_id(a, "verify", db.name), "verify", app, [last], **common)
             ready.append(step_id(a, "verify", db.name))
         for moved in app.files:
-            add(step_id(a, "files", moved.name), "files", app, [step_id(a, "freeze")])
+            add(step_id(a, "files", moved.name), "files", app, [step_id(a, "freeze")], item=moved.name)
             ready.append(step_id(a, "files", moved.name))
         add(step_id(a, "start"), "start", app, ready or [step_id(a, "freeze")])
         add(step_id(a, "smoke"), "smoke", app, [step_id(a, "start")] + [step_id(d, "smoke") for d in app.depends_on])
@@ -225,6 +227,8 @@ def build_plan(
             depends_on=tuple(preds[sid]),
             estimate_s=durations[sid],
             database=meta.get("database"),
+            item=meta.get("item"),
+            gate=meta.get("gate"),
             method=meta.get("method"),
             compensation=compensation,
             irreversible=phase in after_ponr,

@@ -24,11 +24,11 @@ def _dump(model: Any) -> Any:
 
 
 def _relevant(runbook: Runbook, step: Step) -> Any:
-    if step.application is None:  # a gate
-        return [_dump(g) for g in runbook.gates if step.id == f"gate/{g.name}"]
+    if step.gate is not None:
+        return [_dump(runbook.gate(step.gate)), {name: runbook.teams[name] for name in sorted(runbook.teams)}]
     app = runbook.application(step.application)
     if step.database is not None:
-        db = next(d for d in app.databases if d.name == step.database)
+        db = app.database(step.database)
         return [step.method, _dump(db), _dump(runbook.sites.get(db.from_)), _dump(runbook.sites.get(db.to))]
     section = {
         "freeze": lambda: [[_dump(a) for a in app.freeze], [_dump(d) for d in app.databases]],

@@ -201,7 +201,13 @@ def _dns(runbook: Runbook) -> list[Finding]:
 def _gates(runbook: Runbook) -> list[Finding]:
     found = []
     names = [a.name for a in runbook.applications]
+    for name, members in runbook.teams.items():
+        if not [m for m in members if m.strip()]:
+            found.append(Finding(("teams", name), f"team '{name}' has nobody in it"))
     for i, gate in enumerate(runbook.gates):
+        for j, approver in enumerate(gate.approvers):
+            if not approver.strip():
+                found.append(Finding(("gates", i, "approvers", j), "an approver needs a name"))
         if gate.applications == "all":
             continue
         for j, app in enumerate(gate.applications):

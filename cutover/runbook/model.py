@@ -311,6 +311,20 @@ class Application(Model):
     dns: list[DnsRecord] = Field([], description="records switched to the new site")
     finalize: list[Action] = Field([], description="after the switch and its checks: close the move")
 
+    def database(self, name: str) -> DatabaseMove:
+        """The database move called ``name``; KeyError naming it when there is none."""
+        for db in self.databases:
+            if db.name == name:
+                return db
+        raise KeyError(f"no database {name!r} in application {self.name}")
+
+    def files_entry(self, name: str) -> FileMove:
+        """The files entry called ``name``; KeyError naming it when there is none."""
+        for moved in self.files:
+            if moved.name == name:
+                return moved
+        raise KeyError(f"no files entry {name!r} in application {self.name}")
+
 
 class Gate(Model):
     """A go/no-go decision: the run pauses until an operator approves in the Prefect UI."""
@@ -319,7 +333,16 @@ class Gate(Model):
     before: Literal["dns_switch", "finalize"] = Field("dns_switch", description="the phase it holds back")
     applications: list[Name] | Literal["all"] = Field("all", description="the applications it holds back")
     description: str = ""
-    timeout_s: float = Field(4 * 3600, gt=0, description="how long to wait for a decision")
+    approvers: list[str] = Field(
+        [],
+        description="who may decide: people's names, or names of teams (see `teams`); empty: anyone who gives their name",
+    )
+    timeout_s: float = Field(4 * 3600, gt=0, le=7 * 86400, description="how long to wait for a decision before `on_timeout`")
+    on_timeout: Literal["wait", "no_go"] = Field(
+        "wait",
+        description="no decision within timeout_s: `wait` keeps waiting and emits cutover.gate.overdue "
+        "(again every timeout_s); `no_go` decides no-go, which rolls back",
+    )
     auto_approve: bool = Field(
         False, description="approve by itself when every check before it passed (rehearsals, demo)"
     )
@@ -353,6 +376,30 @@ class Runbook(Model):
     dns: Dns | None = Field(None, description="the DNS provider that switches records")
     applications: list[Application] = Field(description="everything that moves")
     gates: list[Gate] = Field([], description="go/no-go decisions")
+    teams: dict[Name, list[str]] = Field(
+        {}, description="named groups of people, for gate approvers: {migration-leads: [Anna de Vries, Joost Bakker]}"
+    )
 
     def application(self, name: str) -> Application:
-        return next(a for a in self.applications if a.name == name)
+        """The application called ``name``; KeyError naming it when there is none."""
+        for app in self.applications:
+            if app.name == name:
+                return app
+        raise KeyError(f"no application {name!r} in runbook {self.cutover}")
+
+    def gate(self, name: str) -> Gate:
+        """The gate called ``name``; KeyError naming it when there is none."""
+        for gate in self.gates:
+            if gate.name == name:
+                return gate
+        raise KeyError(f"no gate {name!r} in runbook {self.cutover}")
+
+    def approvers(self, gate: Gate) -> list[str]:
+        """The people who may decide ``gate``: its approvers, teams expanded, in order; empty
+        when the gate names none (anyone who gives a name may)."""
+        people: list[str] = []
+        for entry in gate.approvers:
+            for person in self.teams.get(entry, [entry]):
+                if person not in people:
+                    people.append(person)
+        return people

@@ -8,10 +8,12 @@ import os
 import time
 from pathlib import Path
 
-from prefect import flow, pause_flow_run, task
+from prefect import flow, task
 from prefect.runtime import flow_run
 
-from cutover.gates import GateDecision
+from cutover.decisions import GO
+from tasks.forms import gate_form
+from tasks.pause import ask
 from cutover.process import run_program
 
 
@@ -52,8 +54,10 @@ def sleepy(
     decided_by = None
     approved = True
     if gate:
-        decision = pause_flow_run(wait_for_input=GateDecision, timeout=300, poll_interval=1, key="gate-test")
-        decided_by, approved = decision.decided_by, decision.approve
+        question = {"kind": "gate", "gate": "test", "command": "cutover decide RUN --gate test --go|--no-go --by NAME"}
+        decision = ask(gate_form([]), key="gate-test", description="## A test gate", question=question, patience_s=300, when_overdue=lambda n: False, poll_s=1)
+        assert decision is not None, "nobody answered the test gate"
+        decided_by, approved = decision.decided_by, decision.decision == GO
     runbook_found = Path(runbook).is_file() if runbook else True
     return {
         "ok": ok and approved and runbook_found,

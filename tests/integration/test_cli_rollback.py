@@ -25,11 +25,29 @@ def test_decide_refuses_a_roll_back_without_the_acknowledgement_before_asking_th
     assert "needs --acknowledge-writes-lost" in one_line_error(done, 2)
 
 
-def test_decide_says_when_the_run_is_not_waiting_for_an_answer(prefect_api):
+def test_decide_says_when_there_is_no_such_run(prefect_api):
     run = str(uuid.uuid4())
     done = run_cli("decide", run, "--by", "anna", "--roll-forward", "--api", prefect_api.api_url)
-    line = one_line_error(done, 1)
-    assert line.startswith("cutover decide: could not answer the point-of-no-return question of flow run " + run), line
+    assert one_line_error(done, 1) == f"cutover decide: no flow run {run} at {prefect_api.api_url}"
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ((), "say what you decide: --gate NAME --go|--no-go, or --roll-forward, or --roll-back --acknowledge-writes-lost"),
+        (("--go",), "answer a gate with both --gate NAME and --go or --no-go"),
+        (("--gate", "go-no-go"), "answer a gate with both --gate NAME and --go or --no-go"),
+        (("--gate", "go-no-go", "--go", "--roll-forward"), "a gate is answered with --go or --no-go"),
+    ],
+)
+def test_decide_has_no_default_answer(args, says):
+    done = run_cli("decide", str(uuid.uuid4()), "--by", "anna", *args, "--api", "http://127.0.0.1:9/api")
+    assert says in one_line_error(done, 2)
+
+
+def test_decide_needs_a_name(prefect_api):
+    done = run_cli("decide", str(uuid.uuid4()), "--by", " ", "--roll-forward", "--api", prefect_api.api_url)
+    assert "--by needs the name" in one_line_error(done, 2)
 
 
 @pytest.mark.parametrize(

@@ -446,7 +446,7 @@ def test_past_the_point_of_no_return_the_run_asks_and_counts_the_writes_and_a_ro
     snapshot = faults.estate_snapshot(estate, [APP])
     runbook = runbook_variant(tmp_path, gate, edit=_failing_post_switch_check)
     answer_when_paused(
-        {"roll_back": True, "acknowledge_writes_lost": False, "decided_by": "test", "reason": "forgot to tick"},
+        {"decision": "roll back", "acknowledge_writes_lost": False, "decided_by": "test", "reason": "forgot to tick"},
         before_answer=lambda: rows_written_on(estate.cloud, DB, 7),
     )
     state = run_cutover(runbook)
@@ -469,7 +469,7 @@ def test_past_the_point_of_no_return_the_run_asks_and_counts_the_writes_and_a_ro
 
 def test_past_the_point_of_no_return_an_acknowledged_rollback_reverts_dns_and_everything_before(estate, gate, tmp_path):
     snapshot = faults.estate_snapshot(estate, [APP])
-    answer_when_paused({"roll_back": True, "acknowledge_writes_lost": True, "decided_by": "test", "reason": "new site broken"})
+    answer_when_paused({"decision": "roll back", "acknowledge_writes_lost": True, "decided_by": "test", "reason": "new site broken"})
     state = run_cutover(runbook_variant(tmp_path, gate, edit=_failing_post_switch_check))
     assert state.is_failed()
     summary = summary_of(state)

@@ -1,0 +1,127 @@
+"""What a decision form shows: the evidence before a go/no-go, the failure and the writes
+at the point of no return. Pure: Markdown from the steps' results, testable on its own.
+
+The Prefect UI renders the description above the form in a narrow column, so the tables
+have few, short columns, and the figure an operator needs most comes first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from cutover.plan.build import Step
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else _cell(value if value is not None else "-")
+
+
+def dns_plan_digest(changes: list[dict[str, Any]]) -> str:
+    """A short hash of a DNS change set: travels with the approval, so the switch can tell
+    whether the records still hold the values the approver saw."""
+    shape = [(c["name"], c["type"], c["old"], c["new"], c["ttl"]) for c in changes]
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def gate_markdown(
+    *,
+    gate: str,
+    description: str,
+    applications: list[str],
+    approvers: list[str],
+    evidence: Mapping[str, Any],
+    steps: Mapping[str, Step],
+    dns_changes: list[dict[str, Any]],
+    patience: str,
+) -> str:
+    """The go/no-go form's description: per application the verification of every database,
+    every files entry and every smoke check, then the exact DNS changes the switch will make."""
+    lines = [f"## Go/no-go: {gate}", ""]
+    if description:
+        lines += [description, ""]
+    lines += [
+        f"**Go** switches DNS for {len(applications)} application(s): {', '.join(applications)}.",
+        "**No-go** switches nothing and rolls back every application (the old site comes back).",
+        "",
+        f"Who decides: {', '.join(approvers) if approvers else 'anyone, giving their name'}. {patience}",
+        "",
+        "### Databases verified",
+        "",
+        "| database | rows | tables | fingerprint |",
+        "|---|---:|---:|---|",
+    ]
+    verified = [(sid, steps[sid]) for sid in evidence if steps[sid].phase == "verify"]
+    for sid, step in sorted(verified, key=lambda item: item[0]):
+        result = evidence[sid] or {}
+        source, target = result.get("source_digest"), result.get("target_digest")
+        match = f"equal `{target}`" if source and source == target else "equal, table by table"
+        lines.append(f"| {step.application}/{step.database} | {_count(result.get('rows'))} | {_count(result.get('tables'))} | {match} |")
+    if not verified:
+        lines.append("| (no databases) | | | |")
+    files = [(sid, steps[sid]) for sid in evidence if steps[sid].phase == "files"]
+    if files:
+        lines += ["", "### Files moved", "", "| files | files | bytes | sha256 |", "|---|---:|---:|---|"]
+        for sid, step in sorted(files, key=lambda item: item[0]):
+            result = evidence[sid] or {}
+            count = len(result["files"]) if isinstance(result.get("files"), (dict, list)) else result.get("files")
+            lines.append(f"| {step.application}/{step.item} | {_count(count)} | {_count(result.get('size'))} | checked on both ends |")
+    lines += ["", "### Smoke tests", "", "| application | check | result |", "|---|---|---|"]
+    smoke = [(sid, steps[sid]) for sid in evidence if steps[sid].phase == "smoke"]
+    for sid, step in sorted(smoke, key=lambda item: item[0]):
+        results = (evidence[sid] or {}).get("results") or []
+        if not results:
+            lines.append(f"| {step.application} | (none defined) | - |")
+        for check in results:
+            lines.append(f"| {step.application} | {_cell(check.get('action', '?'))} | passed: {_cell(_check_result(check))} |")
+    lines += ["", "### DNS changes the switch will make", ""]
+    if dns_changes:
+        lines += ["| record | now | after | action |", "|---|---|---|---|"]
+        for change in dns_changes:
+            now = "(none)" if change["old"] == [] else ("?" if change["old"] is None else ", ".join(change["old"]))
+            old_ttl = f" TTL {change['old_ttl']}" if change.get("old_ttl") is not None else ""
+            lines.append(
+                f"| {change['name']} {change['type']} | {_cell(now)}{old_ttl} | {change['new']} TTL {change['ttl']} | {_cell(change['action'])} |"
+            )
+        lines += ["", f"Change set `{dns_plan_digest(dns_changes)}`: the switch refuses a record that no longer holds the value shown here."]
+    else:
+        lines.append("No DNS records to switch.")
+    return "\n".join(lines) + "\n"
+
+
+def _check_result(check: Mapping[str, Any]) -> str:
+    if "status" in check:
+        return f"{check['status']} in {check.get('latency_ms', '?')} ms"
+    if "value" in check:
+        return f"returned {check['value']}"
+    if "exit_status" in check:
+        return f"exit {check['exit_status']}"
+    return "ok"
+
+
+def point_of_no_return_markdown(failed: Mapping[str, str], writes: Mapping[str, int | str]) -> str:
+    """The point-of-no-return form's description: what failed, and the rows each target
+    database took since the switch (what a rollback would lose)."""
+    lines = ["## Past the point of no return", "", "DNS already points at the new site. What failed after the switch:", ""]
+    for step, error in failed.items():
+        lines.append(f"- **{step}**: {_cell(error) or 'failed'}")
+    total = sum(v for v in writes.values() if isinstance(v, int))
+    lines += ["", f"### Written on the new site since the switch: {total:,} rows", "", "| database | rows |", "|---|---:|"]
+    for key, count in sorted(writes.items()):
+        lines.append(f"| {key} | {_count(count)} |")
+    if not writes:
+        lines.append("| (none counted) | |")
+    lines += [
+        "",
+        "**Roll forward**: nothing is undone; the run ends Failed. Fix the cause and retry the run: finished steps are skipped.",
+        "",
+        "**Roll back**: DNS back to the old site, the new site into maintenance, the sources writable again. "
+        "Tick *Acknowledge writes lost*: the rows above exist only on the new site.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,81 @@
+"""Freezing an application at the old site, and undoing only what this run froze.
+
+A source that was already read-only when the run first looked (an earlier run cut the
+estate over, an administrator froze it) is not this run's to unfreeze: making it writable
+again while DNS points at the new site would leave two live copies. So the freeze writes
+down, once and before it changes anything, which databases it found frozen
+(:class:`FreezeRecord`), and the rollback unfreezes only the others; an application any of
+whose databases was found frozen stays in maintenance too (its ``unfreeze`` actions are not
+run), since the old site was not live when the run began.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import structlog
+
+from cutover.phases import actions, database
+from cutover.postgres import freeze
+from cutover.postgres.endpoint import connect
+from cutover.runbook.model import Application, Runbook
+
+log = structlog.get_logger()
+
+
+class FreezeRecord(Protocol):
+    """Where the freeze of one application writes what it found; kept outside the step's
+    result, so that the rollback flow (another process) reads it too."""
+
+    def found_frozen(self) -> list[str] | None:
+        """The databases found read-only by the first look; None before anyone looked."""
+        ...
+
+    def record(self, found_frozen: list[str]) -> None: ...
+
+
+def found_frozen(runbook: Runbook, app: Application, attempt_key: str, record: FreezeRecord) -> list[str]:
+    """The application's databases that were read-only before this run froze anything:
+    what ``record`` holds, or, the first time, what the sources say now (then recorded)."""
+    known = record.found_frozen()
+    if known is not None:
+        return known
+    found = []
+    for db in app.databases:
+        move = database.Move(runbook, app, db, attempt_key)
+        with connect(move.source(), "postgres", autocommit=True) as admin:
+            if freeze.is_read_only(admin, db.name):
+                found.append(db.name)
+    record.record(found)
+    if found:
+        log.warning("source_found_frozen", application=app.name, databases=found)
+    return found
+
+
+def freeze_application(runbook: Runbook, app: Application, attempt_key: str, record: FreezeRecord) -> dict[str, Any]:
+    """The old site into maintenance (the ``freeze`` actions), then every source database
+    read-only with its fingerprint. Safe to repeat."""
+    already = found_frozen(runbook, app, attempt_key, record)
+    done = actions.run_actions(runbook, app.freeze, what=f"{app.name}.freeze")
+    frozen = {db.name: database.freeze_database(database.Move(runbook, app, db, attempt_key)) for db in app.databases}
+    return {"actions": done, "databases": frozen, "found_frozen": already}
+
+
+def unfreeze_application(runbook: Runbook, app: Application, attempt_key: str, record: FreezeRecord) -> dict[str, Any]:
+    """Undo :func:`freeze_application`, but only what this run froze: databases writable
+    first (the application needs them), then out of maintenance, unless the run found the
+    application frozen already."""
+    already = set(record.found_frozen() or [])
+    writable, left = [], []
+    for db in app.databases:
+        move = database.Move(runbook, app, db, attempt_key)
+        if db.name in already:
+            left.append(move.key)
+            continue
+        database.unfreeze_database(move)
+        writable.append(move.key)
+    if left:
+        log.warning("source_left_frozen", application=app.name, databases=left, reason="frozen before this run")
+        return {"writable": writable, "left_frozen": left, "actions": [], "note": "found frozen before this run: left frozen, in maintenance"}
+    done = actions.run_actions(runbook, app.unfreeze, what=f"{app.name}.unfreeze")
+    return {"writable": writable, "left_frozen": [], "actions": done}
