@@ -54,14 +54,15 @@ def gate_markdown(
         "",
         "### Databases verified",
         "",
-        "| database | rows | tables | fingerprint |",
+        "Every table's row count and content hash, the schema objects and the sequences on the new site equal the old site's at the freeze.",
+        "",
+        "| database | rows | tables | equal |",
         "|---|---:|---:|---|",
     ]
     verified = [(sid, steps[sid]) for sid in evidence if steps[sid].phase == "verify"]
     for sid, step in sorted(verified, key=lambda item: item[0]):
         result = evidence[sid] or {}
-        source, target = result.get("source_digest"), result.get("target_digest")
-        match = f"equal `{target}`" if source and source == target else "equal, table by table"
+        match = "yes" if result.get("fingerprint_match") else "-"
         lines.append(f"| {step.application}/{step.database} | {_count(result.get('rows'))} | {_count(result.get('tables'))} | {match} |")
     if not verified:
         lines.append("| (no databases) | | | |")

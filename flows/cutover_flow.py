@@ -44,6 +44,7 @@ from cutover.plan import build_plan
 from cutover.plan.build import Plan, Step, step_id
 from cutover.plan.inputs import step_inputs
 from cutover.plan.rollback import past_point_of_no_return
+from cutover.preflight import Report
 from cutover.process import STOPPING, stop_everything
 from cutover.runbook.model import Runbook
 from cutover.summary import summarize, summary_markdown
@@ -51,6 +52,7 @@ from flows.compensations import failure_message, retry_options, run_rollback
 from tasks import application, dns, files, freeze, gate, journal, move, source_check
 from tasks.common import ATTEMPT_TAG, runbook_at, step_tags
 from tasks.limits import ensure_limits
+from tasks.preflight import preflight
 from tasks.rollback import point_of_no_return, switched_anything
 from tasks.sizes import measure_sizes
 
@@ -183,11 +185,13 @@ def run_name() -> str:
 
 
 @flow(name="cutover", flow_run_name=run_name, persist_result=True, log_prints=True)
-def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600) -> dict[str, Any]:
+def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600, outside_window: bool = False) -> dict[str, Any]:
     """Run the cutover a runbook describes. Ends Completed only when every step finished
     and verified; otherwise Failed, with the summary of what did and did not happen (and
-    what a rollback undid). ``decision_timeout_s``: how long to wait for the operator's
-    answer when a step fails past the point of no return."""
+    what a rollback undid). First of all, the preflight: a red item stops the run before
+    anything is frozen. ``decision_timeout_s``: how long to wait for the operator's answer
+    when a step fails past the point of no return. ``outside_window``: run although now
+    is outside the runbook's window (a rehearsal, the demo)."""
     runbook_path = str(Path(runbook).resolve())
     try:
         loaded = runbook_at(runbook_path)
@@ -202,6 +206,13 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600)
     configure_logging(audit_file=audit, console=True)
     log.info("cutover_started", cutover=loaded.cutover, run_key=run_key, audit_file=str(audit))
 
+    checked = preflight.with_options(cache_policy=NO_CACHE, tags=[f"{ATTEMPT_TAG}{run_key}", "phase:preflight"])(
+        runbook_path, live=True, outside_window=outside_window, attempt_key=run_key
+    )
+    if not checked["ok"]:
+        report = Report.from_dict(checked)
+        log.error("preflight_red", red=[f"{i.area} {i.subject}" for i in report.red])
+        return Failed(message=report.summary() + "; nothing was changed", data={"cutover": loaded.cutover, "ok": False, "preflight": checked})
     sizes = measure_sizes.with_options(
         task_run_name="preflight/sizes",
         cache_key_fn=lambda *_: f"{loaded.cutover}:{run_key}:preflight/sizes",

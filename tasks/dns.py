@@ -41,6 +41,7 @@ def dns_switch(runbook_path: str, step: Step, attempt_key: str, approved: dict[s
             DnsJournal(attempt_key, app.name),
             writes_baseline=lambda: database.target_write_counts(runbook, app, attempt_key),
             approved=(approved or {}).get("dns_changes"),
+            ttl_journal=journal.TtlJournal(runbook.cutover),
         ),
     )
 

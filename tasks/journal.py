@@ -94,3 +94,17 @@ class FreezeRecord:
 
     def record(self, found_frozen: list[str]) -> None:
         write(self.flow_run_id, self.key, {"found_frozen": found_frozen})
+
+
+class TtlJournal:
+    """The estate's TTL lowerings (``cutover preflight --lower-ttl``), as one Prefect
+    variable per cutover: they are made days before the run that needs them."""
+
+    def __init__(self, cutover: str) -> None:
+        self.scope, self.key = f"estate-{cutover}", "ttl-lowered"
+
+    def get(self) -> dict[str, dict[str, Any]]:
+        return dict(read(self.scope, self.key) or {})
+
+    def put(self, entries: dict[str, dict[str, Any]]) -> None:
+        write(self.scope, self.key, entries)

@@ -65,6 +65,10 @@ def _report(outcome: RunOutcome, ui_url: str) -> None:
     from cutover.orchestration.api import flow_run_link
 
     print(f"flow run {outcome.flow_run_id}: {outcome.state_name}" + (f" ({outcome.message})" if outcome.message else ""))
+    if isinstance(outcome.result, dict) and isinstance(outcome.result.get("preflight"), dict):
+        from cutover.preflight import Report
+
+        print("\n" + Report.from_dict(outcome.result["preflight"]).text())
     if isinstance(outcome.result, dict) and ("databases" in outcome.result or "applications" in outcome.result):
         print_summary(outcome.result)
     print(f"flow run in the UI: {flow_run_link(ui_url, outcome.flow_run_id)}")
@@ -135,9 +139,13 @@ def run(
     wait: WaitOption = True,
     api: ApiOption = None,
     deployment: Annotated[str, typer.Option("--deployment", help="flow/deployment to run")] = CUTOVER_DEPLOYMENT,
+    outside_window: Annotated[
+        bool, typer.Option("--outside-window", help="run although now is outside the runbook's window (a rehearsal)")
+    ] = False,
 ) -> None:
     """Start a cutover as a flow run of its deployment (a server and a worker must run),
-    print its id and UI link, and follow it."""
+    print its id and UI link, and follow it. Its first step is the preflight: a red item
+    stops it before anything is frozen."""
     from cutover.cli.runbook_commands import load_or_exit
     from cutover.orchestration import OrchestrationError
     from cutover.orchestration.api import flow_run_link, require_healthy, ui_url_for
@@ -153,7 +161,7 @@ def run(
     try:
         api_url = _api_url(api)
         require_healthy(api_url)
-        flow_run_id = start_run(api_url, deployment, {"runbook": parameter})
+        flow_run_id = start_run(api_url, deployment, {"runbook": parameter, **({"outside_window": True} if outside_window else {})})
     except OrchestrationError as exc:
         raise _fail("run", str(exc)) from None
     ui_url = ui_url_for(api_url)
@@ -275,6 +283,57 @@ def decide(
     print(f"flow run {flow_run_id}: answered {what} as {by}")
 
 
+PREFLIGHT_DEPLOYMENT = "cutover-preflight/preflight"
+
+
+def preflight(
+    runbook: Annotated[Path, typer.Argument(help="the runbook YAML file (relative to the project directory, or absolute)", show_default=False)],
+    lower_ttl: Annotated[
+        bool, typer.Option("--lower-ttl", help="once every check is green: lower the TTL of every record the cutover will switch to the runbook's value")
+    ] = False,
+    live: Annotated[bool, typer.Option("--live", help="judge the window as a cutover run does: outside it is red")] = False,
+    outside_window: Annotated[bool, typer.Option("--outside-window", help="with --live: allow a run outside the window")] = False,
+    api: ApiOption = None,
+) -> None:
+    """Check, on the worker where the steps will run, everything the cutover needs (secrets,
+    PostgreSQL endpoints and privileges, tool versions, SSH with the pinned host key, disk,
+    DNS, HTTP endpoints, window, TTLs); print the table. Exit 1 on any red item. Changes
+    nothing, unless --lower-ttl."""
+    from cutover.cli.runbook_commands import load_or_exit
+    from cutover.orchestration import OrchestrationError
+    from cutover.orchestration.api import flow_run_link, require_healthy, ui_url_for
+    from cutover.orchestration.follow import start_run
+    from cutover.preflight import Report
+
+    _quiet_logging()
+    if runbook.exists():
+        load_or_exit(runbook)
+        parameter = runbook_parameter(runbook, _project_dir())
+    else:
+        parameter = str(runbook)
+    try:
+        api_url = _api_url(api)
+        require_healthy(api_url)
+        run_id = start_run(
+            api_url, PREFLIGHT_DEPLOYMENT, {"runbook": parameter, "lower_ttl": lower_ttl, "live": live, "outside_window": outside_window}
+        )
+    except OrchestrationError as exc:
+        raise _fail("preflight", str(exc)) from None
+    ui_url = ui_url_for(api_url)
+    print(f"preflight {run_id}: {flow_run_link(ui_url, run_id)}")
+    outcome = _follow("preflight", api_url, run_id, out=lambda line: None)
+    result = outcome.result if isinstance(outcome.result, dict) else None
+    if result is None or "items" not in result:
+        raise _fail("preflight", f"the preflight run ended {outcome.state_name} without a report: {outcome.message}")
+    report = Report.from_dict(result)
+    print(report.text())
+    for entry in result.get("lowered") or []:
+        if entry.get("lowered"):
+            print(f"TTL of {entry['record']} lowered from {entry['old_ttl']} to {entry['ttl']} s")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def _stop_demo(directory: Path) -> None:
     from cutover.orchestration.server import stop_server
     from cutover.orchestration.worker import stop_worker
@@ -339,7 +398,8 @@ def demo(
     return_code = 1
     try:
         server = _start_demo_stack(directory, scale)
-        flow_run_id = start_run(server.api_url, CUTOVER_DEPLOYMENT, {"runbook": DEMO_RUNBOOK})
+        # the demo is a rehearsal: its runbook's window is the real weekend's
+        flow_run_id = start_run(server.api_url, CUTOVER_DEPLOYMENT, {"runbook": DEMO_RUNBOOK, "outside_window": True})
         print(f"flow run {flow_run_id}: {flow_run_link(server.ui_url, flow_run_id)}")
 
         def on_pause(run_id: str, key: str) -> None:
@@ -383,4 +443,5 @@ def register(app: typer.Typer) -> None:
     app.command()(rerun)
     app.command()(rollback)
     app.command()(decide)
+    app.command()(preflight)
     app.command()(demo)

@@ -14,6 +14,7 @@ from cutover.dns.query import query
 from cutover.errors import PermanentStepError, TransientStepError, UnsafeChange
 from cutover.phases import endpoints
 from cutover.phases.actions import http_request
+from cutover.phases.ttl import TtlJournal, refuse_unexpired
 from cutover.runbook.model import Application, Runbook
 
 log = structlog.get_logger()
@@ -34,6 +35,7 @@ def switch_records(
     journal: Journal,
     writes_baseline: Callable[[], dict[str, int]] | None = None,
     approved: list[dict[str, Any]] | None = None,
+    ttl_journal: TtlJournal | None = None,
 ) -> dict[str, Any]:
     """Point every record of ``app`` at its new value.
 
@@ -44,11 +46,13 @@ def switch_records(
 
     ``approved``: the change set a gate showed when it was approved
     (:func:`planned_changes`); a record that holds another value now than the one the
-    approver saw is refused, before anything changes."""
+    approver saw is refused, before anything changes; so is a record whose TTL was lowered
+    less than its old TTL ago (``ttl_journal``, see :mod:`cutover.phases.ttl`)."""
     provider = endpoints.dns_provider(runbook)
     host, port = endpoints.nameserver(runbook)
     entry = journal.get()
     if not entry:
+        refuse_unexpired(app, ttl_journal)
         seen = {(c["name"], c["type"]): c["old"] for c in approved or [] if c.get("old") is not None}
         old = {}
         for record in app.dns:

@@ -40,7 +40,7 @@ def endpoint(pg) -> PgEndpoint:
 def run_cutover(runbook: Path, timeout_s: float = 600):
     from prefect.deployments import run_deployment
 
-    return run_deployment("cutover/cutover", parameters={"runbook": str(runbook.resolve())}, timeout=timeout_s)
+    return run_deployment("cutover/cutover", parameters={"runbook": str(runbook.resolve()), "outside_window": True}, timeout=timeout_s)
 
 
 def assert_estate_moved(sandbox: SandboxInfo) -> None:

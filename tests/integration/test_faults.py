@@ -50,19 +50,19 @@ APP, DB = "gis", "gis"
 
 
 class ProgramGate:
-    """A wrapper directory for PostgreSQL's client programs: ``pg_dump`` and ``pg_restore``
-    run the real program, but wait first (``hold("before")``) or after it ended
+    """A wrapper directory for PostgreSQL's client programs: ``programs`` (``pg_dump`` and
+    ``pg_restore`` unless told otherwise) run the real program, but wait first (``hold("before")``) or after it ended
     (``hold("after")``) while a hold file exists, writing their pid into a ``waiting-*``
     file; the other programs are links to the real ones. ``--version`` is never held."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, programs: tuple[str, ...] = ("pg_dump", "pg_restore")) -> None:
         self.dir = directory
         real = find_bin_dir()
         directory.mkdir(parents=True, exist_ok=True)
         for entry in Path(real).iterdir():
-            if entry.name not in ("pg_dump", "pg_restore"):
+            if entry.name not in programs:
                 (directory / entry.name).symlink_to(entry)
-        for program in ("pg_dump", "pg_restore"):
+        for program in programs:
             script = directory / program
             script.write_text(
                 "#!/bin/sh\n"
@@ -114,7 +114,7 @@ def runbook_variant(tmp_path: Path, gate: ProgramGate, *, method: str = "stream"
 def run_cutover(runbook: Path, decision_timeout_s: int = 120) -> Any:
     from flows.cutover_flow import cutover
 
-    return cutover(str(runbook), decision_timeout_s=decision_timeout_s, return_state=True)
+    return cutover(str(runbook), decision_timeout_s=decision_timeout_s, outside_window=True, return_state=True)
 
 
 class InBackground:
