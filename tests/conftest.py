@@ -66,3 +66,25 @@ def sandbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def sandbox_up_seconds(request: pytest.FixtureRequest, sandbox: SandboxInfo) -> float:
     """How long the session's ``cutover sandbox up`` took (wall clock, seconds)."""
     return request.config.stash[_UP_SECONDS]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's own state directory (cutover.state): the flows' work directories and a
+    `cutover up` of the tests land in it, never in the user's, and go with the session."""
+    if "CUTOVER_HOME" not in os.environ:
+        import tempfile
+
+        os.environ["CUTOVER_HOME"] = tempfile.mkdtemp(prefix="cutover-home-")
+        config.stash[_OWN_HOME] = os.environ["CUTOVER_HOME"]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_HOME, None)
+    if own:
+        import shutil
+
+        shutil.rmtree(own, ignore_errors=True)
+        os.environ.pop("CUTOVER_HOME", None)
+
+
+_OWN_HOME = pytest.StashKey[str]()

@@ -107,20 +107,24 @@ DEMO_DIR = Path(".sandbox")
 
 
 def _api_url(explicit: str | None) -> str:
-    """--api, PREFECT_API_URL, the Prefect profile, or else the server a `cutover demo
-    --keep` left running in ./.sandbox (said out loud, since it was not asked for)."""
+    """--api, PREFECT_API_URL, the Prefect profile, or else the server `cutover up` started,
+    or the one a `cutover demo --keep` left running in ./.sandbox (said out loud, since it
+    was not asked for)."""
     from cutover.orchestration import OrchestrationError
     from cutover.orchestration.api import configured_api_url
     from cutover.orchestration.server import running_server
 
+    from cutover.state import prefect_home
+
     try:
         return configured_api_url(explicit)
     except OrchestrationError:
-        server = running_server(DEMO_DIR / "prefect")
-        if server is None:
-            raise
-        print(f"using the demo's Prefect server at {server.api_url} (PREFECT_API_URL is not set)")
-        return server.api_url
+        for home, whose in ((prefect_home(), "cutover up"), (DEMO_DIR / "prefect", "the demo")):
+            server = running_server(home)
+            if server is not None:
+                print(f"using the Prefect server of {whose} at {server.api_url} (PREFECT_API_URL is not set)")
+                return server.api_url
+        raise
 
 
 def _follow(command: str, api_url: str, flow_run_id: str, **kwargs: Any) -> RunOutcome:

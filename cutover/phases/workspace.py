@@ -10,14 +10,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cutover.state import default_work_dir
+
 
 def work_root() -> Path:
-    return Path(os.environ.get("CUTOVER_WORK_DIR", ".cutover/work")).resolve()
+    """``CUTOVER_WORK_DIR``, or the per-user state directory's ``work`` (cutover.state)."""
+    configured = os.environ.get("CUTOVER_WORK_DIR")
+    return Path(configured).expanduser().resolve() if configured else default_work_dir()
 
 
 def run_dir(cutover: str, run_key: str) -> Path:
+    """The run's own directory, only for this user (its dumps are the estate's data)."""
     path = work_root() / cutover / run_key
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path
 
 

@@ -96,8 +96,10 @@ def endpoint(pg: PostgresInfo) -> PgEndpoint:
 
 
 def local_work_root() -> Path:
-    """Where the flow-run processes (cwd: the project) keep dumps: cutover.phases.workspace."""
-    root = Path(os.environ.get("CUTOVER_WORK_DIR", ".cutover/work"))
+    """Where the flow-run processes (cwd: the project, this test's environment) keep dumps."""
+    from cutover.phases.workspace import work_root
+
+    root = work_root()
     return root if root.is_absolute() else PROJECT_DIR / root
 
 
