@@ -157,7 +157,7 @@ class HttpStep(Model):
     headers: dict[str, str] = Field({}, description="Authorization, Cookie and X-API-Key values must be secret references")
     json_body: Any = Field(None, alias="json", description="a JSON request body")
     expect_status: Annotated[int, Field(**HTTP_STATUS)] | list[Annotated[int, Field(**HTTP_STATUS)]] = Field(
-        200, description="the status (or statuses) that count as success"
+        200, description="the status (or statuses, each 100..599) that count as success"
     )
     expect_text: str | None = Field(None, description="text the response body must contain")
     max_latency_ms: float | None = Field(None, gt=0, le=HOUR_S * 1000, description="slower than this fails the check")
