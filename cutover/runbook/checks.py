@@ -60,7 +60,7 @@ def _known_apps(runbook: Runbook, broken: frozenset[Path_]) -> list[str] | None:
     if runbook.applications is None:
         return None
     names = []
-    for i, app in enumerate(runbook.applications):
+    for app in runbook.applications:
         if app is None or app.name is None:
             return None
         names.append(app.name)
