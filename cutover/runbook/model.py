@@ -1,14 +1,18 @@
 """The runbook: what a migration team writes, as pydantic models.
 
 Field names are the YAML keys. Every model forbids unknown keys, so a misspelled key is an
-error (with a did-you-mean) rather than a silently ignored setting. Cross-references
-(applications, sites, databases) and cycles are checked in ``cutover.runbook.checks``;
-these models only check what one value can tell on its own.
+error (with a did-you-mean) rather than a silently ignored setting, and every number has an
+upper bound, so a typo such as ``timeout_s: 1e41`` is an error rather than a step that
+never times out. Names are checked in ``cutover.runbook.names``, hosts, DNS names and URLs
+in ``cutover.runbook.addresses``. Cross-references (applications, sites, databases), cycles
+and smoke SQL are checked in ``cutover.runbook.checks``; these models only check what one
+value can tell on its own.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import typing
 from datetime import datetime
@@ -16,11 +20,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from cutover.runbook.addresses import Directory, Host, HostPort, RecordName, Url, check_dns_name, is_ip_address
+from cutover.runbook.names import ApplicationName, DatabaseName, GateName, LoginName, Name, RoleName
 from cutover.runbook.references import SecretRef
 
-NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
-"""Application, site, gate and database names: they become parts of step ids."""
+# Upper bounds. A cutover weekend is about 60 hours: nothing the tool waits for may take
+# longer than a week, and no single check longer than an hour.
+WEEK_S = 7 * 24 * 3600
+HOUR_S = 3600
+MAX_BYTES = 1 << 50  # 1 PiB: far beyond any database moved with pg_dump in a weekend
+MAX_RETRY_DELAY_S = HOUR_S
+MAX_CONCURRENCY = 64
+HTTP_STATUS = {"ge": 100, "le": 599}
 
 Phase = Literal[
     "freeze",
@@ -40,8 +51,13 @@ Phase = Literal[
 PHASES: tuple[str, ...] = typing.get_args(Phase)
 
 
+PersonName = Annotated[str, Field(min_length=1, max_length=100)]
+"""Who decides a gate: a person's name as they give it in the form, or a team's name."""
+
+
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # allow_inf_nan: a .inf or .nan would slip past every bound
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 # --- defaults -------------------------------------------------------------------------
@@ -50,18 +66,18 @@ class Model(BaseModel):
 class Concurrency(Model):
     """How many heavy operations may run at once against one host."""
 
-    dumps_per_host: int = Field(2, ge=1, description="pg_dump processes per source host")
-    restores_per_host: int = Field(2, ge=1, description="pg_restore processes per target host")
+    dumps_per_host: int = Field(2, ge=1, le=MAX_CONCURRENCY, description="pg_dump processes per source host")
+    restores_per_host: int = Field(2, ge=1, le=MAX_CONCURRENCY, description="pg_restore processes per target host")
 
 
 class Defaults(Model):
     retries: int = Field(2, ge=0, le=20, description="retries of a failed step")
-    retry_delay_s: float = Field(10, ge=0, description="seconds before the first retry; doubles each time")
-    timeout_s: float = Field(3600, gt=0, description="a step running longer than this fails")
-    check_timeout_s: float = Field(30, gt=0, description="timeout of one smoke or post-switch check")
+    retry_delay_s: float = Field(10, ge=0, le=MAX_RETRY_DELAY_S, description="seconds before the first retry; doubles each time")
+    timeout_s: float = Field(3600, gt=0, le=WEEK_S, description="a step running longer than this fails")
+    check_timeout_s: float = Field(30, gt=0, le=HOUR_S, description="timeout of one smoke or post-switch check")
     concurrency: Concurrency = Concurrency()
     stream_below_bytes: int = Field(
-        1 << 30, ge=0, description="method auto streams databases smaller than this, else uses files"
+        1 << 30, ge=0, le=MAX_BYTES, description="method auto streams databases smaller than this, else uses files"
     )
 
 
@@ -69,36 +85,36 @@ class Defaults(Model):
 
 
 class PostgresSite(Model):
-    host: str = Field(description="server address, as the orchestrator and the target host reach it")
+    host: Host = Field(description="server address (host name or IP address), as the orchestrator and the target host reach it")
     port: int = Field(5432, ge=1, le=65535)
-    user: str = Field(description="a role that may dump (source) or create databases and roles (target)")
+    user: LoginName = Field(description="a role that may dump (source) or create databases and roles (target)")
     password: SecretRef | None = Field(None, description="reference to the password")
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
         "verify-full", description="libpq sslmode; the default verifies the server certificate"
     )
-    bin_dir: str | None = Field(None, description="where pg_dump/pg_restore for this site live")
+    bin_dir: Directory | None = Field(None, description="where pg_dump/pg_restore for this site live")
 
 
 class SshSite(Model):
-    host: str = Field(description="the host that runs pg_restore and receives uploads")
+    host: Host = Field(description="the host that runs pg_restore and receives uploads")
     port: int = Field(22, ge=1, le=65535)
-    user: str = Field(description="login user; key authentication only")
+    user: LoginName = Field(description="login user; key authentication only")
     key: SecretRef = Field(description="the client's private key (its text), as a reference")
     host_key: str = Field(description="the server's public host key, pinned: 'ssh-ed25519 AAAA...'")
-    work_dir: str = Field("/var/tmp/cutover", description="where uploaded dumps are kept")
-    pg_bin_dir: str | None = Field(None, description="PostgreSQL client tools on that host")
+    work_dir: Directory = Field("/var/tmp/cutover", description="where uploaded dumps are kept")
+    pg_bin_dir: Directory | None = Field(None, description="PostgreSQL client tools on that host")
 
     @field_validator("host_key")
     @classmethod
     def _host_key_shape(cls, value: str) -> str:
         parts = value.split()
-        if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):
+        if "\n" in value or len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):
             raise ValueError("host_key must be a public key line such as 'ssh-ed25519 AAAA...'")
         return value
 
 
 class HttpSite(Model):
-    address: str = Field(description="the address the site's applications are served at")
+    address: Host = Field(description="the address (host name or IP address) the site's applications are served at")
     verify_tls: bool = True
 
 
@@ -115,11 +131,11 @@ class Site(Model):
 
 class Dns(Model):
     provider: Literal["powerdns"] = Field("powerdns", description="the DNS provider's API")
-    api: str = Field(description="the provider's API base URL")
+    api: Url = Field(description="the provider's API base URL")
     api_key: SecretRef
     zone: str = Field(description="the zone, fully qualified with a trailing dot")
-    server_id: str = Field("localhost", description="PowerDNS server id in the API path")
-    nameserver: str = Field(
+    server_id: str = Field("localhost", pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}$", description="PowerDNS server id in the API path")
+    nameserver: HostPort = Field(
         description="host:port of an authoritative server, asked to confirm every switch"
     )
 
@@ -128,43 +144,28 @@ class Dns(Model):
     def _zone_fqdn(cls, value: str) -> str:
         if not value.endswith("."):
             raise ValueError(f"zone must end with a dot: '{value}.'")
-        return value.lower()
-
-    @field_validator("nameserver")
-    @classmethod
-    def _host_port(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError("nameserver must be host:port, e.g. 127.0.0.1:53")
-        return value
+        return check_dns_name(value)
 
 
 # --- actions and checks ---------------------------------------------------------------
 
 SENSITIVE_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
 
 
 class HttpStep(Model):
     """An HTTP request with expectations; a failed expectation fails the step."""
 
-    url: str = Field(description="http:// or https:// URL; TLS certificates are verified")
+    url: Url = Field(description="http:// or https:// URL; TLS certificates are verified")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
     headers: dict[str, str] = Field({}, description="Authorization, Cookie and X-API-Key values must be secret references")
     json_body: Any = Field(None, alias="json", description="a JSON request body")
-    expect_status: int | list[int] = Field(200, description="the status (or statuses) that count as success")
+    expect_status: Annotated[int, Field(**HTTP_STATUS)] | list[Annotated[int, Field(**HTTP_STATUS)]] = Field(
+        200, description="the status (or statuses, each 100..599) that count as success"
+    )
     expect_text: str | None = Field(None, description="text the response body must contain")
-    max_latency_ms: float | None = Field(None, gt=0, description="slower than this fails the check")
-    timeout_s: float | None = Field(None, gt=0, description="default: defaults.check_timeout_s")
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("url must start with http:// or https:// and name a host")
-        authority = value.split("://", 1)[1].split("/", 1)[0]
-        if "@" in authority and ":" in authority.split("@", 1)[0]:
-            raise ValueError("a password in a URL is an inline secret; put it in a header with a reference")
-        return value
+    max_latency_ms: float | None = Field(None, gt=0, le=HOUR_S * 1000, description="slower than this fails the check")
+    timeout_s: float | None = Field(None, gt=0, le=HOUR_S, description="default: defaults.check_timeout_s")
 
     @field_validator("headers")
     @classmethod
@@ -172,6 +173,10 @@ class HttpStep(Model):
         from cutover.runbook.references import parse_reference
 
         for header, text in value.items():
+            if not HEADER_NAME.match(header):
+                raise ValueError("a header name is letters, digits and !#$%&'*+.^_`|~-")
+            if "\n" in text or "\r" in text:
+                raise ValueError(f"header {header}: a header value is one line")
             if header.lower() in SENSITIVE_HEADERS:
                 try:
                     parse_reference(text)
@@ -179,13 +184,25 @@ class HttpStep(Model):
                     raise ValueError(f"header {header}: {exc}") from None
         return value
 
+    @field_validator("json_body")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise ValueError("json must be JSON: mappings, lists, strings, numbers, true, false, null (no dates, no .inf)") from None
+        return value
+
 
 class SqlStep(Model):
     """A query on a site's database (one that the runbook moves from or to that site)."""
 
     site: Name = Field(description="the site whose postgres endpoint runs the query")
-    database: str = Field(description="a database moved from or to that site")
-    query: str = Field(description="SQL; only the first column of the first row is compared")
+    database: DatabaseName = Field(description="a database moved from or to that site")
+    query: str = Field(
+        description="SQL; only the first column of the first row is compared; in smoke, one read-only query",
+        max_length=65536,
+    )
     expect: Any = Field(None, description="the first column of the first row must equal this")
 
 
@@ -194,8 +211,8 @@ class SshStep(Model):
 
     site: Name = Field(description="the site whose ssh endpoint runs the command")
     command: str = Field(description="run by the login shell, in its own process group")
-    expect_exit: int = Field(0, description="the exit status that counts as success")
-    timeout_s: float | None = Field(None, gt=0, description="default: defaults.check_timeout_s")
+    expect_exit: int = Field(0, ge=0, le=255, description="the exit status that counts as success")
+    timeout_s: float | None = Field(None, gt=0, le=WEEK_S, description="default: defaults.check_timeout_s")
 
 
 class Action(Model):
@@ -230,19 +247,19 @@ class RolePassword(Model):
 class DatabaseMove(Model):
     """One PostgreSQL database moved with pg_dump/pg_restore and verified by fingerprint."""
 
-    name: str = Field(description="the database on the source site")
+    name: DatabaseName = Field(description="the database on the source site")
     from_: Name = Field(alias="from", description="source site")
     to: Name = Field(description="target site")
-    target_name: str | None = Field(None, description="the database name on the target (default: name)")
+    target_name: DatabaseName | None = Field(None, description="the database name on the target (default: name)")
     method: Literal["stream", "file", "auto"] = "auto"
     jobs: int = Field(2, ge=1, le=32, description="parallel pg_dump/pg_restore jobs (file method)")
-    roles: dict[str, RolePassword] = Field(
+    roles: dict[RoleName, RolePassword] = Field(
         {}, description="passwords for login roles created on the target"
     )
     on_rollback: Literal["keep", "rename", "drop"] = Field(
         "rename", description="what rollback does with the imported target database"
     )
-    size_bytes: int | None = Field(None, ge=0, description="expected size, for planning")
+    size_bytes: int | None = Field(None, ge=0, le=MAX_BYTES, description="expected size, for planning")
 
     @property
     def target(self) -> str:
@@ -262,39 +279,36 @@ class FileMove(Model):
 class DnsRecord(Model):
     """A record switched to the new site; its old value is recorded for rollback."""
 
-    name: str = Field(description="fully qualified name with a trailing dot, inside the zone")
+    name: RecordName = Field(description="fully qualified name with a trailing dot, inside the zone")
     type: Literal["A", "AAAA", "CNAME"] = "A"
-    to: str = Field(description="the new value")
+    to: str = Field(description="the new value: an IP address (A, AAAA) or a DNS name (CNAME)", max_length=254)
     ttl: int = Field(300, ge=1, le=86400, description="TTL of the switched record, seconds")
     check: HttpStep | None = Field(
         None, description="after the switch: a request through the name, e.g. {url: http://NAME:8080/health}"
     )
 
-    @field_validator("name")
-    @classmethod
-    def _fqdn(cls, value: str) -> str:
-        if not value.endswith("."):
-            raise ValueError(f"name must be fully qualified, ending with a dot: '{value}.'")
-        return value.lower()
-
     @model_validator(mode="after")
     def _value_matches_type(self) -> DnsRecord:
         if self.type in ("A", "AAAA"):
-            try:
-                address = ipaddress.ip_address(self.to)
-            except ValueError:
-                raise ValueError(f"to: '{self.to}' is not an IP address, as a {self.type} record needs") from None
+            if not is_ip_address(self.to):
+                raise ValueError(f"to: '{self.to}' is not an IP address, as a {self.type} record needs")
+            address = ipaddress.ip_address(self.to)
             if (address.version == 4) != (self.type == "A"):
                 raise ValueError(f"to: {self.to} is not an IPv{4 if self.type == 'A' else 6} address")
         elif not self.to.endswith("."):
             raise ValueError("to: a CNAME target must be fully qualified, ending with a dot")
+        else:
+            try:
+                check_dns_name(self.to)
+            except ValueError as exc:
+                raise ValueError(f"to: {exc}") from None
         return self
 
 
 class Application(Model):
     """An application and everything that moves with it."""
 
-    name: Name = Field(description="unique; the first part of its step ids")
+    name: ApplicationName = Field(description="unique; the first part of its step ids")
     description: str = ""
     depends_on: list[Name] = Field(
         [], description="applications it reads: they are frozen after it and switched before it"
@@ -329,15 +343,16 @@ class Application(Model):
 class Gate(Model):
     """A go/no-go decision: the run pauses until an operator approves in the Prefect UI."""
 
-    name: Name
+    name: GateName
     before: Literal["dns_switch", "finalize"] = Field("dns_switch", description="the phase it holds back")
     applications: list[Name] | Literal["all"] = Field("all", description="the applications it holds back")
     description: str = ""
-    approvers: list[str] = Field(
+    approvers: list[PersonName] = Field(
         [],
+        max_length=100,
         description="who may decide: people's names, or names of teams (see `teams`); empty: anyone who gives their name",
     )
-    timeout_s: float = Field(4 * 3600, gt=0, le=7 * 86400, description="how long to wait for a decision before `on_timeout`")
+    timeout_s: float = Field(4 * 3600, gt=0, le=WEEK_S, description="how long to wait for a decision before `on_timeout`")
     on_timeout: Literal["wait", "no_go"] = Field(
         "wait",
         description="no decision within timeout_s: `wait` keeps waiting and emits cutover.gate.overdue "
@@ -376,7 +391,7 @@ class Runbook(Model):
     dns: Dns | None = Field(None, description="the DNS provider that switches records")
     applications: list[Application] = Field(description="everything that moves")
     gates: list[Gate] = Field([], description="go/no-go decisions")
-    teams: dict[Name, list[str]] = Field(
+    teams: dict[Name, list[PersonName]] = Field(
         {}, description="named groups of people, for gate approvers: {migration-leads: [Anna de Vries, Joost Bakker]}"
     )
 
