@@ -73,34 +73,46 @@ def gate_markdown(
             result = evidence[sid] or {}
             count = len(result["files"]) if isinstance(result.get("files"), (dict, list)) else result.get("files")
             lines.append(f"| {step.application}/{step.item} | {_count(count)} | {_count(result.get('size'))} | checked on both ends |")
-    lines += ["", "### Smoke tests", "", "| application | check | result |", "|---|---|---|"]
+    lines += ["", "### Smoke tests", "", "| check | result |", "|---|---|"]
     smoke = [(sid, steps[sid]) for sid in evidence if steps[sid].phase == "smoke"]
     for sid, step in sorted(smoke, key=lambda item: item[0]):
         results = (evidence[sid] or {}).get("results") or []
         if not results:
-            lines.append(f"| {step.application} | (none defined) | - |")
+            lines.append(f"| {step.application}: none defined | - |")
         for check in results:
-            lines.append(f"| {step.application} | {_cell(check.get('action', '?'))} | passed: {_cell(_check_result(check))} |")
+            lines.append(f"| {_cell(check.get('action', '?'))} | {_cell(_check_result(check))} |")
     lines += ["", "### DNS changes the switch will make", ""]
     if dns_changes:
-        lines += ["| record | now | after | action |", "|---|---|---|---|"]
+        lines += ["| record | value | TTL |", "|---|---|---|"]
         for change in dns_changes:
-            now = "(none)" if change["old"] == [] else ("?" if change["old"] is None else ", ".join(change["old"]))
-            old_ttl = f" TTL {change['old_ttl']}" if change.get("old_ttl") is not None else ""
-            lines.append(
-                f"| {change['name']} {change['type']} | {_cell(now)}{old_ttl} | {change['new']} TTL {change['ttl']} | {_cell(change['action'])} |"
-            )
+            lines.append(f"| {change['name']} {change['type']} | {_cell(_value_change(change))} | {_ttl_change(change)} |")
         lines += ["", f"Change set `{dns_plan_digest(dns_changes)}`: the switch refuses a record that no longer holds the value shown here."]
     else:
         lines.append("No DNS records to switch.")
     return "\n".join(lines) + "\n"
 
 
+def _value_change(change: Mapping[str, Any]) -> str:
+    action = change["action"]
+    if action.startswith("unknown"):
+        return f"? -> {change['new']} ({action})"
+    if action == "create":
+        return f"(none) -> {change['new']}"
+    if action == "none":
+        return f"{change['new']} already"
+    return f"{', '.join(change['old'])} -> {change['new']}"
+
+
+def _ttl_change(change: Mapping[str, Any]) -> str:
+    old = change.get("old_ttl")
+    return f"{change['ttl']}" if old is None or old == change["ttl"] else f"{old} -> {change['ttl']}"
+
+
 def _check_result(check: Mapping[str, Any]) -> str:
     if "status" in check:
-        return f"{check['status']} in {check.get('latency_ms', '?')} ms"
+        return f"{check['status']}, {check.get('latency_ms', '?'):.0f} ms" if isinstance(check.get("latency_ms"), (int, float)) else str(check["status"])
     if "value" in check:
-        return f"returned {check['value']}"
+        return f"= {check['value']}"
     if "exit_status" in check:
         return f"exit {check['exit_status']}"
     return "ok"
@@ -111,9 +123,18 @@ def point_of_no_return_markdown(failed: Mapping[str, str], writes: Mapping[str, 
     database took since the switch (what a rollback would lose)."""
     lines = ["## Past the point of no return", "", "DNS already points at the new site. What failed after the switch:", ""]
     for step, error in failed.items():
-        lines.append(f"- **{step}**: {_cell(error) or 'failed'}")
+        text = _cell(error).replace(",", ", ")  # long JSON snippets must wrap in the narrow form
+        lines.append(f"- **{step}**: {(text[:240] + '...') if len(text) > 240 else text or 'failed'}")
     total = sum(v for v in writes.values() if isinstance(v, int))
-    lines += ["", f"### Written on the new site since the switch: {total:,} rows", "", "| database | rows |", "|---|---:|"]
+    lines += [
+        "",
+        f"### Written on the new site since the switch: {total:,} rows",
+        "",
+        "Counted when this was asked; counted again when you answer, and recorded with your decision.",
+        "",
+        "| database | rows |",
+        "|---|---:|",
+    ]
     for key, count in sorted(writes.items()):
         lines.append(f"| {key} | {_count(count)} |")
     if not writes:
