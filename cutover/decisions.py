@@ -4,6 +4,11 @@ command that answers each question from a terminal."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+
+_NOT_IN_PAUSE_KEY = re.compile(r"[^a-z0-9-]+")
+
 GO = "go"
 NO_GO = "no-go: roll back"
 ROLL_FORWARD = "roll forward"
@@ -33,3 +38,14 @@ def is_gate_pause(key: str) -> bool:
 
 def is_decision_pause(key: str) -> bool:
     return key.startswith(DECISION_PAUSE + "-")
+
+
+def pause_key(*parts: str) -> str:
+    """A pause key made of ``parts``, in the only characters Prefect accepts there
+    (lowercase letters, digits, dashes): ``gate-go-no-go-<run id>-g1``. A short hash of
+    the parts keeps two keys that clean up alike (``a_b`` and ``a.b``) apart."""
+    raw = "-".join(parts)
+    clean = _NOT_IN_PAUSE_KEY.sub("-", raw.lower()).strip("-")
+    if clean != raw:
+        clean = f"{clean[:200]}-{hashlib.sha256(raw.encode()).hexdigest()[:6]}"
+    return clean

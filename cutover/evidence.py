@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cutover.plan.build import Step
+from cutover.results import ActionsResult, DnsChange, FilesResult, VerifyResult
 
 
 def _cell(value: Any) -> str:
@@ -23,10 +24,10 @@ def _count(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else _cell(value if value is not None else "-")
 
 
-def dns_plan_digest(changes: list[dict[str, Any]]) -> str:
+def dns_plan_digest(changes: list[DnsChange]) -> str:
     """A short hash of a DNS change set: travels with the approval, so the switch can tell
     whether the records still hold the values the approver saw."""
-    shape = [(c["name"], c["type"], c["old"], c["new"], c["ttl"]) for c in changes]
+    shape = [(c.name, c.type, c.old, c.new, c.ttl) for c in changes]
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -38,7 +39,7 @@ def gate_markdown(
     approvers: list[str],
     evidence: Mapping[str, Any],
     steps: Mapping[str, Step],
-    dns_changes: list[dict[str, Any]],
+    dns_changes: list[DnsChange],
     patience: str,
 ) -> str:
     """The go/no-go form's description: per application the verification of every database,
@@ -61,61 +62,49 @@ def gate_markdown(
     ]
     verified = [(sid, steps[sid]) for sid in evidence if steps[sid].phase == "verify"]
     for sid, step in sorted(verified, key=lambda item: item[0]):
-        result = evidence[sid] or {}
-        match = "yes" if result.get("fingerprint_match") else "-"
-        lines.append(f"| {step.application}/{step.database} | {_count(result.get('rows'))} | {_count(result.get('tables'))} | {match} |")
+        result: VerifyResult = evidence[sid]
+        match = "yes" if result.fingerprint_match else "-"
+        lines.append(f"| {step.application}/{step.database} | {_count(result.rows)} | {_count(result.tables)} | {match} |")
     if not verified:
         lines.append("| (no databases) | | | |")
     files = [(sid, steps[sid]) for sid in evidence if steps[sid].phase == "files"]
     if files:
         lines += ["", "### Files moved", "", "| files | files | bytes | sha256 |", "|---|---:|---:|---|"]
         for sid, step in sorted(files, key=lambda item: item[0]):
-            result = evidence[sid] or {}
-            count = len(result["files"]) if isinstance(result.get("files"), (dict, list)) else result.get("files")
-            lines.append(f"| {step.application}/{step.item} | {_count(count)} | {_count(result.get('size'))} | checked on both ends |")
+            moved: FilesResult = evidence[sid]
+            lines.append(f"| {step.application}/{step.item} | {_count(moved.files)} | {_count(moved.size)} | checked on both ends |")
     lines += ["", "### Smoke tests", "", "| check | result |", "|---|---|"]
     smoke = [(sid, steps[sid]) for sid in evidence if steps[sid].phase == "smoke"]
     for sid, step in sorted(smoke, key=lambda item: item[0]):
-        results = (evidence[sid] or {}).get("results") or []
-        if not results:
+        checks: ActionsResult = evidence[sid]
+        if not checks.results:
             lines.append(f"| {step.application}: none defined | - |")
-        for check in results:
-            lines.append(f"| {_cell(check.get('action', '?'))} | {_cell(_check_result(check))} |")
+        for check in checks.results:
+            lines.append(f"| {_cell(check.action)} | {_cell(check.describe())} |")
     lines += ["", "### DNS changes the switch will make", ""]
     if dns_changes:
         lines += ["| record | value | TTL |", "|---|---|---|"]
         for change in dns_changes:
-            lines.append(f"| {change['name']} {change['type']} | {_cell(_value_change(change))} | {_ttl_change(change)} |")
+            lines.append(f"| {change.name} {change.type} | {_cell(_value_change(change))} | {_ttl_change(change)} |")
         lines += ["", f"Change set `{dns_plan_digest(dns_changes)}`: the switch refuses a record that no longer holds the value shown here."]
     else:
         lines.append("No DNS records to switch.")
     return "\n".join(lines) + "\n"
 
 
-def _value_change(change: Mapping[str, Any]) -> str:
-    action = change["action"]
-    if action.startswith("unknown"):
-        return f"? -> {change['new']} ({action})"
-    if action == "create":
-        return f"(none) -> {change['new']}"
-    if action == "none":
-        return f"{change['new']} already"
-    return f"{', '.join(change['old'])} -> {change['new']}"
+def _value_change(change: DnsChange) -> str:
+    if change.action.startswith("unknown") or change.old is None:
+        return f"? -> {change.new} ({change.action})"
+    if change.action == "create":
+        return f"(none) -> {change.new}"
+    if change.action == "none":
+        return f"{change.new} already"
+    return f"{', '.join(change.old)} -> {change.new}"
 
 
-def _ttl_change(change: Mapping[str, Any]) -> str:
-    old = change.get("old_ttl")
-    return f"{change['ttl']}" if old is None or old == change["ttl"] else f"{old} -> {change['ttl']}"
-
-
-def _check_result(check: Mapping[str, Any]) -> str:
-    if "status" in check:
-        return f"{check['status']}, {check.get('latency_ms', '?'):.0f} ms" if isinstance(check.get("latency_ms"), (int, float)) else str(check["status"])
-    if "value" in check:
-        return f"= {check['value']}"
-    if "exit_status" in check:
-        return f"exit {check['exit_status']}"
-    return "ok"
+def _ttl_change(change: DnsChange) -> str:
+    old = change.old_ttl
+    return f"{change.ttl}" if old is None or old == change.ttl else f"{old} -> {change.ttl}"
 
 
 def point_of_no_return_markdown(failed: Mapping[str, str], writes: Mapping[str, int | str]) -> str:

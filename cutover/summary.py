@@ -7,7 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from cutover.plan.build import Plan
+from cutover.results import StreamResult, VerifyResult
 from cutover.runbook.model import Runbook
+
+SUMMARY_ARTIFACT = "cutover-summary"  # the key of the summary artifact of a cutover run
 
 
 def _state_word(state: Any) -> str:
@@ -37,26 +40,31 @@ def summarize(
     for app in runbook.applications:
         for db in app.databases:
             key = f"{app.name}/{db.name}"
-            method = plan.methods.get(key)
             steps = [s for s in plan.steps.values() if s.application == app.name and s.database == db.name]
-            moved = results.get(f"{app.name}/stream/{db.name}") or results.get(f"{app.name}/export/{db.name}") or {}
-            sent = results.get(f"{app.name}/transfer/{db.name}") or {}
-            verified = results.get(f"{app.name}/verify/{db.name}") or {}
+            by_phase = {s.phase: results.get(s.id) for s in steps}
+            moved = by_phase.get("stream") or by_phase.get("export")
+            sent = by_phase.get("transfer")
+            verified = by_phase.get("verify")
+            size = moved.bytes if moved is not None and moved.bytes is not None else (sent.bytes if sent is not None else None)
+            sha = (moved.sha256 if isinstance(moved, StreamResult) else None) or (sent.sha256 if sent is not None else None)
+            durations = [r.duration_s for r in by_phase.values() if r is not None and getattr(r, "duration_s", None)]
+            verify_step = next((s.id for s in steps if s.phase == "verify"), None)
             databases[key] = {
-                "method": method,
-                "rows": verified.get("rows"),
-                "bytes": moved.get("bytes", sent.get("bytes")),
-                "sha256": moved.get("sha256") or sent.get("sha256"),
-                "duration_s": round(sum((results.get(s.id) or {}).get("duration_s", 0) or 0 for s in steps), 2),
-                "verified": _state_word(states.get(f"{app.name}/verify/{db.name}")) == "passed",
+                "method": plan.methods.get(key),
+                "rows": verified.rows if isinstance(verified, VerifyResult) else None,
+                "bytes": size,
+                "sha256": sha,
+                "duration_s": round(sum(durations), 2),
+                "verified": verify_step is not None and _state_word(states.get(verify_step)) == "passed",
             }
     applications = {}
     for app in runbook.applications:
-        dns_state = states.get(f"{app.name}/dns")
+        phase_steps = {s.phase: s.id for s in plan.steps.values() if s.application == app.name and s.database is None and s.item is None}
+        dns_state = states.get(phase_steps.get("dns_switch", ""))
         applications[app.name] = {
-            "smoke": _state_word(states.get(f"{app.name}/smoke")),
+            "smoke": _state_word(states.get(phase_steps.get("smoke", ""))),
             "dns": "no records" if not app.dns else ("switched" if dns_state and dns_state.is_completed() else _state_word(dns_state)),
-            "post_switch": _state_word(states.get(f"{app.name}/post-switch")) if app.dns else "no records",
+            "post_switch": _state_word(states.get(phase_steps.get("post_switch", ""))) if app.dns else "no records",
         }
     failed = [sid for sid, state in states.items() if state is not None and (state.is_failed() or state.is_crashed())]
     not_done = [sid for sid, state in states.items() if state is None or not state.is_completed()]

@@ -16,9 +16,10 @@ from cutover.errors import worth_retrying
 from cutover.plan.build import Plan
 from cutover.plan.rollback import plan_rollback
 from cutover.runbook.model import Runbook
-from tasks import journal
+from cutover import journal as rules
 from tasks.common import step_tags
-from tasks.rollback import compensate
+from tasks.journal import run_journal
+from tasks.steps import compensate
 
 log = structlog.get_logger()
 
@@ -42,22 +43,25 @@ def retry_options(runbook: Runbook) -> dict[str, Any]:
     }
 
 
-def run_rollback(runbook_path: str, runbook: Runbook, plan: Plan, started: set[str], run_key: str, run_id: str) -> dict[str, Any]:
-    """Undo the ``started`` steps of attempt ``run_key`` of flow run ``run_id``; return what
+def run_rollback(
+    runbook_path: str, runbook: Runbook, plan: Plan, started: set[str], attempt_key: str, flow_run_id: str
+) -> dict[str, Any]:
+    """Undo the ``started`` steps of attempt ``attempt_key`` of flow run ``flow_run_id``; return what
     was undone, what failed, and what is left to do by hand."""
     compensations = plan_rollback(plan, started)
     # from here on, a retry of the run must start from the freeze again, and not before
     # this rollback has finished
-    journal.begin_rollback(run_id, run_key)
+    journal = run_journal(flow_run_id)
+    rules.begin_rollback(journal, attempt_key)
     log.warning("rollback_started", compensations=[c.id for c in compensations])
     futures: dict[str, PrefectFuture] = {}
     for comp in compensations:
         step = plan.steps[comp.step]
         task = compensate.with_options(
-            name=comp.id, task_run_name=comp.id, tags=[*step_tags(step, run_key), "rollback"], cache_policy=NO_CACHE, **retry_options(runbook)
+            name=comp.id, task_run_name=comp.id, tags=[*step_tags(step, attempt_key), "rollback"], cache_policy=NO_CACHE, **retry_options(runbook)
         )
         futures[comp.id] = task.submit(
-            runbook_path=runbook_path, step=step, attempt_key=run_key, flow_run_id=run_id, wait_for=[futures[d] for d in comp.depends_on]
+            runbook_path=runbook_path, step=step, attempt_key=attempt_key, flow_run_id=flow_run_id, wait_for=[futures[d] for d in comp.depends_on]
         )
     wait(list(futures.values()))
     done, failed, by_hand = [], {}, []
@@ -70,7 +74,7 @@ def run_rollback(runbook_path: str, runbook: Runbook, plan: Plan, started: set[s
             failed[comp.step] = failure_message(state)
         by_hand.append({"step": comp.step, "to_do": comp.text, "why": failed.get(comp.step, "not run: waits for a failed compensation")})
     outcome = {"rolled_back": not by_hand, "undone": done, "failed": failed, "by_hand": by_hand}
-    journal.end_rollback(run_id, run_key, finished=not by_hand)
+    rules.end_rollback(journal, attempt_key, finished=not by_hand)
     if by_hand:
         log.error("rollback_incomplete", failed=list(failed), left=[item["step"] for item in by_hand])
     else:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from prefect import flow
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import StateType
@@ -37,61 +37,50 @@ from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
+from cutover import journal as run_journal_rules
 from cutover.errors import RunbookError
+from cutover.journal import Journal
 from cutover.log import configure_logging
+from cutover.phases import point_of_no_return as ponr
 from cutover.phases import workspace
 from cutover.plan import build_plan
-from cutover.plan.build import Plan, Step, step_id
+from cutover.plan.build import Plan, Step
 from cutover.plan.inputs import step_inputs
+from cutover.plan.phases import PHASES
 from cutover.plan.rollback import past_point_of_no_return
 from cutover.preflight import Report
 from cutover.process import STOPPING, stop_everything
 from cutover.runbook.model import Runbook
-from cutover.summary import summarize, summary_markdown
+from cutover.summary import SUMMARY_ARTIFACT, summarize, summary_markdown
 from flows.compensations import failure_message, retry_options, run_rollback
-from tasks import application, dns, files, freeze, gate, journal, move, source_check
+from tasks import plans, steps
 from tasks.common import ATTEMPT_TAG, runbook_at, step_tags
+from tasks.journal import run_journal
 from tasks.limits import ensure_limits
+from tasks.pause import prefect_ask
 from tasks.preflight import preflight
-from tasks.rollback import point_of_no_return, switched_anything
 from tasks.sizes import measure_sizes
+from tasks.step_run import emit
 
 log = structlog.get_logger()
 
-TASKS = {
-    "freeze": freeze.freeze,
-    "export": move.export,
-    "transfer": move.transfer,
-    "import": move.import_,
-    "stream": move.stream,
-    "verify": move.verify,
-    "files": files.files,
-    "start": application.start,
-    "smoke": application.smoke,
-    "gate": gate.gate,
-    "source_check": source_check.source_check,
-    "dns_switch": dns.dns_switch,
-    "post_switch": dns.post_switch,
-    "finalize": application.finalize,
-}
-ALWAYS_RERUN = {"smoke", "source_check", "post_switch"}
 
-
-def _options(runbook: Runbook, step: Step, run_key: str) -> dict[str, Any]:
+def _options(runbook: Runbook, step: Step, attempt_key: str) -> dict[str, Any]:
+    spec = PHASES[step.phase]
     options: dict[str, Any] = {
         "name": step.id,
         "task_run_name": step.id,
-        "tags": step_tags(step, run_key),
+        "tags": step_tags(step, attempt_key),
         **retry_options(runbook),
         # no timeout_seconds: Prefect cannot interrupt a task in a worker thread; the
         # external programs and remote commands a step runs carry defaults.timeout_s
     }
-    if step.phase == "gate":
+    if not spec.retried:
         options["retries"] = 0
-    if step.phase in ALWAYS_RERUN:
+    if spec.always_rerun:
         options["cache_policy"] = NO_CACHE
     else:
-        key = f"{runbook.cutover}:{run_key}:{step.id}:{step_inputs(runbook, step)}"
+        key = f"{runbook.cutover}:{attempt_key}:{step.id}:{step_inputs(runbook, step)}"
         options["cache_key_fn"] = lambda context, parameters, key=key: key
     return options
 
@@ -105,49 +94,23 @@ def after_point_of_no_return(plan: Plan) -> set[str]:
     return after
 
 
-def gate_evidence(plan: Plan, gate: Step) -> dict[str, Step]:
-    """What a gate shows: the verify, files and smoke steps of the applications it holds."""
-    held = {plan.steps[dep].application for dep in gate.depends_on}
-    return {
-        sid: step for sid, step in plan.steps.items() if step.application in held and step.phase in ("verify", "files", "smoke")
-    }
-
-
-def holding_gate(plan: Plan, step: Step) -> str | None:
-    """The gate that holds back ``step`` (a DNS switch), if one does."""
-    for sid in plan.steps[step_id(step.application or "", "source_check")].depends_on:
-        if plan.steps[sid].phase == "gate":
-            return sid
-    return None
-
-
 def submit_steps(
-    runbook_path: str,
-    runbook: Runbook,
-    plan: Plan,
-    run_key: str,
-    run_id: str,
-    only: set[str],
-    futures: dict[str, PrefectFuture],
+    runbook_path: str, runbook: Runbook, plan: Plan, attempt_key: str, flow_run_id: str, only: set[str], futures: dict[str, PrefectFuture]
 ) -> None:
+    """Every step of ``only``, in plan order, as the one step task named by its step id,
+    waiting for its dependencies and given the results of the steps it reads."""
     for step in plan.steps.values():
         if step.id not in only:
             continue
-        task = TASKS[step.phase].with_options(**_options(runbook, step, run_key))
-        kwargs: dict[str, Any] = {"runbook_path": runbook_path, "step": step, "attempt_key": run_key}
-        wait_for = [futures[d] for d in step.depends_on]
-        if step.phase in ("verify", "source_check"):
-            kwargs["frozen"] = futures[step_id(step.application or "", "freeze")]
-        if step.phase in ("freeze", "gate"):
-            kwargs["flow_run_id"] = run_id
-        if step.phase == "gate":
-            about = gate_evidence(plan, step)
-            kwargs["evidence"] = {sid: futures[sid] for sid in about}
-            kwargs["about"] = about
-        if step.phase == "dns_switch":
-            gate = holding_gate(plan, step)
-            kwargs["approved"] = futures[gate] if gate else None
-        futures[step.id] = task.submit(**kwargs, wait_for=wait_for)
+        task_ = steps.run.with_options(**_options(runbook, step, attempt_key))
+        futures[step.id] = task_.submit(
+            runbook_path=runbook_path,
+            step=step,
+            attempt_key=attempt_key,
+            flow_run_id=flow_run_id,
+            upstream={sid: futures[sid] for sid in step.reads},
+            wait_for=[futures[d] for d in step.depends_on],
+        )
 
 
 def wait_or_stop(futures: dict[str, PrefectFuture]) -> None:
@@ -168,6 +131,25 @@ def started(state: Any) -> bool:
 
 def failed(state: Any) -> bool:
     return state is not None and (state.is_failed() or state.is_crashed())
+
+
+@task(name="point-of-no-return", task_run_name="point-of-no-return", cache_policy=NO_CACHE)
+def ask_past_the_point(
+    runbook_path: str, attempt_key: str, flow_run_id: str, run_count: int, failed_steps: dict[str, str], timeout_s: int
+) -> dict[str, Any]:
+    """Pause and ask the operator: roll forward or roll back (cutover.phases.point_of_no_return)."""
+    runbook = runbook_at(runbook_path)
+    return ponr.ask_operator(
+        runbook,
+        run_journal(flow_run_id),
+        attempt_key=attempt_key,
+        flow_run_id=flow_run_id,
+        run_count=run_count,
+        failed=failed_steps,
+        timeout_s=timeout_s,
+        ask=prefect_ask,
+        emit=lambda event, resource, payload: emit(runbook.cutover, event, resource, payload),
+    )
 
 
 def run_name() -> str:
@@ -197,17 +179,18 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600,
         loaded = runbook_at(runbook_path)
     except RunbookError as exc:
         return Failed(message="the runbook has problems:\n" + str(exc))
-    run_id = str(flow_run.id or "local")
+    flow_run_id = str(flow_run.id or "local")
     STOPPING.clear()  # a flow run in a process that ran a cancelled one before (tests) starts afresh
-    if journal.unfinished_rollback(run_id):
-        return Failed(message=f"a rollback of this run did not finish; finish it first (cutover rollback {run_id}), then retry")
-    run_key = journal.attempt_key(run_id)
-    audit = workspace.run_dir(loaded.cutover, run_key) / "audit.jsonl"
+    journal: Journal = run_journal(flow_run_id)
+    if run_journal_rules.unfinished_rollback(journal):
+        return Failed(message=f"a rollback of this run did not finish; finish it first (cutover rollback {flow_run_id}), then retry")
+    attempt_key = run_journal_rules.attempt_key(flow_run_id, journal)
+    audit = workspace.run_dir(loaded.cutover, attempt_key) / "audit.jsonl"
     configure_logging(audit_file=audit, console=True)
-    log.info("cutover_started", cutover=loaded.cutover, run_key=run_key, audit_file=str(audit))
+    log.info("cutover_started", cutover=loaded.cutover, attempt_key=attempt_key, audit_file=str(audit))
 
-    checked = preflight.with_options(cache_policy=NO_CACHE, tags=[f"{ATTEMPT_TAG}{run_key}", "phase:preflight"])(
-        runbook_path, live=True, outside_window=outside_window, attempt_key=run_key
+    checked = preflight.with_options(cache_policy=NO_CACHE, tags=[f"{ATTEMPT_TAG}{attempt_key}", "phase:preflight"])(
+        runbook_path, live=True, outside_window=outside_window, attempt_key=attempt_key
     )
     if not checked["ok"]:
         report = Report.from_dict(checked)
@@ -215,22 +198,23 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600,
         return Failed(message=report.summary() + "; nothing was changed", data={"cutover": loaded.cutover, "ok": False, "preflight": checked})
     sizes = measure_sizes.with_options(
         task_run_name="preflight/sizes",
-        cache_key_fn=lambda *_: f"{loaded.cutover}:{run_key}:preflight/sizes",
+        cache_key_fn=lambda *_: f"{loaded.cutover}:{attempt_key}:preflight/sizes",
         persist_result=True,
     )(runbook_path)
     plan = build_plan(loaded, sizes=sizes)
+    plans.remember(journal, flow_run_id, attempt_key, plan)  # the rollback and the summary read the plan that ran
     log.info("plan_built", steps=len(plan.steps), critical_path_s=round(plan.estimate_s), methods=plan.methods)
     ensure_limits(loaded)
 
     after = after_point_of_no_return(plan)
     futures: dict[str, PrefectFuture] = {}
-    submit_steps(runbook_path, loaded, plan, run_key, run_id, set(plan.steps) - after, futures)
+    submit_steps(runbook_path, loaded, plan, attempt_key, flow_run_id, set(plan.steps) - after, futures)
     wait_or_stop(futures)
     rollback: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
     failures = [sid for sid, future in futures.items() if failed(future.state)]
     if not failures:
-        submit_steps(runbook_path, loaded, plan, run_key, run_id, after, futures)
+        submit_steps(runbook_path, loaded, plan, attempt_key, flow_run_id, after, futures)
         wait_or_stop(futures)
         failures = [sid for sid, future in futures.items() if failed(future.state)]
         if failures:
@@ -238,30 +222,26 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600,
                 plan,
                 started={sid for sid, future in futures.items() if started(future.state)},
                 completed={sid for sid, future in futures.items() if future.state.is_completed()},
-                dns_switched=lambda: switched_anything(runbook_path, run_key),
+                dns_switched=lambda: ponr.switched_anything(loaded, journal, attempt_key),
             )
             if crossed:
-                decision = point_of_no_return.with_options(
-                    task_run_name="point-of-no-return", cache_policy=NO_CACHE, tags=[f"{ATTEMPT_TAG}{run_key}", "decision"]
-                )(
+                decision = ask_past_the_point.with_options(tags=[f"{ATTEMPT_TAG}{attempt_key}", "decision"])(
                     runbook_path,
-                    run_key,
-                    run_id,
+                    attempt_key,
+                    flow_run_id,
                     flow_run.run_count or 1,
                     {sid: failure_message(futures[sid].state) for sid in failures},
                     decision_timeout_s,
                 )
     if failures and (decision is None or (decision["roll_back"] and decision["acknowledged"])):
         done = {sid for sid, future in futures.items() if started(future.state)}
-        rollback = run_rollback(runbook_path, loaded, plan, done, run_key, run_id)
+        rollback = run_rollback(runbook_path, loaded, plan, done, attempt_key, flow_run_id)
 
     states = {sid: futures[sid].state if sid in futures else None for sid in plan.steps}
     results = {sid: future.result() for sid, future in futures.items() if future.state.is_completed()}
     errors = {sid: failure_message(futures[sid].state) for sid in failures}
     summary = summarize(loaded, plan, states, results, rollback=rollback, decision=decision, errors=errors)
-    create_markdown_artifact(
-        summary_markdown(summary), key="cutover-summary", description=f"Cutover {loaded.cutover}: summary"
-    )
+    create_markdown_artifact(summary_markdown(summary), key=SUMMARY_ARTIFACT, description=f"Cutover {loaded.cutover}: summary")
     log.info("cutover_finished", ok=summary["ok"], failed=summary["failed_steps"], rolled_back=bool(rollback))
     if not summary["ok"]:
         return Failed(message=_failure_message(loaded.cutover, errors, rollback, decision), data=summary)

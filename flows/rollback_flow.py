@@ -2,7 +2,8 @@
 ``cutover-rollback/rollback``, ``cutover rollback RUN``).
 
 It reads from the Prefect API which steps of the run's current generation started (task
-runs are tagged ``attempt:<key>``), plans their compensations in reverse order and runs
+runs are tagged ``attempt:<key>``), takes the plan that generation ran from the run's
+journal, plans their compensations in reverse order and runs
 them as ``rollback/<step id>`` tasks, like the automatic rollback of the cutover flow. A
 run past the point of no return (a DNS record switched) is rolled back only with
 ``acknowledge_writes_lost``: the writes the new site took since the switch will not be on
@@ -30,9 +31,12 @@ from cutover.plan import build_plan
 from cutover.plan.rollback import PREFIX, past_point_of_no_return
 from cutover.summary import rollback_markdown
 from flows.compensations import run_rollback
-from tasks import journal
+from cutover import journal as rules
+from cutover.phases.point_of_no_return import switched_anything, writes_since_switch
+from cutover.plan.build import step_id
+from tasks import plans
+from tasks.journal import run_journal
 from tasks.common import ATTEMPT_TAG, runbook_at
-from tasks.rollback import switched_anything, writes_since_switch
 
 log = structlog.get_logger()
 
@@ -71,12 +75,20 @@ def started_steps(cutover_run: str, run_key: str) -> dict[str, StateType]:
     return {name: state_type for name, (_, state_type) in found.items() if state_type not in (StateType.PENDING, StateType.SCHEDULED)}
 
 
-def methods_used(runbook: Any, steps: dict[str, StateType]) -> dict[str, str]:
-    return {
-        f"{app.name}/{db.name}": "stream" if f"{app.name}/stream/{db.name}" in steps else "file"
+def plan_that_ran(runbook: Any, journal: Any, flow_run_id: str, attempt_key: str, steps: dict[str, StateType]) -> Any:
+    """The plan the attempt ran (the journal's ``plan-<attempt>``); for a run from before
+    plans were kept, the runbook planned again with the methods its task runs show."""
+    plan = plans.recall(journal, flow_run_id, attempt_key)
+    if plan is not None:
+        return plan
+    used = {
+        f"{app.name}/{db.name}": "stream" if step_id(app.name, "stream", db.name) in steps else "file"
         for app in runbook.applications
         for db in app.databases
     }
+    plan = build_plan(runbook, methods=used)
+    plans.remember(journal, flow_run_id, attempt_key, plan)  # its compensations look it up
+    return plan
 
 
 def run_name() -> str:
@@ -109,17 +121,18 @@ def rollback(cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_
         return Failed(message=f"flow run {cutover_run} is {state}: cancel it, or answer its pause, before rolling it back")
     # an unfinished rollback is finished (its compensations are idempotent); otherwise the
     # run's current generation is undone
-    run_key = journal.unfinished_rollback(cutover_run) or journal.attempt_key(cutover_run)
+    journal = run_journal(cutover_run)
+    run_key = rules.unfinished_rollback(journal) or rules.attempt_key(cutover_run, journal)
     configure_logging(console=True)
     steps = started_steps(cutover_run, run_key)
-    plan = build_plan(loaded, methods=methods_used(loaded, steps))
+    plan = plan_that_ran(loaded, journal, cutover_run, run_key, steps)
     crossed = past_point_of_no_return(
         plan,
         started=set(steps),
         completed={sid for sid, state in steps.items() if state == StateType.COMPLETED},
-        dns_switched=lambda: switched_anything(runbook_path, run_key),
+        dns_switched=lambda: switched_anything(loaded, journal, run_key),
     )
-    writes = writes_since_switch(runbook_path, run_key) if crossed else {}
+    writes = writes_since_switch(loaded, journal, run_key) if crossed else {}
     log.warning("rollback_requested", cutover_run=cutover_run, run_key=run_key, started=len(steps), past_point_of_no_return=bool(crossed))
     if crossed and not acknowledge_writes_lost:
         counted = ", ".join(f"{k}: {v}" for k, v in sorted(writes.items())) or "none counted"

@@ -1,11 +1,9 @@
-"""What every task needs: the loaded runbook, and names Prefect accepts."""
+"""What every task needs: the loaded runbook, and the tags of a step's task run."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import re
 
 from cutover.plan.build import Step
 from cutover.runbook import load_runbook
@@ -13,8 +11,6 @@ from cutover.runbook.model import Runbook
 
 # The tag by which the rollback flow finds the task runs of one attempt of a run.
 ATTEMPT_TAG = "attempt:"
-
-_NOT_IN_PAUSE_KEY = re.compile(r"[^a-z0-9-]+")
 
 
 @functools.lru_cache(maxsize=8)
@@ -25,17 +21,6 @@ def _load(path: str, mtime: float) -> Runbook:
 def runbook_at(path: str) -> Runbook:
     """The runbook, parsed once per process (and again only when the file changed)."""
     return _load(path, os.stat(path).st_mtime)
-
-
-def pause_key(*parts: str) -> str:
-    """A pause key made of ``parts``, in the only characters Prefect accepts there
-    (lowercase letters, digits, dashes): ``gate-go-no-go-<run id>-g1``. A short hash of
-    the parts keeps two keys that clean up alike (``a_b`` and ``a.b``) apart."""
-    raw = "-".join(parts)
-    clean = _NOT_IN_PAUSE_KEY.sub("-", raw.lower()).strip("-")
-    if clean != raw:
-        clean = f"{clean[:200]}-{hashlib.sha256(raw.encode()).hexdigest()[:6]}"
-    return clean
 
 
 def step_tags(step: Step, attempt_key: str) -> list[str]:

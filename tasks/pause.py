@@ -25,6 +25,8 @@ from prefect.states import Paused, Running
 from prefect.utilities.engine import propose_state_sync
 
 from cutover.decisions import QUESTION_SUFFIX
+from cutover.phases.context import Answer
+from tasks.forms import gate_form, point_of_no_return_form
 
 log = structlog.get_logger()
 
@@ -82,3 +84,26 @@ def ask(
                 if not when_overdue(overdue):
                     client.set_flow_run_state(flow_run_id, Running(message=f"no answer to {key}"), force=True)
                     return None
+
+
+def prefect_ask(
+    kind: str,
+    *,
+    key: str,
+    description: str,
+    question: dict[str, Any],
+    patience_s: float,
+    when_overdue: Callable[[int], bool],
+    approvers: list[str] | None = None,
+) -> Answer | None:
+    """:class:`cutover.phases.context.Ask` with the forms of tasks/forms.py."""
+    form = gate_form(approvers or []) if kind == "gate" else point_of_no_return_form()
+    answer = ask(form, key=key, description=description, question=question, patience_s=patience_s, when_overdue=when_overdue)
+    if answer is None:
+        return None
+    return Answer(
+        decision=str(answer.decision),
+        decided_by=str(answer.decided_by),
+        reason=str(getattr(answer, "reason", "") or ""),
+        acknowledge_writes_lost=bool(getattr(answer, "acknowledge_writes_lost", False)),
+    )

@@ -8,11 +8,12 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
+from cutover.journal import TtlRecord
 from cutover.phases.ttl import lower_ttls
 from cutover.postgres.dump import MARKER_PREFIX
 from cutover.preflight import preflight as check_everything
 from tasks.common import runbook_at
-from tasks.journal import TtlJournal
+from tasks.journal import estate_journal
 
 ARTIFACT = "cutover-preflight"
 
@@ -26,7 +27,7 @@ def preflight(runbook_path: str, live: bool, outside_window: bool, attempt_key: 
     def own(comment: str) -> bool:
         return attempt_key is not None and comment in (f"{MARKER_PREFIX}{attempt_key}", f"{MARKER_PREFIX}{attempt_key}:imported")
 
-    report = check_everything(runbook, live=live, outside_window=outside_window, ttl_journal=TtlJournal(runbook.cutover), target_marker=own)
+    report = check_everything(runbook, live=live, outside_window=outside_window, ttl_journal=TtlRecord(estate_journal(runbook.cutover)), target_marker=own)
     create_markdown_artifact(report.markdown(), key=ARTIFACT, description=f"Preflight of {runbook.cutover}")
     return report.to_dict()
 
@@ -34,4 +35,4 @@ def preflight(runbook_path: str, live: bool, outside_window: bool, attempt_key: 
 @task(name="lower-ttl", task_run_name="preflight/lower-ttl")
 def lower_ttl(runbook_path: str) -> list[dict[str, Any]]:
     runbook = runbook_at(runbook_path)
-    return lower_ttls(runbook, TtlJournal(runbook.cutover))
+    return lower_ttls(runbook, TtlRecord(estate_journal(runbook.cutover)))

@@ -23,10 +23,10 @@ import structlog
 from cutover.decisions import GO, NO_GO, QUESTION_SUFFIX, ROLL_BACK, ROLL_FORWARD
 from cutover.orchestration import OrchestrationError
 from cutover.orchestration.api import prefect_client
+from cutover.summary import SUMMARY_ARTIFACT
 
 log = structlog.get_logger()
 
-SUMMARY_ARTIFACT = "cutover-summary"
 PAGE = 200
 
 Printer = Callable[[str], None]

@@ -17,6 +17,7 @@ import structlog
 
 from cutover.errors import PermanentStepError, StepError, TransientStepError
 from cutover.phases import endpoints
+from cutover.results import ActionOutcome
 from cutover.runbook.model import Action, HttpStep, Runbook, SqlStep, SshStep
 
 log = structlog.get_logger()
@@ -25,16 +26,14 @@ Resolver = Callable[[str], str]
 """Maps a host name to the address to connect to (post-switch checks ask our DNS)."""
 
 
-def run_actions(runbook: Runbook, actions: list[Action], *, what: str, timeout_s: float | None = None) -> list[dict[str, Any]]:
+def run_actions(runbook: Runbook, actions: list[Action], *, what: str, timeout_s: float | None = None) -> list[ActionOutcome]:
     """Run every action in order; stop at the first failure (raised)."""
-    results = []
-    for index, action in enumerate(actions):
-        label = f"{what}[{index}] {action.kind}"
-        results.append({"action": label, **run_action(runbook, action, label=label, timeout_s=timeout_s)})
-    return results
+    return [
+        run_action(runbook, action, label=f"{what}[{index}] {action.kind}", timeout_s=timeout_s) for index, action in enumerate(actions)
+    ]
 
 
-def run_action(runbook: Runbook, action: Action, *, label: str, timeout_s: float | None = None) -> dict[str, Any]:
+def run_action(runbook: Runbook, action: Action, *, label: str, timeout_s: float | None = None) -> ActionOutcome:
     timeout = timeout_s or runbook.defaults.check_timeout_s
     if action.http is not None:
         return http_request(action.http, label=label, timeout_s=action.http.timeout_s or timeout)
@@ -44,7 +43,7 @@ def run_action(runbook: Runbook, action: Action, *, label: str, timeout_s: float
     return ssh_command(runbook, action.ssh, label=label, timeout_s=action.ssh.timeout_s or timeout)
 
 
-def http_request(step: HttpStep, *, label: str, timeout_s: float, resolver: Resolver | None = None) -> dict[str, Any]:
+def http_request(step: HttpStep, *, label: str, timeout_s: float, resolver: Resolver | None = None) -> ActionOutcome:
     """Send the request and check status, text and latency. With ``resolver``, the URL's host
     is looked up through it and the request goes to that address with the original Host."""
     url = step.url
@@ -64,9 +63,7 @@ def http_request(step: HttpStep, *, label: str, timeout_s: float, resolver: Reso
     except httpx.HTTPError as exc:
         raise TransientStepError(f"{label}: {step.method} {step.url}: {type(exc).__name__}: {exc}") from None
     latency_ms = (time.perf_counter() - start) * 1000
-    result: dict[str, Any] = {"url": step.url, "status": response.status_code, "latency_ms": round(latency_ms, 1)}
-    if address:
-        result["address"] = address
+    result = ActionOutcome(action=label, kind="http", url=step.url, status=response.status_code, latency_ms=round(latency_ms, 1), address=address)
     if response.status_code not in expected:
         raise TransientStepError(
             f"{label}: {step.method} {step.url} answered {response.status_code}, expected {_one_of(expected)}"
@@ -76,11 +73,11 @@ def http_request(step: HttpStep, *, label: str, timeout_s: float, resolver: Reso
         raise TransientStepError(f"{label}: {step.url} does not contain {step.expect_text!r}" + _snippet(response.text))
     if step.max_latency_ms is not None and latency_ms > step.max_latency_ms:
         raise TransientStepError(f"{label}: {step.url} took {latency_ms:.0f} ms, limit {step.max_latency_ms:.0f} ms")
-    log.info("http_checked", action=label, **result)
+    log.info("http_checked", action=label, url=step.url, status=result.status, latency_ms=result.latency_ms, address=address)
     return result
 
 
-def sql_query(runbook: Runbook, step: SqlStep, *, label: str) -> dict[str, Any]:
+def sql_query(runbook: Runbook, step: SqlStep, *, label: str) -> ActionOutcome:
     """Run the query on the site's database; with ``expect``, the first column of the
     first row must equal it (compared as text when the types differ)."""
     from cutover.postgres.endpoint import connect
@@ -92,14 +89,14 @@ def sql_query(runbook: Runbook, step: SqlStep, *, label: str) -> dict[str, Any]:
         except Exception as exc:  # psycopg errors: report the server's message, not a traceback
             raise PermanentStepError(f"{label}: query on {step.site}/{step.database} failed: {exc}".strip()) from None
     value = row[0] if row else None
-    result = {"site": step.site, "database": step.database, "value": _plain(value)}
+    result = ActionOutcome(action=label, kind="sql", site=step.site, database=step.database, value=_plain(value))
     if step.expect is not None and not _equal(value, step.expect):
         raise TransientStepError(f"{label}: {step.site}/{step.database} returned {value!r}, expected {step.expect!r}")
-    log.info("sql_checked", action=label, **result)
+    log.info("sql_checked", action=label, site=step.site, database=step.database, value=result.value)
     return result
 
 
-def ssh_command(runbook: Runbook, step: SshStep, *, label: str, timeout_s: float) -> dict[str, Any]:
+def ssh_command(runbook: Runbook, step: SshStep, *, label: str, timeout_s: float) -> ActionOutcome:
     from cutover.ssh.remote import run_remote
     from cutover.ssh.target import connect
 
@@ -113,8 +110,8 @@ def ssh_command(runbook: Runbook, step: SshStep, *, label: str, timeout_s: float
             f"{label}: command on {step.site} exited {outcome.exit_status}, expected {step.expect_exit}"
             + _snippet(outcome.stderr_tail if isinstance(outcome.stderr_tail, str) else str(outcome.stderr_tail))
         )
-    result = {"site": step.site, "exit_status": outcome.exit_status}
-    log.info("ssh_checked", action=label, **result)
+    result = ActionOutcome(action=label, kind="ssh", site=step.site, exit_status=outcome.exit_status)
+    log.info("ssh_checked", action=label, site=step.site, exit_status=outcome.exit_status)
     return result
 
 

@@ -13,7 +13,7 @@ import hashlib
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,52 +23,73 @@ from cutover.errors import PermanentStepError, TransientStepError
 from cutover.phases import endpoints, workspace
 from cutover.postgres import dump, fingerprint, freeze, roles
 from cutover.postgres.endpoint import PgEndpoint, connect, lost_server
+from cutover.results import (
+    CompensationResult,
+    ExportResult,
+    FrozenDatabase,
+    ImportResult,
+    SourceProof,
+    StreamResult,
+    TransferResult,
+    VerifyResult,
+)
 from cutover.runbook.model import Application, DatabaseMove, Runbook
+from cutover.ssh.target import SshTarget
 
 log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
 class Move:
-    """One database's move, with everything resolved that the steps need."""
+    """One database's move in one attempt of a run. Its endpoints (and the secrets in
+    them) are resolved once, when a step first needs them."""
 
     runbook: Runbook
     app: Application
     db: DatabaseMove
-    run_key: str
+    attempt_key: str
+    _resolved: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def key(self) -> str:
         return f"{self.app.name}/{self.db.name}"
 
+    def _once(self, name: str, make: Any) -> Any:
+        if name not in self._resolved:
+            self._resolved[name] = make()
+        return self._resolved[name]
+
     def source(self) -> PgEndpoint:
-        return endpoints.postgres(self.runbook, self.db.from_)
+        return self._once("source", lambda: endpoints.postgres(self.runbook, self.db.from_))  # type: ignore[no-any-return]
 
     def target(self) -> PgEndpoint:
-        return endpoints.postgres(self.runbook, self.db.to)
+        return self._once("target", lambda: endpoints.postgres(self.runbook, self.db.to))  # type: ignore[no-any-return]
+
+    def target_host(self) -> SshTarget:
+        return self._once("ssh", lambda: endpoints.ssh(self.runbook, self.db.to))  # type: ignore[no-any-return]
 
     def local_dump_dir(self) -> Path:
-        return workspace.run_dir(self.runbook.cutover, self.run_key) / f"{self.app.name}.{self.db.name}.dump"
+        return workspace.run_dir(self.runbook.cutover, self.attempt_key) / f"{self.app.name}.{self.db.name}.dump"
 
     def remote_dump_dir(self) -> str:
         ssh = self.runbook.sites[self.db.to].ssh
         assert ssh is not None
-        base = workspace.remote_run_dir(ssh.work_dir, self.runbook.cutover, self.run_key)
+        base = workspace.remote_run_dir(ssh.work_dir, self.runbook.cutover, self.attempt_key)
         return f"{base}/{self.app.name}.{self.db.name}.dump"
 
     def marker(self, finished: bool = False) -> str:
-        return f"cutover:{self.run_key}" + (":imported" if finished else "")
+        return f"{dump.MARKER_PREFIX}{self.attempt_key}" + (":imported" if finished else "")
 
 
-def find_move(runbook: Runbook, app_name: str, db_name: str, run_key: str) -> Move:
+def find_move(runbook: Runbook, app_name: str, db_name: str, attempt_key: str) -> Move:
     app = runbook.application(app_name)
-    return Move(runbook, app, app.database(db_name), run_key)
+    return Move(runbook, app, app.database(db_name), attempt_key)
 
 
 # --- freeze and the proof that nothing changed since --------------------------------
 
 
-def freeze_database(move: Move) -> dict[str, Any]:
+def freeze_database(move: Move) -> FrozenDatabase:
     """Make the source read-only, end its sessions, and record its fingerprint, change
     marker and size. Safe to repeat: read-only stays read-only, the fingerprint is retaken."""
     source = move.source()
@@ -81,7 +102,7 @@ def freeze_database(move: Move) -> dict[str, Any]:
         taken = fingerprint.fingerprint(conn)
     rows = taken.total_rows
     log.info("source_frozen", database=move.key, size=size, rows=rows, fingerprint_s=round(time.perf_counter() - start, 2))
-    return {"fingerprint": taken.to_dict(), "marker": marker.to_dict(), "size": size, "rows": rows}
+    return FrozenDatabase(fingerprint=taken.to_dict(), marker=marker.to_dict(), size=size, rows=rows)
 
 
 def unfreeze_database(move: Move) -> None:
@@ -89,34 +110,34 @@ def unfreeze_database(move: Move) -> None:
         freeze.set_writable(admin, move.db.name)
 
 
-def check_source_unchanged(move: Move, frozen: dict[str, Any]) -> dict[str, Any]:
+def check_source_unchanged(move: Move, frozen: FrozenDatabase) -> SourceProof:
     """Prove the source took no write since its freeze: cheap marker first, the full
     fingerprint when the marker moved. Raises PermanentStepError naming the table."""
     source = move.source()
     with connect(source, "postgres", autocommit=True) as admin:
         if not freeze.is_read_only(admin, move.db.name):
             raise PermanentStepError(f"{move.key}: the source is writable again; it was unfrozen after the freeze")
-        moved = freeze.marker_moved(frozen["marker"], freeze.change_marker(admin, move.db.name))
+        moved = freeze.marker_moved(frozen.marker, freeze.change_marker(admin, move.db.name))
     if not moved:
-        return {"database": move.key, "proof": "marker"}
+        return SourceProof(database=move.key, proof="marker")
     log.info("source_marker_moved", database=move.key, moved=moved)
     with connect(source, move.db.name, autocommit=True) as conn:
         now = fingerprint.fingerprint(conn)
-    differences = fingerprint.compare(fingerprint.Fingerprint.from_dict(frozen["fingerprint"]), now)
+    differences = fingerprint.compare(fingerprint.Fingerprint.from_dict(frozen.fingerprint), now)
     if differences:
         raise PermanentStepError(f"{move.key}: the source changed after the freeze: " + "; ".join(differences[:5]))
-    return {"database": move.key, "proof": "fingerprint"}
+    return SourceProof(database=move.key, proof="fingerprint")
 
 
 # --- export / transfer / import (file method) ---------------------------------------
 
 
-def export_database(move: Move) -> dict[str, Any]:
+def export_database(move: Move) -> ExportResult:
     """pg_dump -Fd -j N into the run's work directory; a finished dump is kept."""
     out = move.local_dump_dir()
     done = out / ".cutover-complete"
     if done.exists():
-        return {"path": str(out), "bytes": _tree_size(out), "skipped": True}
+        return ExportResult(path=str(out), bytes=_tree_size(out), skipped=True)
     if out.exists():
         shutil.rmtree(out)  # a half-written dump from a crashed attempt: pg_dump wants an empty dir
     source = move.source()
@@ -134,13 +155,14 @@ def export_database(move: Move) -> dict[str, Any]:
         if lost_server(exc.stderr_tail):
             raise TransientStepError(f"{move.key}: pg_dump lost the source server: {exc}") from exc
         raise
-    done.write_text(move.run_key)
+    done.write_text(move.attempt_key)
     size = _tree_size(out)
-    log.info("database_exported", database=move.key, bytes=size, duration_s=round(time.perf_counter() - start, 2))
-    return {"path": str(out), "bytes": size, "duration_s": round(time.perf_counter() - start, 2)}
+    duration = round(time.perf_counter() - start, 2)
+    log.info("database_exported", database=move.key, bytes=size, duration_s=duration)
+    return ExportResult(path=str(out), bytes=size, duration_s=duration)
 
 
-def transfer_dump(move: Move, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def transfer_dump(move: Move, progress: Callable[[int, int], None] | None = None) -> TransferResult:
     """Upload the dump directory over SFTP, resuming partial files; sha256 per file.
     ``progress(done, total)`` is called with byte counts as the upload goes."""
     from cutover.ssh.target import connect as ssh_connect
@@ -150,7 +172,7 @@ def transfer_dump(move: Move, progress: Callable[[int, int], None] | None = None
     if not (local / ".cutover-complete").exists():
         raise PermanentStepError(f"{move.key}: no finished dump at {local}; rerun the export step")
     start = time.perf_counter()
-    client = ssh_connect(endpoints.ssh(move.runbook, move.db.to))
+    client = ssh_connect(move.target_host())
     try:
         total = _tree_size(local)
         result = upload_tree(
@@ -159,26 +181,26 @@ def transfer_dump(move: Move, progress: Callable[[int, int], None] | None = None
     finally:
         client.close()
     manifest = "".join(f"{f.sha256}  {name}\n" for name, f in sorted(result.files.items()))
-    outcome = {
-        "bytes": result.size,
-        "bytes_sent": result.bytes_sent,
-        "files": len(result.files),
-        "sha256": hashlib.sha256(manifest.encode()).hexdigest(),
-        "duration_s": round(time.perf_counter() - start, 2),
-    }
-    log.info("dump_transferred", database=move.key, **outcome)
+    outcome = TransferResult(
+        bytes=result.size,
+        bytes_sent=result.bytes_sent,
+        files=len(result.files),
+        sha256=hashlib.sha256(manifest.encode()).hexdigest(),
+        duration_s=round(time.perf_counter() - start, 2),
+    )
+    log.info("dump_transferred", database=move.key, **outcome.to_dict())
     return outcome
 
 
-def import_dump(move: Move) -> dict[str, Any]:
+def import_dump(move: Move) -> ImportResult:
     """Create roles and the database on the target, then pg_restore -j N on the target host."""
     if _already_imported(move):
-        return {"database": move.key, "skipped": True}
+        return ImportResult(database=move.key, skipped=True)
     # the files may have been damaged or removed on the target since the transfer: check
     # every sha256 again, and send again what does not match, before restoring from them
     checked = transfer_dump(move)
-    if checked["bytes_sent"]:
-        log.warning("dump_repaired_before_import", database=move.key, bytes_sent=checked["bytes_sent"])
+    if checked.bytes_sent:
+        log.warning("dump_repaired_before_import", database=move.key, bytes_sent=checked.bytes_sent)
     _prepare_target(move)
     ssh_site = move.runbook.sites[move.db.to].ssh
     assert ssh_site is not None
@@ -188,16 +210,16 @@ def import_dump(move: Move) -> dict[str, Any]:
     _mark_imported(move)
     duration = round(time.perf_counter() - start, 2)
     log.info("database_imported", database=move.key, duration_s=duration)
-    return {"database": move.key, "duration_s": duration, "repaired_bytes": checked["bytes_sent"]}
+    return ImportResult(database=move.key, duration_s=duration, repaired_bytes=checked.bytes_sent)
 
 
 # --- stream method -------------------------------------------------------------------
 
 
-def stream_database(move: Move) -> dict[str, Any]:
+def stream_database(move: Move) -> StreamResult:
     """pg_dump -Fc | SSH channel | pg_restore on the target host, sha256 on both ends."""
     if _already_imported(move):
-        return {"database": move.key, "skipped": True}
+        return StreamResult(database=move.key, skipped=True)
     _prepare_target(move)
     from cutover.process import start_program
     from cutover.ssh.stream import stream_to_remote
@@ -214,7 +236,7 @@ def stream_database(move: Move) -> dict[str, Any]:
         timeout_s=move.runbook.defaults.timeout_s,
         log_name=f"pg_dump {move.key}",
     )
-    client = ssh_connect(endpoints.ssh(move.runbook, move.db.to))
+    client = ssh_connect(move.target_host())
     try:
         result = stream_to_remote(
             client,
@@ -234,41 +256,68 @@ def stream_database(move: Move) -> dict[str, Any]:
     _mark_imported(move)
     duration = round(time.perf_counter() - start, 2)
     log.info("database_streamed", database=move.key, bytes=result.bytes, sha256=result.sha256_local, duration_s=duration)
-    return {"database": move.key, "bytes": result.bytes, "sha256": result.sha256_local, "duration_s": duration}
+    return StreamResult(database=move.key, bytes=result.bytes, sha256=result.sha256_local, duration_s=duration)
 
 
 # --- verify --------------------------------------------------------------------------
 
 
-def verify_database(move: Move, frozen: dict[str, Any]) -> dict[str, Any]:
+def verify_database(move: Move, frozen: FrozenDatabase) -> VerifyResult:
     """The target's fingerprint must equal the source's taken at freeze time."""
     with connect(move.target(), move.db.target, autocommit=True) as conn:
         taken = fingerprint.fingerprint(conn)
-    source = fingerprint.Fingerprint.from_dict(frozen["fingerprint"])
+    source = fingerprint.Fingerprint.from_dict(frozen.fingerprint)
     differences = fingerprint.compare(source, taken)
     if differences:
         raise PermanentStepError(f"{move.key}: target differs from the source: " + "; ".join(differences[:10]))
     rows = taken.total_rows
     log.info("database_verified", database=move.key, tables=len(taken.tables), rows=rows)
-    return {"database": move.key, "tables": len(taken.tables), "rows": rows, "fingerprint_match": True}
+    return VerifyResult(database=move.key, tables=len(taken.tables), rows=rows)
 
 
 # --- writes on the target after the switch ------------------------------------------
 
 
 def target_write_count(move: Move) -> int:
-    """Rows inserted, updated and deleted in the target database so far, from the
-    statistics counters (they lag by up to a second and restart after a stats reset;
-    good enough to tell an operator "the new site took N writes")."""
+    """Rows written in the target database so far (``dump.rows_written``)."""
     with connect(move.target(), move.db.target, autocommit=True) as conn:
-        row = conn.execute(
-            "select coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) from pg_stat_user_tables"
-        ).fetchone()
-    return int(row[0])
+        return dump.rows_written(conn)
 
 
-def target_write_counts(runbook: Runbook, app: Application, run_key: str) -> dict[str, int]:
-    return {f"{app.name}/{db.name}": target_write_count(Move(runbook, app, db, run_key)) for db in app.databases}
+def target_write_counts(runbook: Runbook, app: Application, attempt_key: str) -> dict[str, int]:
+    return {f"{app.name}/{db.name}": target_write_count(Move(runbook, app, db, attempt_key)) for db in app.databases}
+
+
+def target_writes_since(runbook: Runbook, app: Application, attempt_key: str, baseline: dict[str, int]) -> dict[str, int]:
+    """Rows written in each of ``app``'s target databases since ``baseline`` (the counters
+    the DNS switch recorded): what a rollback past the point of no return would lose."""
+    writes = {}
+    for db in app.databases:
+        move = Move(runbook, app, db, attempt_key)
+        now = target_write_count(move)
+        writes[move.key] = max(0, now - int(baseline.get(move.key, now)))
+    return writes
+
+
+def undo_target_database(move: Move) -> CompensationResult:
+    """Keep, rename or drop the target database (``on_rollback``), if this run created it."""
+    target = move.db.target
+    with connect(move.target(), "postgres", autocommit=True) as admin:
+        if not dump.database_exists(admin, target):
+            return CompensationResult("nothing to undo: no target database", {"database": move.key})
+        comment = dump.database_comment(admin, target) or ""
+        if comment not in (move.marker(), move.marker(finished=True)):
+            log.info("target_database_left", database=move.key, reason="not created by this run", comment=comment)
+            return CompensationResult("left alone: not created by this run", {"database": move.key})
+        policy = move.db.on_rollback
+        if policy == "drop":
+            dump.drop_database(admin, target)
+            return CompensationResult("dropped", {"database": move.key})
+        if policy == "rename":
+            aside = f"{target[:40]}_rolled_back_{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+            dump.rename_database(admin, target, aside)
+            return CompensationResult(f"renamed to {aside}", {"database": move.key, "to": aside})
+        return CompensationResult("kept", {"database": move.key})
 
 
 # --- shared --------------------------------------------------------------------------
@@ -279,7 +328,7 @@ def _prepare_target(move: Move) -> None:
     source, target = move.source(), move.target()
     with connect(source, move.db.name, autocommit=True) as conn:
         needed = roles.roles_in_use(conn)
-        owner = conn.execute("select pg_get_userbyid(datdba) from pg_database where datname = current_database()").fetchone()[0]
+        owner = dump.database_owner(conn)
     passwords = {
         name: endpoints.secret(spec.password, f"{move.key} roles.{name}.password") or ""
         for name, spec in move.db.roles.items()
@@ -298,26 +347,19 @@ def _prepare_target(move: Move) -> None:
 
 def _already_imported(move: Move) -> bool:
     with connect(move.target(), "postgres", autocommit=True) as admin:
-        row = admin.execute(
-            "select shobj_description(oid, 'pg_database') from pg_database where datname = %s", (move.db.target,)
-        ).fetchone()
-    return bool(row) and row[0] == move.marker(finished=True)
+        return dump.database_comment(admin, move.db.target) == move.marker(finished=True)
 
 
 def _mark_imported(move: Move) -> None:
-    from psycopg import sql
-
     with connect(move.target(), "postgres", autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("comment on database {} is {}").format(sql.Identifier(move.db.target), sql.Literal(move.marker(finished=True)))
-        )
+        dump.set_marker(admin, move.db.target, move.marker(finished=True))
 
 
 def _run_on_target(move: Move, command: str, stdin: Any) -> None:
     from cutover.ssh.remote import run_remote
     from cutover.ssh.target import connect as ssh_connect
 
-    client = ssh_connect(endpoints.ssh(move.runbook, move.db.to))
+    client = ssh_connect(move.target_host())
     try:
         outcome = run_remote(client, command, env=move.target().libpq_env(), stdin=stdin, timeout_s=move.runbook.defaults.timeout_s)
     finally:

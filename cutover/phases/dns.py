@@ -14,15 +14,18 @@ from cutover.dns.query import query
 from cutover.errors import PermanentStepError, TransientStepError, UnsafeChange
 from cutover.phases import endpoints
 from cutover.phases.actions import http_request
-from cutover.phases.ttl import TtlJournal, refuse_unexpired
+from cutover.journal import TtlRecord
+from cutover.phases.ttl import refuse_unexpired
+from cutover.results import CompensationResult, DnsChange, DnsSwitchResult, PostSwitchResult, RecordSwitched
 from cutover.runbook.model import Application, Runbook
 
 log = structlog.get_logger()
 
 
-class Journal(Protocol):
+class SwitchRecord(Protocol):
     """Where a switch keeps what a revert will need (the old values), outside the step's
-    result so that it survives a crash halfway through the switch."""
+    result so that it survives a crash halfway through the switch
+    (:class:`cutover.journal.DnsSwitchRecord`)."""
 
     def get(self) -> dict[str, Any] | None: ...
 
@@ -32,11 +35,11 @@ class Journal(Protocol):
 def switch_records(
     runbook: Runbook,
     app: Application,
-    journal: Journal,
+    journal: SwitchRecord,
     writes_baseline: Callable[[], dict[str, int]] | None = None,
-    approved: list[dict[str, Any]] | None = None,
-    ttl_journal: TtlJournal | None = None,
-) -> dict[str, Any]:
+    approved: list[DnsChange] | None = None,
+    ttl_journal: TtlRecord | None = None,
+) -> DnsSwitchResult:
     """Point every record of ``app`` at its new value.
 
     Before changing anything, the old values (and ``writes_baseline()``, the target
@@ -53,7 +56,7 @@ def switch_records(
     entry = journal.get()
     if not entry:
         refuse_unexpired(app, ttl_journal)
-        seen = {(c["name"], c["type"]): c["old"] for c in approved or [] if c.get("old") is not None}
+        seen = {(c.name, c.type): c.old for c in approved or [] if c.old is not None}
         old = {}
         for record in app.dns:
             current = provider.get(record.name, record.type)
@@ -78,13 +81,13 @@ def switch_records(
             entry["switched"].append(record.name)
             journal.put(entry)
         answered = _await_answer(record.name, record.type, record.to, host, port, timeout_s=runbook.defaults.check_timeout_s)
-        change = {"name": record.name, "type": record.type, "old": list(old_values), "new": record.to, "answered": answered}
-        log.info("dns_switched", **change)
+        change = RecordSwitched(name=record.name, type=record.type, old=list(old_values), new=record.to, answered=answered)
+        log.info("dns_switched", name=change.name, type=change.type, old=change.old, new=change.new, answered=answered)
         switched.append(change)
-    return {"records": switched}
+    return DnsSwitchResult(records=switched)
 
 
-def planned_changes(runbook: Runbook, apps: list[Application]) -> list[dict[str, Any]]:
+def planned_changes(runbook: Runbook, apps: list[Application]) -> list[DnsChange]:
     """The change set the DNS switch of ``apps`` would make now, record by record, as an
     octoDNS-style plan: name, type, current values and TTL, new value and TTL, and what
     the switch will do (``update``, ``create``, or ``none`` when already at the new value).
@@ -107,41 +110,41 @@ def planned_changes(runbook: Runbook, apps: list[Application]) -> list[dict[str,
             values = list(current.values) if current else []
             action = "create" if current is None else ("none" if values == [record.to] and current.ttl == record.ttl else "update")
             changes.append(
-                {
-                    "application": app.name,
-                    "name": record.name,
-                    "type": record.type,
-                    "old": values,
-                    "old_ttl": current.ttl if current else None,
-                    "new": record.to,
-                    "ttl": record.ttl,
-                    "action": action,
-                }
+                DnsChange(
+                    application=app.name,
+                    name=record.name,
+                    type=record.type,
+                    old=values,
+                    old_ttl=current.ttl if current else None,
+                    new=record.to,
+                    ttl=record.ttl,
+                    action=action,
+                )
             )
     return changes
 
 
-def _unknown_change(app: Application, record: Any, exc: BaseException) -> dict[str, Any]:
-    return {
-        "application": app.name,
-        "name": record.name,
-        "type": record.type,
-        "old": None,
-        "old_ttl": None,
-        "new": record.to,
-        "ttl": record.ttl,
-        "action": f"unknown: {type(exc).__name__}: {str(exc)[:120]}",
-    }
+def _unknown_change(app: Application, record: Any, exc: BaseException) -> DnsChange:
+    return DnsChange(
+        application=app.name,
+        name=record.name,
+        type=record.type,
+        old=None,
+        old_ttl=None,
+        new=record.to,
+        ttl=record.ttl,
+        action=f"unknown: {type(exc).__name__}: {str(exc)[:120]}",
+    )
 
 
-def revert_records(runbook: Runbook, app: Application, entry: dict[str, Any] | None) -> dict[str, Any]:
+def revert_records(runbook: Runbook, app: Application, entry: dict[str, Any] | None) -> CompensationResult:
     """Put every record the switch recorded back to its old values and TTL.
 
     A record already at its old value is fine (nothing to do). A record at neither the new
     nor the old value was changed by somebody else since: it is left alone and the revert
     fails, saying what to set by hand."""
     if not entry:
-        return {"records": [], "note": "the switch recorded nothing, so it changed nothing"}
+        return CompensationResult("nothing to revert: the switch recorded nothing, so it changed nothing", {"records": []})
     provider = endpoints.dns_provider(runbook)
     host, port = endpoints.nameserver(runbook)
     reverted = []
@@ -169,7 +172,7 @@ def revert_records(runbook: Runbook, app: Application, entry: dict[str, Any] | N
         change = {"name": record.name, "type": record.type, "values": list(old_values), "changed": wrote}
         log.info("dns_reverted", **change)
         reverted.append(change)
-    return {"records": reverted}
+    return CompensationResult(f"{len(reverted)} record(s) back at their old values", {"records": reverted})
 
 
 def _await_answer(name: str, rtype: str, want: str, host: str, port: int, timeout_s: float) -> list[str]:
@@ -183,7 +186,7 @@ def _await_answer(name: str, rtype: str, want: str, host: str, port: int, timeou
         time.sleep(0.2)
 
 
-def check_after_switch(runbook: Runbook, app: Application) -> dict[str, Any]:
+def check_after_switch(runbook: Runbook, app: Application) -> PostSwitchResult:
     """For each record with a ``check``: resolve the name through the authoritative server
     and request the address it gives, as a user would after the switch."""
     host, port = endpoints.nameserver(runbook)
@@ -203,4 +206,4 @@ def check_after_switch(runbook: Runbook, app: Application) -> dict[str, Any]:
         results.append(
             http_request(record.check, label=label, timeout_s=record.check.timeout_s or runbook.defaults.check_timeout_s, resolver=resolve)
         )
-    return {"checks": results}
+    return PostSwitchResult(checks=results)

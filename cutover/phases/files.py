@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
-
 import structlog
 
 from cutover.errors import PermanentStepError
 from cutover.phases import endpoints
+from cutover.results import FilesResult
 from cutover.runbook.model import Application, Runbook
 
 log = structlog.get_logger()
 
 
-def move_files(runbook: Runbook, app: Application, name: str) -> dict[str, Any]:
+def move_files(runbook: Runbook, app: Application, name: str) -> FilesResult:
     from cutover.ssh.target import connect
     from cutover.ssh.upload import upload_file, upload_tree
 
@@ -28,13 +27,14 @@ def move_files(runbook: Runbook, app: Application, name: str) -> dict[str, Any]:
     start = time.perf_counter()
     client = connect(endpoints.ssh(runbook, moved.to))
     try:
-        upload = upload_tree if source.is_dir() else upload_file
-        result = upload(client, str(source), moved.target_path)
+        if source.is_dir():
+            tree = upload_tree(client, str(source), moved.target_path)
+            outcome = FilesResult(size=tree.size, bytes_sent=tree.bytes_sent, files=len(tree.files))
+        else:
+            one = upload_file(client, str(source), moved.target_path)
+            outcome = FilesResult(size=one.size, bytes_sent=one.bytes_sent, files=1)
     finally:
         client.close()
-    from dataclasses import asdict, is_dataclass
-
-    outcome = asdict(result) if is_dataclass(result) else dict(result)
-    outcome["duration_s"] = round(time.perf_counter() - start, 2)
-    log.info("files_moved", files=f"{app.name}/{name}", **{k: v for k, v in outcome.items() if k != "files"})
+    outcome = FilesResult(size=outcome.size, bytes_sent=outcome.bytes_sent, files=outcome.files, duration_s=round(time.perf_counter() - start, 2))
+    log.info("files_moved", files=f"{app.name}/{name}", size=outcome.size, bytes_sent=outcome.bytes_sent, count=outcome.files, duration_s=outcome.duration_s)
     return outcome

@@ -4,34 +4,23 @@ A source that was already read-only when the run first looked (an earlier run cu
 estate over, an administrator froze it) is not this run's to unfreeze: making it writable
 again while DNS points at the new site would leave two live copies. So the freeze writes
 down, once and before it changes anything, which databases it found frozen
-(:class:`FreezeRecord`), and the rollback unfreezes only the others; an application any of
-whose databases was found frozen stays in maintenance too (its ``unfreeze`` actions are not
-run), since the old site was not live when the run began.
+(:class:`cutover.journal.FreezeRecord`), and the rollback unfreezes only the others; an
+application any of whose databases was found frozen stays in maintenance too (its
+``unfreeze`` actions are not run), since the old site was not live when the run began.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 import structlog
 
+from cutover.journal import FreezeRecord
 from cutover.phases import actions, database
 from cutover.postgres import freeze
 from cutover.postgres.endpoint import connect
+from cutover.results import CompensationResult, FreezeResult
 from cutover.runbook.model import Application, Runbook
 
 log = structlog.get_logger()
-
-
-class FreezeRecord(Protocol):
-    """Where the freeze of one application writes what it found; kept outside the step's
-    result, so that the rollback flow (another process) reads it too."""
-
-    def found_frozen(self) -> list[str] | None:
-        """The databases found read-only by the first look; None before anyone looked."""
-        ...
-
-    def record(self, found_frozen: list[str]) -> None: ...
 
 
 def found_frozen(runbook: Runbook, app: Application, attempt_key: str, record: FreezeRecord) -> list[str]:
@@ -52,16 +41,16 @@ def found_frozen(runbook: Runbook, app: Application, attempt_key: str, record: F
     return found
 
 
-def freeze_application(runbook: Runbook, app: Application, attempt_key: str, record: FreezeRecord) -> dict[str, Any]:
+def freeze_application(runbook: Runbook, app: Application, attempt_key: str, record: FreezeRecord) -> FreezeResult:
     """The old site into maintenance (the ``freeze`` actions), then every source database
     read-only with its fingerprint. Safe to repeat."""
     already = found_frozen(runbook, app, attempt_key, record)
     done = actions.run_actions(runbook, app.freeze, what=f"{app.name}.freeze")
     frozen = {db.name: database.freeze_database(database.Move(runbook, app, db, attempt_key)) for db in app.databases}
-    return {"actions": done, "databases": frozen, "found_frozen": already}
+    return FreezeResult(actions=done, databases=frozen, found_frozen=already)
 
 
-def unfreeze_application(runbook: Runbook, app: Application, attempt_key: str, record: FreezeRecord) -> dict[str, Any]:
+def unfreeze_application(runbook: Runbook, app: Application, attempt_key: str, record: FreezeRecord) -> CompensationResult:
     """Undo :func:`freeze_application`, but only what this run froze: databases writable
     first (the application needs them), then out of maintenance, unless the run found the
     application frozen already."""
@@ -76,6 +65,8 @@ def unfreeze_application(runbook: Runbook, app: Application, attempt_key: str, r
         writable.append(move.key)
     if left:
         log.warning("source_left_frozen", application=app.name, databases=left, reason="frozen before this run")
-        return {"writable": writable, "left_frozen": left, "actions": [], "note": "found frozen before this run: left frozen, in maintenance"}
+        return CompensationResult(
+            "left frozen and in maintenance: found frozen before this run", {"writable": writable, "left_frozen": left}
+        )
     done = actions.run_actions(runbook, app.unfreeze, what=f"{app.name}.unfreeze")
-    return {"writable": writable, "left_frozen": [], "actions": done}
+    return CompensationResult("sources writable, old site out of maintenance", {"writable": writable, "actions": [a.action for a in done]})

@@ -3,40 +3,33 @@
 A resolver that cached a record with a TTL of an hour keeps sending users to the old site
 for up to an hour after the switch. So days before, ``cutover preflight --lower-ttl``
 lowers the TTL of every record the cutover will switch to the runbook's value (the value
-stays), and writes down when and from what (:class:`TtlJournal`). Until the old TTL has
-passed since that moment, somebody may still hold the record for the old TTL: the switch
-refuses such a record and says until when, and the preflight of a cutover run says so
-before anything is frozen.
+stays), and writes down when and from what (:class:`cutover.journal.TtlRecord`). Until
+the old TTL has passed since that moment, somebody may still hold the record for the old
+TTL: the switch refuses such a record and says until when, and the preflight of a cutover
+run says so before anything is frozen.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from cutover.dns.provider import RecordChange
 from cutover.errors import PermanentStepError
+from cutover.journal import TtlRecord
 from cutover.phases import endpoints
 from cutover.runbook.model import Application, DnsRecord, Runbook
 
 log = structlog.get_logger()
 
 
-class TtlJournal(Protocol):
-    """The estate's record of TTL lowerings, by ``"<name> <type>"``: ``{"old_ttl", "lowered_to", "at"}``."""
-
-    def get(self) -> dict[str, dict[str, Any]]: ...
-
-    def put(self, entries: dict[str, dict[str, Any]]) -> None: ...
-
-
 def record_key(record: DnsRecord) -> str:
     return f"{record.name} {record.type}"
 
 
-def lower_ttls(runbook: Runbook, journal: TtlJournal, now: datetime | None = None) -> list[dict[str, Any]]:
+def lower_ttls(runbook: Runbook, journal: TtlRecord, now: datetime | None = None) -> list[dict[str, Any]]:
     """Lower every switched record whose TTL is above the runbook's to the runbook's value,
     keeping its values; journal each lowering before it is made. Records already at or
     below it, or not there yet, are left alone. Idempotent."""
@@ -68,7 +61,7 @@ def switchable_from(entry: dict[str, Any] | None) -> datetime | None:
     return datetime.fromisoformat(entry["at"]) + timedelta(seconds=int(entry["old_ttl"]))
 
 
-def refuse_unexpired(app: Application, journal: TtlJournal | None, now: datetime | None = None) -> None:
+def refuse_unexpired(app: Application, journal: TtlRecord | None, now: datetime | None = None) -> None:
     """PermanentStepError naming the first record of ``app`` whose old TTL has not yet
     passed since it was lowered, and until when; nothing otherwise."""
     if journal is None:

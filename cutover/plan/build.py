@@ -22,36 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from cutover.plan.graph import critical_path, topological_order
+from cutover.plan.phases import PHASES
 from cutover.runbook.model import Application, DatabaseMove, Runbook
-
-# Seconds, before rehearsals have measured anything.
-DEFAULT_ESTIMATES: dict[str, float] = {
-    "freeze": 20,
-    "export": 120,
-    "transfer": 120,
-    "import": 180,
-    "stream": 240,
-    "verify": 60,
-    "files": 60,
-    "start": 10,
-    "smoke": 20,
-    "gate": 900,
-    "source_check": 10,
-    "dns_switch": 15,
-    "post_switch": 15,
-    "finalize": 10,
-}
-# Bytes per second, when a database's size is known.
-THROUGHPUT = {"export": 60e6, "transfer": 40e6, "import": 30e6, "stream": 25e6, "verify": 120e6}
-
-COMPENSATION = {
-    "freeze": "unfreeze the source: databases writable, unfreeze actions",
-    "import": "target database: {on_rollback}",
-    "stream": "target database: {on_rollback}",
-    "start": "stop the target application: stop actions",
-    "dns_switch": "revert DNS records to the recorded old values",
-}
-
 
 @dataclass(frozen=True)
 class Step:
@@ -66,6 +38,7 @@ class Step:
     method: str | None = None
     compensation: str | None = None
     irreversible: bool = False  # at or after the point of no return
+    reads: tuple[str, ...] = ()  # steps whose results it is given (besides waiting for its depends_on)
 
 
 @dataclass(frozen=True)
@@ -80,24 +53,51 @@ class Plan:
         return list(self.steps)
 
     def to_dict(self) -> dict:
+        """The plan as JSON-able data (``cutover plan --format json``, the journal's
+        ``plan-<attempt>``); :meth:`from_dict` reads it back exactly."""
         return {
             "cutover": self.cutover,
             "estimate_s": round(self.estimate_s, 1),
             "critical_path": self.critical_path,
+            "methods": dict(self.methods),
             "steps": [
                 {
                     "id": s.id,
                     "application": s.application,
                     "phase": s.phase,
                     "depends_on": list(s.depends_on),
-                    "estimate_s": round(s.estimate_s, 1),
+                    "estimate_s": round(s.estimate_s, 3),
                     **({"database": s.database, "method": s.method} if s.database else {}),
+                    **({"item": s.item} if s.item else {}),
+                    **({"gate": s.gate} if s.gate else {}),
                     **({"compensation": s.compensation} if s.compensation else {}),
                     **({"irreversible": True} if s.irreversible else {}),
+                    **({"reads": list(s.reads)} if s.reads else {}),
                 }
                 for s in self.steps.values()
             ],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Plan:
+        steps = {
+            item["id"]: Step(
+                id=item["id"],
+                phase=item["phase"],
+                application=item.get("application"),
+                depends_on=tuple(item.get("depends_on", ())),
+                estimate_s=float(item.get("estimate_s", 0)),
+                database=item.get("database"),
+                item=item.get("item"),
+                gate=item.get("gate"),
+                method=item.get("method"),
+                compensation=item.get("compensation"),
+                irreversible=bool(item.get("irreversible", False)),
+                reads=tuple(item.get("reads", ())),
+            )
+            for item in data["steps"]
+        }
+        return cls(data["cutover"], steps, list(data.get("critical_path", [])), float(data.get("estimate_s", 0)), dict(data.get("methods", {})))
 
     def digest(self) -> str:
         """A hash of the plan's shape: which steps, in which order, with which edges."""
@@ -106,8 +106,8 @@ class Plan:
 
 
 def step_id(application: str, phase: str, item: str | None = None) -> str:
-    segment = {"dns_switch": "dns", "source_check": "source-check", "post_switch": "post-switch"}.get(phase, phase)
-    return f"{application}/{segment}" + (f"/{item}" if item else "")
+    """``<application>/<segment>[/<item>]``: the only place a step id is made."""
+    return f"{application}/{PHASES[phase].segment}" + (f"/{item}" if item else "")
 
 
 def gate_id(name: str) -> str:
@@ -149,7 +149,6 @@ def build_plan(
             consumers[dep].append(app.name)
     by_name = {a.name: a for a in apps}
     ponr = runbook.point_of_no_return
-    after_ponr = {"dns_switch": {"dns_switch", "post_switch", "finalize"}, "finalize": {"finalize"}}[ponr]
 
     def add(sid: str, phase: str, app: Application | None, deps: list[str], **extra) -> None:
         preds[sid] = deps
@@ -213,13 +212,11 @@ def build_plan(
     order = topological_order(preds)
     durations = {sid: _estimate(sid, info[sid], estimates) for sid in order}
     path, total = critical_path(preds, durations, order)
+    reads = _reads(info, preds)
     steps = {}
     for sid in order:
         meta = info[sid]
         phase = meta["phase"]
-        compensation = COMPENSATION.get(phase)
-        if compensation and "{on_rollback}" in compensation:
-            compensation = compensation.format(on_rollback=meta["on_rollback"])
         steps[sid] = Step(
             id=sid,
             phase=phase,
@@ -230,10 +227,36 @@ def build_plan(
             item=meta.get("item"),
             gate=meta.get("gate"),
             method=meta.get("method"),
-            compensation=compensation,
-            irreversible=phase in after_ponr,
+            compensation=PHASES[phase].compensation_text(meta.get("on_rollback")),
+            irreversible=ponr in PHASES[phase].after_point,
+            reads=reads.get(sid, ()),
         )
     return Plan(runbook.cutover, steps, path, total, methods)
+
+
+def _reads(info: dict[str, dict], preds: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    """The results each step is given: a verify and a source check their application's
+    freeze (the fingerprint); a gate the verify, files and smoke steps of the applications
+    it holds (its evidence); a DNS switch the gate that held it (the change set approved)."""
+    reads: dict[str, tuple[str, ...]] = {}
+    gate_of: dict[str, str] = {}
+    for sid, meta in info.items():
+        if meta["phase"] == "source_check":
+            for dep in preds[sid]:
+                if info[dep]["phase"] == "gate":
+                    gate_of[meta["application"]] = dep
+    for sid, meta in info.items():
+        phase, app = meta["phase"], meta["application"]
+        if phase in ("verify", "source_check"):
+            reads[sid] = (step_id(app, "freeze"),)
+        elif phase == "gate":
+            held = {info[dep]["application"] for dep in preds[sid]}
+            reads[sid] = tuple(
+                other for other, m in info.items() if m["application"] in held and m["phase"] in ("verify", "files", "smoke")
+            )
+        elif phase == "dns_switch" and app in gate_of:
+            reads[sid] = (gate_of[app],)
+    return reads
 
 
 def _estimate(sid: str, meta: dict, estimates: Mapping[str, float]) -> float:
@@ -243,7 +266,8 @@ def _estimate(sid: str, meta: dict, estimates: Mapping[str, float]) -> float:
     if phase in estimates:
         return float(estimates[phase])
     size = meta.get("size")
-    if size and phase in THROUGHPUT:
-        return max(1.0, size / THROUGHPUT[phase])
-    return DEFAULT_ESTIMATES[phase]
+    throughput = PHASES[phase].throughput
+    if size and throughput:
+        return max(1.0, size / throughput)
+    return PHASES[phase].estimate_s
 

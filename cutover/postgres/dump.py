@@ -266,3 +266,17 @@ def _execute(conn: psycopg.Connection[Any], query: Any, params: Any, dbname: str
         raise TransientStepError(f"database {dbname} on {_where(conn)}: {_first_line(exc)}") from exc
     except psycopg.Error as exc:
         raise PermanentStepError(f"database {dbname} on {_where(conn)}: {_first_line(exc)}") from exc
+
+
+def database_owner(conn: psycopg.Connection[Any]) -> str:
+    """The owner of the database ``conn`` is connected to."""
+    row = _execute(conn, "select pg_get_userbyid(datdba) from pg_database where datname = current_database()", None, "current")
+    return str(row.fetchone()[0])
+
+
+def rows_written(conn: psycopg.Connection[Any]) -> int:
+    """Rows inserted, updated and deleted in the database ``conn`` is connected to, from the
+    statistics counters (they lag by up to a second and restart after a stats reset; good
+    enough to tell an operator "the new site took N writes")."""
+    row = _execute(conn, "select coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) from pg_stat_user_tables", None, "current")
+    return int(row.fetchone()[0])

@@ -18,7 +18,8 @@ import structlog
 
 from cutover.errors import CutoverError
 from cutover.phases import endpoints, workspace
-from cutover.phases.ttl import TtlJournal, record_key, switchable_from
+from cutover.journal import TtlRecord
+from cutover.phases.ttl import record_key, switchable_from
 from cutover.plan.build import choose_method
 from cutover.preflight.items import Report, Status
 from cutover.runbook.model import Runbook
@@ -36,7 +37,7 @@ def preflight(
     *,
     live: bool = False,
     outside_window: bool = False,
-    ttl_journal: TtlJournal | None = None,
+    ttl_journal: TtlRecord | None = None,
     target_marker: Callable[[str], bool] | None = None,
     now: datetime | None = None,
 ) -> Report:
@@ -359,7 +360,7 @@ def _local_disk(report: Report, runbook: Runbook, sizes: dict[str, int]) -> None
 # --- DNS --------------------------------------------------------------------------------
 
 
-def _dns(report: Report, runbook: Runbook, missing: set[str], ttl_journal: TtlJournal | None, now: datetime, live: bool) -> None:
+def _dns(report: Report, runbook: Runbook, missing: set[str], ttl_journal: TtlRecord | None, now: datetime, live: bool) -> None:
     records = [(app, record) for app in runbook.applications for record in app.dns]
     if runbook.dns is None or not records:
         return

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import typing
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -33,22 +32,6 @@ MAX_RETRY_DELAY_S = HOUR_S
 MAX_CONCURRENCY = 64
 HTTP_STATUS = {"ge": 100, "le": 599}
 
-Phase = Literal[
-    "freeze",
-    "export",
-    "transfer",
-    "import",
-    "stream",
-    "verify",
-    "start",
-    "smoke",
-    "gate",
-    "source_check",
-    "dns_switch",
-    "post_switch",
-    "finalize",
-]
-PHASES: tuple[str, ...] = typing.get_args(Phase)
 
 
 PersonName = Annotated[str, Field(min_length=1, max_length=100)]

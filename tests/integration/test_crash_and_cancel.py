@@ -341,8 +341,8 @@ def assert_resumed(transfer: Any, big_size: int, left_behind: int) -> None:
     """The completed transfer step sent only what was missing: the rest of the big file
     (and the files after it), not the part of it already on the target."""
     result = transfer.state.result()
-    assert result["bytes"] >= big_size
-    assert 0 < result["bytes_sent"] <= result["bytes"] - left_behind, (result, left_behind)
+    assert result.bytes >= big_size
+    assert 0 < result.bytes_sent <= result.bytes - left_behind, (result, left_behind)
 
 
 # --- the tests ------------------------------------------------------------------------

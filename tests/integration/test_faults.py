@@ -376,8 +376,12 @@ def test_a_write_on_the_source_after_the_freeze_stops_the_cutover_before_the_swi
 
 def test_powerdns_down_fails_the_switch_that_changed_nothing_and_rolls_back(estate, gate, tmp_path):
     snapshot = faults.estate_snapshot(estate, [APP])
+    gate.hold("pg_restore", "after")  # past the preflight (which would find PowerDNS down)
+    run = InBackground(runbook_variant(tmp_path, gate))
+    gate.reached("pg_restore", "after")
     with faults.powerdns_stopped(estate):
-        state = run_cutover(runbook_variant(tmp_path, gate))
+        gate.release("pg_restore", "after")
+        state = run.state()
     assert state.is_failed()
     summary = summary_of(state)
     assert summary["failed_steps"] == [f"{APP}/dns"]
@@ -421,14 +425,15 @@ def test_a_failing_rollback_says_what_is_left_by_hand_and_the_rollback_flow_fini
     assert "unfreeze" in rollback["by_hand"][0]["to_do"]
     assert rollback["undone"] == [f"{APP}/start", f"{APP}/stream/{DB}"]
     # a retry of the cutover is refused until the rollback has finished
-    from tasks import journal
+    from cutover.journal import unfinished_rollback
+    from tasks.journal import run_journal
 
-    assert journal.unfinished_rollback(flow_run_id(state))
+    assert unfinished_rollback(run_journal(flow_run_id(state)))
     finished = run_rollback(flow_run_id(state), runbook)
     assert finished.is_completed(), finished.message
     # every compensation runs again (they are idempotent); this time all of them succeed
     assert summary_of(finished)["undone"] == [f"{APP}/start", f"{APP}/stream/{DB}", f"{APP}/freeze"]
-    assert journal.unfinished_rollback(flow_run_id(state)) is None
+    assert unfinished_rollback(run_journal(flow_run_id(state))) is None
     faults.assert_rolled_back(estate, snapshot)
     faults.assert_no_processes_left(estate)
 

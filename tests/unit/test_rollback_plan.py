@@ -11,7 +11,8 @@ from cutover.plan import build_plan
 from cutover.plan.rollback import plan_rollback, rollback_id
 from cutover.runbook import load_runbook, parse_runbook
 from cutover.runbook.synthetic import estate_yaml
-from tasks.journal import attempt_key, variable_name
+from cutover.journal import MemoryJournal, attempt_key, begin_rollback, end_rollback, unfinished_rollback
+from tasks.journal import variable_name
 from tests.unit.test_planner import acyclic_estates
 
 
@@ -80,9 +81,16 @@ def test_journal_variable_names_that_clean_up_alike_stay_apart():
 
 
 def test_attempt_key_changes_with_each_rollback():
-    run = "0b7d5c1e-3f7a-4c55-9f59-3d2f0d1c9a10"
-    assert attempt_key(run, 0) == run
-    assert attempt_key(run, 1) != attempt_key(run, 2) != run
+    run = "0b7f6c2e-1111-4222-8333-444455556666"
+    journal = MemoryJournal()
+    assert attempt_key(run, journal, 0) == run
+    assert attempt_key(run, journal, 1) != attempt_key(run, journal, 2) != run
+    assert attempt_key(run, journal) == run
+    begin_rollback(journal, run)
+    assert unfinished_rollback(journal) == run, "a rollback that began is unfinished until it ends"
+    assert attempt_key(run, journal) == f"{run}.g1", "a retry after a rollback is the run's next generation"
+    end_rollback(journal, run, finished=True)
+    assert unfinished_rollback(journal) is None
 
 
 def test_the_point_of_no_return_is_crossed_only_by_what_cannot_be_undone():

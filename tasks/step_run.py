@@ -2,12 +2,13 @@
 
 Events are ``cutover.step.started|completed|compensated|failed`` on resource ``cutover.<cutover>.<step id>``
 with the step's figures (duration, bytes, rows, checksums) in the payload; the status page
-and automations listen to them. Imported only inside flow runs (it imports Prefect).
+and automations listen to them. It lives beside the tasks because it imports Prefect.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, is_dataclass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,11 +17,9 @@ import structlog
 from prefect.events import emit_event
 
 from cutover.log import redact_text
+from cutover.results import StepResult
 
 log = structlog.get_logger()
-
-FIGURES = ("bytes", "rows", "sha256", "tables", "duration_s", "method", "bytes_sent", "resumed_from")
-
 
 def _resource(cutover: str, step_id: str, phase: str) -> dict[str, str]:
     return {
@@ -32,13 +31,7 @@ def _resource(cutover: str, step_id: str, phase: str) -> dict[str, str]:
 
 
 def _figures(result: Any) -> dict[str, Any]:
-    if not isinstance(result, dict):
-        return {}
-    found = {k: result[k] for k in FIGURES if k in result}
-    for value in result.values():
-        if isinstance(value, dict):
-            found.update({k: value[k] for k in FIGURES if k in value and k not in found})
-    return found
+    return result.figures() if isinstance(result, StepResult) else {}
 
 
 def emit(cutover: str, event: str, resource_name: str, payload: dict[str, Any] | None = None, **labels: str) -> None:
@@ -50,7 +43,18 @@ def emit(cutover: str, event: str, resource_name: str, payload: dict[str, Any] |
         "cutover.name": cutover,
         **{f"cutover.{k}": v for k, v in labels.items()},
     }
-    emit_event(event, resource=resource, payload=payload or {})
+    emit_event(event, resource=resource, payload=_plain(payload or {}))
+
+
+def _plain(value: Any) -> Any:
+    """Event payloads are JSON: dataclasses (results, DNS changes) become dicts."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 @contextmanager
