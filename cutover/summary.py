@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cutover import units
 from cutover.plan.build import Plan
 from cutover.results import StreamResult, VerifyResult
 from cutover.runbook.model import Runbook
@@ -103,16 +104,6 @@ def rollback_lines(summary: dict[str, Any], bullet: str) -> list[str]:
     return lines
 
 
-def _size(value: Any) -> str:
-    if not isinstance(value, (int, float)):
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return str(value)
-
-
 def summary_markdown(summary: dict[str, Any]) -> str:
     verdict = "completed and verified" if summary["ok"] else "NOT completed"
     lines = [f"# Cutover {summary['cutover']}: {verdict}", ""]
@@ -126,7 +117,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     for key, db in summary["databases"].items():
         sha = (db["sha256"] or "-")[:16]
         lines.append(
-            f"| {key} | {db['method']} | {db['rows'] if db['rows'] is not None else '-'} | {_size(db['bytes'])} | `{sha}` | {db['duration_s']} s | {'yes' if db['verified'] else 'no'} |"
+            f"| {key} | {db['method']} | {db['rows'] if db['rows'] is not None else '-'} | {units.size(db['bytes'])} | `{sha}` | {db['duration_s']} s | {'yes' if db['verified'] else 'no'} |"
         )
     lines += ["", "## Applications", "", "| application | smoke | DNS | after the switch |", "|---|---|---|---|"]
     for name, app in summary["applications"].items():
@@ -144,7 +135,7 @@ def summary_text(summary: dict[str, Any]) -> str:
     lines.append(f"{'database':<28} {'method':<7} {'rows':>9} {'bytes':>10} {'sha256':<16} {'time':>7}")
     for key, db in summary["databases"].items():
         rows = db["rows"] if db["rows"] is not None else "-"
-        lines.append(f"{key:<28} {db['method'] or '-':<7} {rows:>9} {_size(db['bytes']):>10} {(db['sha256'] or '-')[:16]:<16} {db['duration_s']:>6}s")
+        lines.append(f"{key:<28} {db['method'] or '-':<7} {rows:>9} {units.size(db['bytes']):>10} {(db['sha256'] or '-')[:16]:<16} {db['duration_s']:>6}s")
     lines.append(f"{'application':<28} {'smoke':<8} {'dns':<10} after the switch")
     for name, app in summary["applications"].items():
         lines.append(f"{name:<28} {app['smoke']:<8} {app['dns']:<10} {app['post_switch']}")

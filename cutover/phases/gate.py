@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import structlog
 
 from cutover.decisions import GATE_EVENTS, GATE_PAUSE, GO, gate_command, pause_key
+from cutover import units
 from cutover.errors import PermanentStepError
 from cutover.evidence import dns_plan_digest, gate_markdown
 from cutover.phases import dns
@@ -22,10 +23,6 @@ from cutover.results import GateResult
 log = structlog.get_logger()
 
 WAITING, OVERDUE, DECIDED = GATE_EVENTS
-
-
-def duration_words(seconds: float) -> str:
-    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
 def decide(ctx: StepContext) -> GateResult:
@@ -40,7 +37,7 @@ def decide(ctx: StepContext) -> GateResult:
     if ctx.ask is None:
         raise PermanentStepError(f"gate {spec.name}: nobody can be asked here (no pause)")
     approvers = runbook.approvers(spec)
-    patience = f"No answer within {duration_words(spec.timeout_s)}: " + (
+    patience = f"No answer within {units.duration(spec.timeout_s)}: " + (
         "it keeps waiting, and says it is overdue." if spec.on_timeout == "wait" else "**no-go** (rolls back)."
     )
     description = gate_markdown(
@@ -76,7 +73,7 @@ def decide(ctx: StepContext) -> GateResult:
         answer = ctx.ask("gate", key=key, description=description, question=question, patience_s=spec.timeout_s, when_overdue=overdue, approvers=approvers)
         if answer is None:
             outcome = GateResult(
-                **base, approve=False, decided_by="nobody", reason=f"no decision within {duration_words(spec.timeout_s)} (on_timeout: no_go)", at=_now()
+                **base, approve=False, decided_by="nobody", reason=f"no decision within {units.duration(spec.timeout_s)} (on_timeout: no_go)", at=_now()
             )
             break
         decided_by = answer.decided_by.strip()

@@ -66,7 +66,7 @@ class Plan:
                     "application": s.application,
                     "phase": s.phase,
                     "depends_on": list(s.depends_on),
-                    "estimate_s": round(s.estimate_s, 3),
+                    "estimate_s": s.estimate_s,
                     **({"database": s.database, "method": s.method} if s.database else {}),
                     **({"item": s.item} if s.item else {}),
                     **({"gate": s.gate} if s.gate else {}),
@@ -210,7 +210,7 @@ def build_plan(
         add(gate_id(gate.name), "gate", None, deps, gate=gate.name)
 
     order = topological_order(preds)
-    durations = {sid: _estimate(sid, info[sid], estimates) for sid in order}
+    durations = {sid: round(_estimate(sid, info[sid], estimates), 1) for sid in order}  # tenths: exact in JSON
     path, total = critical_path(preds, durations, order)
     reads = _reads(info, preds)
     steps = {}

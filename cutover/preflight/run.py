@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
+from cutover import units
 from cutover.errors import CutoverError
 from cutover.phases import endpoints, workspace
 from cutover.journal import TtlRecord
@@ -225,7 +226,7 @@ def _source_databases(
                 report.add("source", key, Status.fail, "; ".join(problems))
                 continue
             method = choose_method(runbook, db, size)
-            detail = f"{_size(size)}, moves by {method}"
+            detail = f"{units.size(size)}, moves by {method}"
             if freeze.is_read_only(admin, db.name):
                 report.add("source", key, Status.warn, f"{detail}; already read-only: frozen before this run, and a rollback leaves it so")
             else:
@@ -317,7 +318,7 @@ def _ssh(report: Report, runbook: Runbook, missing: set[str], sizes: dict[str, i
             else:
                 available = int(fields[3]) * 1024
                 status = Status.ok if available >= need else Status.fail
-                report.add("disk", f"{site_name}:{work}", status, f"{_size(available)} free, dumps need {_size(need)}")
+                report.add("disk", f"{site_name}:{work}", status, f"{units.size(available)} free, dumps need {units.size(need)}")
         except CutoverError as exc:
             report.add("ssh", subject, Status.fail, str(exc))
         finally:
@@ -354,7 +355,7 @@ def _local_disk(report: Report, runbook: Runbook, sizes: dict[str, int]) -> None
         probe = probe.parent
     available = shutil.disk_usage(probe).free
     status = Status.ok if available >= need else Status.fail
-    report.add("disk", f"orchestrator:{root}", status, f"{_size(available)} free, dumps need {_size(need)}")
+    report.add("disk", f"orchestrator:{root}", status, f"{units.size(available)} free, dumps need {units.size(need)}")
 
 
 # --- DNS --------------------------------------------------------------------------------
@@ -438,12 +439,4 @@ def _reason(exc: BaseException) -> str:
         return "timed out"
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
 
-
-def _size(value: int) -> str:
-    amount = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if amount < 1024 or unit == "TiB":
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{value} B"
 
