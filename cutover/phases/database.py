@@ -195,8 +195,9 @@ def import_dump(move: Move) -> dict[str, Any]:
 # --- stream method -------------------------------------------------------------------
 
 
-def stream_database(move: Move) -> dict[str, Any]:
-    """pg_dump -Fc | SSH channel | pg_restore on the target host, sha256 on both ends."""
+def stream_database(move: Move, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """pg_dump -Fc | SSH channel | pg_restore on the target host, sha256 on both ends.
+    ``progress(bytes_sent_so_far)`` is called as the bytes go (from another thread)."""
     if _already_imported(move):
         return {"database": move.key, "skipped": True}
     _prepare_target(move)
@@ -223,6 +224,7 @@ def stream_database(move: Move) -> dict[str, Any]:
             restore,
             env=move.target().libpq_env(),
             timeout_s=move.runbook.defaults.timeout_s,
+            progress=progress,
         )
     except BaseException:
         producer.kill()
