@@ -205,8 +205,15 @@ def _cachet_time(iso: str | None) -> str | None:
 class Publisher:
     """Sends the newest public state to ``service`` in the background (see the module)."""
 
-    def __init__(self, service: StatusService, transport: httpx.AsyncBaseTransport | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        service: StatusService,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = 10.0,
+        retry_s: tuple[float, ...] = RETRY_S,
+    ) -> None:
         self.service = service
+        self.retry_s = retry_s
         self.transport = transport
         self.timeout_s = timeout_s
         self._latest: dict[str, Any] | None = None
@@ -235,7 +242,7 @@ class Publisher:
                 try:
                     await self.service.publish(client, public)
                 except (httpx.HTTPError, KeyError, ValueError) as exc:
-                    delay = RETRY_S[min(self.failures, len(RETRY_S) - 1)]
+                    delay = self.retry_s[min(self.failures, len(self.retry_s) - 1)]
                     self.failures += 1
                     log.warning("status_publish_failed", service=self.service.name, error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=delay)
                     await asyncio.sleep(delay)

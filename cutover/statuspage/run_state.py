@@ -114,6 +114,12 @@ class CutoverState:
         self.last_event_at: datetime | None = None
         self.task_runs: dict[str, str] = {}  # task run id -> step id
         self._completions: list[tuple[str, StepSample]] = []  # (flow run, sample)
+        self._fresh_steps()
+
+    def _fresh_steps(self) -> None:
+        self.steps = {}
+        self.gates = {}
+        self.task_runs = {}
         if self.plan is not None:
             for step in self.plan.steps.values():
                 self.steps[step.id] = StepState(step.id, step.phase, step.application)
@@ -179,6 +185,7 @@ class CutoverState:
             self.runs[flow_run] = RunInfo(flow_run, flow_run_name, flow, occurred)
             if flow in (None, ev.CUTOVER_FLOW):
                 self.current_run = flow_run
+                self._fresh_steps()  # a new run starts from nothing done
         self.last_event_at = occurred if self.last_event_at is None else max(self.last_event_at, occurred)
         step_id = resource.get(ev.LABEL_NAME, "")
         if name == ev.STEP_COMPLETED and flow_run:
