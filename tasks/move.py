@@ -42,7 +42,7 @@ class TransferProgress:
         self.resource = step_resource(cutover, step_id, phase) if step_id else None
         self.context = contextvars.copy_context()
         self.started = time.monotonic()
-        self.last_event = self.started
+        self.last_event: float | None = None  # the first chunk reports at once
         self.last_bytes = 0
 
     def __call__(self, done: int, total: int | None = None) -> None:
@@ -51,8 +51,9 @@ class TransferProgress:
     def _report(self, done: int, total: int | None) -> None:
         now = time.monotonic()
         finished = total is not None and done >= total
-        if self.resource is not None and (now - self.last_event >= self.EVENT_EVERY_S or finished):
-            rate = (done - self.last_bytes) / (now - self.last_event) if now > self.last_event else 0.0
+        if self.resource is not None and (self.last_event is None or now - self.last_event >= self.EVENT_EVERY_S or finished):
+            since = self.last_event if self.last_event is not None else self.started
+            rate = (done - self.last_bytes) / (now - since) if now > since else 0.0
             payload = {"bytes_sent": done, "rate_bps": round(rate), "elapsed_s": round(now - self.started, 1)}
             if total:
                 payload.update(total=total, percent=round(100.0 * done / total, 1))

@@ -8,15 +8,13 @@ seen twice count once. A second history pass a little later catches what was sti
 way into the server's database at the first. When the server goes away the feed starts
 over, with backoff: the page keeps showing the last state meanwhile.
 
-Logs: the current run's records from ``POST /logs/filter`` (again whenever the current
-run changes), then live ones from ``/logs/out`` (``PrefectLogsSubscriber``), kept only
-when they belong to the current run or a rollback of it.
+Logs: the current run's (and its rollbacks') latest records from ``POST /logs/filter``,
+then every second the ones after the newest seen.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -26,6 +24,7 @@ import structlog
 from cutover import event_names as ev
 from cutover.statuspage.hub import Hub
 from cutover.statuspage.log_lines import parse_record
+from cutover.statuspage.run_state import parse_time
 
 log = structlog.get_logger()
 
@@ -34,7 +33,8 @@ PAGE_SIZE = 50  # the most the events API returns per page
 LOG_PAGE = 200
 LOG_HISTORY = 2000  # the current run's latest lines read at start
 CATCH_UP_AFTER_S = 15.0
-UNCLAIMED_KEPT = 1000
+LOG_POLL_S = 1.0
+LOG_OVERLAP = timedelta(seconds=5)
 RETRY_S = (1, 2, 5, 10, 30)
 
 
@@ -146,61 +146,52 @@ class Feed:
         return {rid for rid in state.runs if rid == state.current_run or state._in_current(rid, state.runs[rid].first_seen)}
 
     async def _logs(self) -> None:
-        from prefect.client.schemas.filters import LogFilter
-        from prefect.logging.clients import PrefectLogsSubscriber
+        # Polled: the server's websocket for logs (/logs/out) is off unless the server
+        # runs with PREFECT_SERVER_LOGS_STREAM_OUT_ENABLED; the run's logs reach the API
+        # in batches every couple of seconds anyway.
+        newest: dict[str, datetime] = {}
+        async with httpx.AsyncClient(timeout=30) as client:
+            while True:
+                for run_id in sorted(self._wanted_runs()):
+                    if run_id not in newest:
+                        newest[run_id] = await self._log_history(client, run_id)
+                    else:
+                        newest[run_id] = await self._log_since(client, run_id, newest[run_id])
+                await asyncio.sleep(LOG_POLL_S)
 
-        live: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        unclaimed: deque[dict[str, Any]] = deque(maxlen=UNCLAIMED_KEPT)
-        subscriber = PrefectLogsSubscriber(api_url=self.api_url, filter=LogFilter(), reconnect_on_clean_close=True)
-        self._log_runs = set()
-        async with subscriber, httpx.AsyncClient(timeout=30) as client:
+    def _add(self, records: list[dict[str, Any]]) -> datetime | None:
+        steps = self.hub.state.task_runs
+        self.hub.add_log_lines([parse_record(r, steps) for r in records])
+        stamps = [parse_time(r["timestamp"]) for r in records if r.get("timestamp")]
+        return max(stamps) if stamps else None
 
-            async def listen() -> None:
-                async for record in subscriber:
-                    live.put_nowait(record.model_dump(mode="json"))
-
-            listener = asyncio.create_task(listen())
-            try:
-                while True:
-                    if listener.done():
-                        listener.result()
-                        return
-                    wanted = self._wanted_runs()
-                    if wanted - self._log_runs:
-                        for run_id in sorted(wanted - self._log_runs):
-                            await self._log_history(client, run_id)
-                            self._log_runs.add(run_id)
-                        claimed = [r for r in unclaimed if str(r.get("flow_run_id")) in wanted]
-                        self.hub.add_log_lines([parse_record(r, self.hub.state.task_runs) for r in claimed])
-                    try:
-                        first = await asyncio.wait_for(live.get(), timeout=1.0)
-                    except asyncio.TimeoutError:
-                        continue
-                    batch = [first]
-                    while not live.empty():
-                        batch.append(live.get_nowait())
-                    wanted = self._wanted_runs()
-                    steps = self.hub.state.task_runs
-                    # a run's first lines may come before the first event that names the run
-                    unclaimed.extend(r for r in batch if str(r.get("flow_run_id")) not in wanted)
-                    self.hub.add_log_lines([parse_record(r, steps) for r in batch if str(r.get("flow_run_id")) in wanted])
-            finally:
-                listener.cancel()
-
-    async def _log_history(self, client: httpx.AsyncClient, flow_run_id: str) -> None:
+    async def _log_history(self, client: httpx.AsyncClient, flow_run_id: str) -> datetime:
+        """The run's latest :data:`LOG_HISTORY` lines; the newest one's time."""
         records: list[dict[str, Any]] = []
         offset = 0
         while len(records) < LOG_HISTORY:
-            response = await client.post(
-                f"{self.api_url}/logs/filter",
-                json={"logs": {"flow_run_id": {"any_": [flow_run_id]}}, "sort": "TIMESTAMP_DESC", "limit": LOG_PAGE, "offset": offset},
-            )
-            response.raise_for_status()
-            page = response.json()
+            page = await self._log_page(client, {"flow_run_id": {"any_": [flow_run_id]}}, "TIMESTAMP_DESC", offset)
             records.extend(page)
             if len(page) < LOG_PAGE:
                 break
             offset += LOG_PAGE
         records.reverse()
-        steps = self.hub.state.task_runs
-        self.hub.add_log_lines([parse_record(r, steps) for r in records])
+        return self._add(records) or datetime.now(timezone.utc) - LOG_OVERLAP
+
+    async def _log_since(self, client: httpx.AsyncClient, flow_run_id: str, newest: datetime) -> datetime:
+        """Lines from a little before ``newest`` on (a batch may carry older lines than
+        one already read; seen ones count once)."""
+        offset = 0
+        after = (newest - LOG_OVERLAP).isoformat()
+        while True:
+            page = await self._log_page(client, {"flow_run_id": {"any_": [flow_run_id]}, "timestamp": {"after_": after}}, "TIMESTAMP_ASC", offset)
+            found = self._add(page)
+            newest = max(newest, found) if found else newest
+            if len(page) < LOG_PAGE:
+                return newest
+            offset += LOG_PAGE
+
+    async def _log_page(self, client: httpx.AsyncClient, logs: dict[str, Any], sort: str, offset: int) -> list[dict[str, Any]]:
+        response = await client.post(f"{self.api_url}/logs/filter", json={"logs": logs, "sort": sort, "limit": LOG_PAGE, "offset": offset})
+        response.raise_for_status()
+        return list(response.json())

@@ -12,7 +12,7 @@
   function line(data) {
     var li = document.createElement("li");
     li.className = "level-" + data.level;
-    var parts = [["time", (data.timestamp || "").slice(11, 19)], ["lvl", data.level], ["app", data.application || ""], ["text", data.text]];
+    var parts = [["time", (data.timestamp || "").slice(11, 19)], ["lvl", data.level], ["log-app", data.application || ""], ["text", data.text]];
     parts.forEach(function (part, i) {
       var el = document.createElement(part[0] === "time" ? "time" : "span");
       if (part[0] !== "time") el.className = part[0];
