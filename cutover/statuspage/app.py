@@ -90,6 +90,11 @@ class StatusPage:
             lambda: templates.get_template("public_main.html").render(s=self._public(lang), t=lambda k, **v: i18n.text(lang, k, **v)),
         )
 
+    def _event_at(self) -> str | None:
+        """When the newest event shown happened (ms): a viewer can tell how late it is."""
+        at = self.hub.state.last_event_at
+        return at.isoformat(timespec="milliseconds") if at else None
+
     async def index(self, request: Request) -> Response:
         lang = self._lang(request)
         other = "nl" if lang == "en" else "en"
@@ -116,7 +121,7 @@ class StatusPage:
                     version = self.hub.views.version
                     yield self.hub.rendered(
                         f"public-sse-{lang}",
-                        lambda: sse("state", {"version": version, "updated": self.hub.public.get("updated"),
+                        lambda: sse("state", {"at": self._event_at(), "version": version, "updated": self.hub.public.get("updated"),
                                               "state": self.hub.public.get("state"), "html": self._public_main(lang)}, version),
                     )
                 elif not await self.hub.views.wait_newer(version, KEEPALIVE_S):
