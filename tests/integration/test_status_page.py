@@ -41,7 +41,7 @@ DEMO = Path("runbooks/demo.yaml").resolve()
 TOKEN = "status-team-token-for-the-browser-test"
 BALLAST_DB = "gis"
 BALLAST_TABLE = "cutover_status_ballast"
-BALLAST_MB = 96
+BALLAST_MB = 64
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -232,7 +232,14 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
                 progress_row = f'#throughput tr[data-step="{BALLAST_DB}/stream/{BALLAST_DB}"]'
                 wait_for("the ballast stream's progress in the team view", lambda: (watch(), team.query_selector(progress_row))[1], 180)
                 lines_then = team.eval_on_selector_all("#log-lines li", "items => items.length")
-                sent_then = team.inner_text(progress_row + " .sent")
+                sent_first = team.inner_text(progress_row + " .sent")
+
+                def advanced() -> bool:
+                    watch()
+                    row = team.query_selector(progress_row + " .sent")
+                    return row is not None and row.inner_text() != sent_first
+
+                wait_for("the stream's progress to advance in the team view", advanced, 60)
                 team.screenshot(path=str(shots / "status-team-transfer.png"), full_page=False)
                 wait_for("more log lines", lambda: (watch(), team.eval_on_selector_all("#log-lines li", "i => i.length") > lines_then)[1], 60)
                 assert team.query_selector_all("#log-lines li .log-app"), "log lines name their application"
@@ -251,7 +258,6 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
                     )
 
                 wait_for("the restarted page to show the run so far", caught_up, 60, every_s=0.5)
-                assert sent_then, "the progress row showed bytes sent"
 
                 # the gate: pending in the team view with its Prefect UI link, answered through the API
                 def paused() -> bool:
