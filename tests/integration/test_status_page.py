@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -288,6 +290,20 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
         for app, states in seen.items():
             assert states[-1] == "live" and len(states) >= 3, (app, states)
         assert any("moving" in states for states in seen.values()), seen
+
+        # the finished run is a rehearsal now: the timeline learns the real durations
+        def timeline() -> str | None:
+            done = subprocess.run(
+                [sys.executable, "-m", "cutover", "plan", str(DEMO), "--timeline", "--api", prefect_api.api_url],
+                capture_output=True, text=True, timeout=60,
+            )
+            return done.stdout if "rehearsal(s)" in done.stdout else None
+
+        text = wait_for("the run's step events in the history", timeline, 60, every_s=3)
+        p50 = re.search(r"P50 finish: \S+ \S+ \((?:(\d+)h)?(\d+)m", text)
+        assert p50 and p50.group(1) is None and int(p50.group(2)) < 10, (
+            f"the timeline uses what the steps took (the gate's 15-minute default gave way): {text[-400:]}"
+        )
 
         served = recorder.text()
         assert "live op de nieuwe locatie" in served and "live on the new site" in served, "the recorder saw the whole run"

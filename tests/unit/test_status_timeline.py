@@ -83,3 +83,27 @@ def test_plan_timeline_text_warns_when_p90_ends_after_the_window(runbook):
 
 def test_methods_come_from_the_step_ids_runs_took():
     assert methods_from_steps(["gis/stream/gis", "zaaksysteem/export/zaken", "gis/freeze"]) == {"gis/gis": "stream", "zaaksysteem/zaken": "file"}
+
+
+def test_rehearsal_samples_are_the_cutover_flows_forward_steps():
+    from cutover.statuspage.rehearsals import samples_from_events
+    from tests.unit.status_events import step_event
+
+    events = [
+        step_event("cutover.step.completed", "gis/stream/gis", "stream", 5, run="r1", payload={"duration_s": 3.5, "bytes": 99}),
+        step_event("cutover.step.completed", "rollback/gis/freeze", "rollback", 9, run="r1"),
+        step_event("cutover.step.completed", "gis/freeze", "freeze", 9, run="r2", flow="cutover-rollback"),
+    ]
+    samples = samples_from_events(events)
+    assert [(s.run, s.step_id, s.duration_s, s.bytes) for s in samples] == [("r1", "gis/stream/gis", 3.5, 99)]
+
+
+def test_plan_timeline_without_an_api_uses_the_defaults(monkeypatch):
+    from typer.testing import CliRunner
+
+    from cutover.cli.main import app
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    result = CliRunner().invoke(app, ["plan", "runbooks/demo.yaml", "--timeline"])
+    assert result.exit_code == 0, result.output
+    assert "no rehearsal found" in result.output and "P90 finish" in result.output
