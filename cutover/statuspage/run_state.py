@@ -133,12 +133,12 @@ class CutoverState:
             return False
         if not self._concerns(event):
             return False
-        if event_id:
-            self._seen.add(event_id)
         occurred = parse_time(event["occurred"])
         if event["event"] in _NOT_REPLAYED:
-            self._fold(event, occurred)
+            self._fold(event, occurred)  # seen twice it sets the same figures again: no id kept
             return True
+        if event_id:
+            self._seen.add(event_id)
         if self._events and occurred < parse_time(self._events[-1]["occurred"]):
             self._events.append(event)
             self._events.sort(key=lambda e: parse_time(e["occurred"]))
