@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from cutover import event_names
+
 _NOT_IN_PAUSE_KEY = re.compile(r"[^a-z0-9-]+")
 
 GO = "go"
@@ -18,8 +20,8 @@ GATE_PAUSE = "gate"  # pause keys: gate-<gate>-<attempt>
 DECISION_PAUSE = "ponr"  # pause keys: ponr-<attempt>-<run count>
 QUESTION_SUFFIX = "-question"  # the flow run input beside a pause's form: what is asked
 
-GATE_EVENTS = ("cutover.gate.waiting", "cutover.gate.overdue", "cutover.gate.decided")
-DECISION_EVENTS = ("cutover.decision.waiting", "cutover.decision.overdue", "cutover.decision.decided")
+GATE_EVENTS = (event_names.GATE_WAITING, event_names.GATE_OVERDUE, event_names.GATE_DECIDED)
+DECISION_EVENTS = (event_names.DECISION_WAITING, event_names.DECISION_OVERDUE, event_names.DECISION_DECIDED)
 
 
 def gate_command(flow_run_id: str, gate: str) -> str:

@@ -16,19 +16,11 @@ from typing import Any
 import structlog
 from prefect.events import emit_event
 
+from cutover.event_names import STEP_FAILED, STEP_PREFIX, STEP_STARTED, step_resource
 from cutover.log import redact_text
 from cutover.results import StepResult
 
 log = structlog.get_logger()
-
-def _resource(cutover: str, step_id: str, phase: str) -> dict[str, str]:
-    return {
-        "prefect.resource.id": f"cutover.{cutover}.{step_id}",
-        "prefect.resource.name": step_id,
-        "cutover.name": cutover,
-        "cutover.phase": phase,
-    }
-
 
 def _figures(result: Any) -> dict[str, Any]:
     return result.figures() if isinstance(result, StepResult) else {}
@@ -66,10 +58,10 @@ def _bound(cutover: str, step_id: str) -> Iterator[None]:
 def run_step(cutover: str, step_id: str, phase: str, work: Callable[[], Any], *, done: str = "completed") -> Any:
     """Run ``work`` as step ``step_id``: log and emit its start, then its end (event
     ``cutover.step.<done>``: ``completed``, or ``compensated`` for a rollback step) or failure."""
-    resource = _resource(cutover, step_id, phase)
+    resource = step_resource(cutover, step_id, phase)
     with _bound(cutover, step_id):
         log.info("step_started", phase=phase)
-        emit_event("cutover.step.started", resource=resource)
+        emit_event(STEP_STARTED, resource=resource)
         start = time.perf_counter()
         try:
             result = work()
@@ -77,10 +69,10 @@ def run_step(cutover: str, step_id: str, phase: str, work: Callable[[], Any], *,
             duration = round(time.perf_counter() - start, 2)
             message = redact_text(str(exc))[:500]
             log.error("step_failed", phase=phase, duration_s=duration, error=message, error_type=type(exc).__name__)
-            emit_event("cutover.step.failed", resource=resource, payload={"duration_s": duration, "error": message})
+            emit_event(STEP_FAILED, resource=resource, payload={"duration_s": duration, "error": message})
             raise
         duration = round(time.perf_counter() - start, 2)
         figures = {"duration_s": duration, **{k: v for k, v in _figures(result).items() if k != "duration_s"}}
         log.info(f"step_{done}", phase=phase, **figures)
-        emit_event(f"cutover.step.{done}", resource=resource, payload=figures)
+        emit_event(f"{STEP_PREFIX}{done}", resource=resource, payload=_plain(figures))
         return result

@@ -52,7 +52,7 @@ def context(runbook_path: str, step: Step, attempt_key: str, flow_run_id: str, u
         journal=journal,
         estate_journal=estate_journal(runbook.cutover),
         upstream=upstream,
-        progress=TransferProgress(f"{step.id}: bytes sent to the target"),
+        progress=TransferProgress(f"{step.id}: bytes to the target", runbook.cutover, step.id, step.phase),
         emit=lambda event, resource, payload: emit(runbook.cutover, event, resource, payload, phase=step.phase),
         ask=prefect_ask,
     )

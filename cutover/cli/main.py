@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from cutover.cli import run_commands, runbook_commands, sandbox_commands, stack_commands
+from cutover.cli import run_commands, runbook_commands, sandbox_commands, stack_commands, status_page_commands
 
 app = typer.Typer(
     name="cutover",
@@ -17,6 +17,7 @@ app = typer.Typer(
 runbook_commands.register(app)
 run_commands.register(app)
 stack_commands.register(app)
+status_page_commands.register(app)
 app.add_typer(sandbox_commands.app, name="sandbox", help="A real estate on this machine: PostgreSQL, OpenSSH, PowerDNS, apps.")
 
 

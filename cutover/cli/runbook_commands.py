@@ -43,12 +43,18 @@ def validate(runbook: RunbookArg) -> None:
 def plan(
     runbook: RunbookArg,
     format: Annotated[PlanFormat, typer.Option("--format", "-f", help="text, json or mermaid")] = PlanFormat.text,
+    timeline: Annotated[bool, typer.Option("--timeline", help="predict the finish (P50/P90) against the window from earlier runs")] = False,
+    api: Annotated[str | None, typer.Option("--api", help="Prefect API with the earlier runs (default: PREFECT_API_URL)")] = None,
 ) -> None:
     """Show the steps a cutover will run, their order and the critical path."""
     from cutover.plan import build_plan
     from cutover.plan import render
 
     loaded = load_or_exit(runbook)
+    if timeline:
+        from cutover.cli.status_page_commands import print_timeline
+
+        raise typer.Exit(print_timeline(loaded, api))
     built = build_plan(loaded)
     out = {"text": render.as_text, "json": render.as_json, "mermaid": render.as_mermaid}[format.value](built)
     sys.stdout.write(out + "\n")

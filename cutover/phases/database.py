@@ -216,8 +216,9 @@ def import_dump(move: Move) -> ImportResult:
 # --- stream method -------------------------------------------------------------------
 
 
-def stream_database(move: Move) -> StreamResult:
-    """pg_dump -Fc | SSH channel | pg_restore on the target host, sha256 on both ends."""
+def stream_database(move: Move, progress: Callable[[int], None] | None = None) -> StreamResult:
+    """pg_dump -Fc | SSH channel | pg_restore on the target host, sha256 on both ends.
+    ``progress(bytes_sent_so_far)`` is called as the bytes go (from another thread)."""
     if _already_imported(move):
         return StreamResult(database=move.key, skipped=True)
     _prepare_target(move)
@@ -244,6 +245,7 @@ def stream_database(move: Move) -> StreamResult:
             restore,
             env=move.target().libpq_env(),
             timeout_s=move.runbook.defaults.timeout_s,
+            progress=progress,
         )
     except BaseException:
         producer.kill()

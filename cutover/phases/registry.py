@@ -56,6 +56,13 @@ def _source_check(ctx: StepContext) -> SourceCheckResult:
     )
 
 
+def _stream(ctx: StepContext) -> StepResult:
+    result = database.stream_database(_move(ctx), ctx.progress)
+    if ctx.progress is not None:
+        ctx.progress.finish()
+    return result
+
+
 def _switch(ctx: StepContext) -> StepResult:
     approved = ctx.read(ctx.step.reads[0]).dns_changes if ctx.step.reads else None
     return dns.switch_records(
@@ -73,7 +80,7 @@ RUN: dict[str, Run] = {
     "export": lambda ctx: database.export_database(_move(ctx)),
     "transfer": lambda ctx: database.transfer_dump(_move(ctx), ctx.progress),
     "import": lambda ctx: database.import_dump(_move(ctx)),
-    "stream": lambda ctx: database.stream_database(_move(ctx)),
+    "stream": lambda ctx: _stream(ctx),
     "verify": lambda ctx: database.verify_database(_move(ctx), _frozen(ctx).databases[ctx.step.database or ""]),
     "files": lambda ctx: files.move_files(ctx.runbook, ctx.app, ctx.step.item or ""),
     "start": _section("start"),
