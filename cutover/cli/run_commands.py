@@ -342,9 +342,10 @@ def _stop_demo(directory: Path) -> None:
     from cutover.orchestration.server import stop_server
     from cutover.orchestration.worker import stop_worker
     from cutover.sandbox import lifecycle
+    from cutover.statuspage.process import stop_status_page
 
     home = directory.absolute() / "prefect"
-    stopped = len(stop_worker(home)) + len(stop_server(home))
+    stopped = len(stop_status_page(home)) + len(stop_worker(home)) + len(stop_server(home))
     stopped += len(lifecycle.down(directory))
     print(f"demo in {directory} stopped ({stopped} processes)")
 
@@ -354,7 +355,9 @@ def _start_demo_stack(directory: Path, scale: int) -> PrefectServer:
     worker with the sandbox's environment; each step printed with its duration."""
     from cutover.orchestration.deployments import apply_deployments
     from cutover.orchestration.server import start_server
+    from cutover.orchestration.stack import team_token
     from cutover.orchestration.worker import start_worker
+    from cutover.statuspage.process import start_status_page
     from cutover.redaction import is_sensitive_key, register_secrets
     from cutover.sandbox import lifecycle
     from cutover.sandbox.info import INFO_FILE
@@ -374,6 +377,10 @@ def _start_demo_stack(directory: Path, scale: int) -> PrefectServer:
     print(f"deployments applied: {', '.join(applied.deployments)}: {applied.seconds:.1f}s")
     worker = start_worker(server.home, server.api_url, env=environment, project_dir=_project_dir())
     print(f"worker {worker.name} on pool {worker.pool} (pid {worker.pid}): {worker.started_s:.1f}s")
+    token, token_file = team_token(server.home, environment)
+    register_secrets([token])
+    page = start_status_page(server.home, server.api_url, runbook=_project_dir() / DEMO_RUNBOOK, team_token=token, ui_url=server.ui_url)
+    print(f"status page {page.url} (public); team view {page.team_url} (token in {token_file})")
     return server
 
 

@@ -33,9 +33,14 @@ def up(
         typer.Option("--env-file", help="NAME=value lines the worker gets (the runbook's env: secrets); default: this shell's environment", show_default=False),
     ] = None,
     home: HomeOption = None,
+    runbook: Annotated[Path | None, typer.Option("--runbook", help="the runbook the status page shows before its first run", show_default=False)] = None,
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="notify this URL when a gate waits, a step fails for good, the point of no return is passed or a run goes silent", show_default=False)
+    ] = None,
 ) -> None:
     """Start (or reuse) the local Prefect server with its UI, apply the deployments
-    (cutover, preflight, rollback) and start a worker with the estate's environment."""
+    (cutover, preflight, rollback), start a worker with the estate's environment, and the
+    status page beside the UI."""
     from cutover.cli.run_commands import _project_dir, _quiet_logging
     from cutover.errors import CutoverError
     from cutover.orchestration.stack import read_env_file, start_stack
@@ -52,12 +57,20 @@ def up(
             env = dict(os.environ)
             source = "the shell that ran cutover up"
         register_secrets(value for name, value in env.items() if is_sensitive_key(name))
-        stack = start_stack(where, env, default_work_dir(), project_dir=_project_dir(), env_source=source)
+        stack = start_stack(where, env, default_work_dir(), project_dir=_project_dir(), env_source=source, runbook=runbook)
+        if webhook:
+            from cutover.orchestration.automations import create_automations
+
+            created = create_automations(stack.server.api_url, webhook_url=webhook)
     except CutoverError as exc:
         raise _fail("up", str(exc)) from None
     print(f"Prefect server {stack.server.api_url} (pid {stack.server.pid}); UI {stack.server.ui_url}")
     print(f"deployments: {', '.join(stack.deployments)}")
     print(f"worker {stack.worker.name} on pool {stack.worker.pool} (pid {stack.worker.pid}), environment from {source}")
+    token_where = f"token in {stack.token_file}" if stack.token_file else "token: CUTOVER_STATUS_TEAM_TOKEN"
+    print(f"status page {stack.status_page.url} (public); team view {stack.status_page.team_url} ({token_where})")
+    if webhook:
+        print(f"notifications to {webhook}: {len(created)} automation(s)")
     print(f"work directory (dumps, audit logs): {stack.work_dir}")
     print(f"`source {stack.server.home / 'env'}` points prefect and cutover commands at it; `cutover down` stops it")
 
@@ -93,6 +106,7 @@ def status(home: HomeOption = None) -> None:
         print("worker: not running")
     else:
         print(f"worker: {state.worker.name} on pool {state.worker.pool} (pid {state.worker.pid})")
+    print(f"status page: {state.status_page.url if state.status_page else 'not running'}")
     if state.env_source:
         print(f"worker environment: from {state.env_source}")
     print(f"work directory: {state.work_dir or 'not recorded (cutover up records it)'}")
