@@ -38,6 +38,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from cutover.config import library_log_levels
 from cutover.redaction import (
     exception_text,
     forget_secrets,
@@ -60,7 +61,7 @@ EventDict = MutableMapping[str, Any]
 
 # Libraries whose INFO lines are noise at our default level. httpx in particular logs
 # every request Prefect's own client makes to the API ("HTTP Request: POST .../logs/").
-_QUIET_LIBRARIES = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
+
 # Loggers that Prefect's logging.yml points at its own console handler with
 # propagate=False; in our process they go through our sinks instead.
 _ADOPTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "fastapi")
@@ -417,7 +418,7 @@ def configure_logging(
     prefect_handler.setFormatter(_formatter(plain_renderer, drop_ui_columns))
     root.addHandler(_mark(prefect_handler))
 
-    for name, lib_level in {**_QUIET_LIBRARIES, **(library_levels or {})}.items():
+    for name, lib_level in {**library_log_levels(), **(library_levels or {})}.items():
         logging.getLogger(name).setLevel(lib_level if isinstance(lib_level, int) else lib_level.upper())
     for name in _ADOPTED_LOGGERS:
         adopted = logging.getLogger(name)

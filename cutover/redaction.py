@@ -100,11 +100,6 @@ def forget_secrets() -> None:
         _pattern = None
 
 
-def registered_secret_count() -> int:
-    """How many spellings are registered (for diagnostics; never the values)."""
-    return len(_secrets)
-
-
 # --- patterns scrubbed without registration ---------------------------------------------
 
 _URL_USERINFO = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/?#@\s]*:)(?P<pw>[^@/?#\s]+)(?P<at>@)")

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, is_dataclass
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from prefect.events import emit_event
 
 from cutover.event_names import STEP_FAILED, STEP_PREFIX, STEP_STARTED, step_resource
-from cutover.log import redact_text
+from cutover.log import bind_step, redact_text
 from cutover.results import StepResult
 
 log = structlog.get_logger()
@@ -49,17 +48,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-@contextmanager
-def _bound(cutover: str, step_id: str) -> Iterator[None]:
-    with structlog.contextvars.bound_contextvars(cutover=cutover, step_id=step_id):
-        yield
-
-
 def run_step(cutover: str, step_id: str, phase: str, work: Callable[[], Any], *, done: str = "completed") -> Any:
     """Run ``work`` as step ``step_id``: log and emit its start, then its end (event
     ``cutover.step.<done>``: ``completed``, or ``compensated`` for a rollback step) or failure."""
     resource = step_resource(cutover, step_id, phase)
-    with _bound(cutover, step_id):
+    with bind_step(cutover, step_id):
         log.info("step_started", phase=phase)
         emit_event(STEP_STARTED, resource=resource)
         start = time.perf_counter()

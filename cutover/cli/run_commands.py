@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from cutover.orchestration.follow import RunOutcome
     from cutover.orchestration.server import PrefectServer
 
-CUTOVER_DEPLOYMENT = "cutover/cutover"
-ROLLBACK_DEPLOYMENT = "cutover-rollback/rollback"
 DEMO_RUNBOOK = "runbooks/demo.yaml"
 DEMO_OPERATOR = "cutover-demo"
 
@@ -43,6 +41,13 @@ def _quiet_logging() -> None:
 def _fail(command: str, message: str, code: int = 1) -> typer.Exit:
     print(f"cutover {command}: {message}", file=sys.stderr)
     return typer.Exit(code)
+
+
+def _deployment(name: str) -> str:
+    """``flow/deployment`` of prefect.yaml's deployment ``name`` in the project directory."""
+    from cutover.orchestration.deployments import deployment
+
+    return deployment(name, _project_dir())
 
 
 def _project_dir() -> Path:
@@ -142,7 +147,7 @@ def run(
     runbook: Annotated[Path, typer.Argument(help="the runbook YAML file (relative to the project directory, or absolute)", show_default=False)],
     wait: WaitOption = True,
     api: ApiOption = None,
-    deployment: Annotated[str, typer.Option("--deployment", help="flow/deployment to run")] = CUTOVER_DEPLOYMENT,
+    deployment: Annotated[str | None, typer.Option("--deployment", help="flow/deployment to run (default: prefect.yaml's cutover)", show_default=False)] = None,
     outside_window: Annotated[
         bool, typer.Option("--outside-window", help="run although now is outside the runbook's window (a rehearsal)")
     ] = False,
@@ -165,7 +170,9 @@ def run(
     try:
         api_url = _api_url(api)
         require_healthy(api_url)
-        flow_run_id = start_run(api_url, deployment, {"runbook": parameter, **({"outside_window": True} if outside_window else {})})
+        flow_run_id = start_run(
+            api_url, deployment or _deployment("cutover"), {"runbook": parameter, **({"outside_window": True} if outside_window else {})}
+        )
     except OrchestrationError as exc:
         raise _fail("run", str(exc)) from None
     ui_url = ui_url_for(api_url)
@@ -227,7 +234,7 @@ def rollback(
         require_healthy(api_url)
         runbook = flow_run_parameters(api_url, flow_run_id).get("runbook") or DEMO_RUNBOOK
         rollback_run = start_run(
-            api_url, ROLLBACK_DEPLOYMENT, {"cutover_run": flow_run_id, "runbook": runbook, "acknowledge_writes_lost": acknowledge_writes_lost}
+            api_url, _deployment("rollback"), {"cutover_run": flow_run_id, "runbook": runbook, "acknowledge_writes_lost": acknowledge_writes_lost}
         )
     except OrchestrationError as exc:
         raise _fail("rollback", str(exc)) from None
@@ -287,9 +294,6 @@ def decide(
     print(f"flow run {flow_run_id}: answered {what} as {by}")
 
 
-PREFLIGHT_DEPLOYMENT = "cutover-preflight/preflight"
-
-
 def preflight(
     runbook: Annotated[Path, typer.Argument(help="the runbook YAML file (relative to the project directory, or absolute)", show_default=False)],
     lower_ttl: Annotated[
@@ -319,7 +323,7 @@ def preflight(
         api_url = _api_url(api)
         require_healthy(api_url)
         run_id = start_run(
-            api_url, PREFLIGHT_DEPLOYMENT, {"runbook": parameter, "lower_ttl": lower_ttl, "live": live, "outside_window": outside_window}
+            api_url, _deployment("preflight"), {"runbook": parameter, "lower_ttl": lower_ttl, "live": live, "outside_window": outside_window}
         )
     except OrchestrationError as exc:
         raise _fail("preflight", str(exc)) from None
@@ -410,7 +414,7 @@ def demo(
     try:
         server = _start_demo_stack(directory, scale)
         # the demo is a rehearsal: its runbook's window is the real weekend's
-        flow_run_id = start_run(server.api_url, CUTOVER_DEPLOYMENT, {"runbook": DEMO_RUNBOOK, "outside_window": True})
+        flow_run_id = start_run(server.api_url, _deployment("cutover"), {"runbook": DEMO_RUNBOOK, "outside_window": True})
         print(f"flow run {flow_run_id}: {flow_run_link(server.ui_url, flow_run_id)}")
 
         def on_pause(run_id: str, key: str) -> None:

@@ -139,3 +139,31 @@ def _deployed_names(api_url: str, names: list[str]) -> list[str]:
     if missing:
         raise OrchestrationError(f"prefect deploy reported success but {api_url} has no deployment {sorted(missing)}")
     return full
+
+
+def _flow_name(entrypoint: str, project_dir: Path) -> str:
+    """The ``@flow(name=...)`` of an entrypoint ``path.py:function``, read from its source
+    (no import: the CLI stays quick and needs no flow's dependencies)."""
+    import ast
+
+    path, _, function = entrypoint.partition(":")
+    tree = ast.parse((project_dir / path).read_text())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "flow":
+                    for keyword in decorator.keywords:
+                        if keyword.arg == "name" and isinstance(keyword.value, ast.Constant):
+                            return str(keyword.value.value)
+            return function.replace("_", "-")  # Prefect's default flow name
+    raise OrchestrationError(f"{entrypoint} in {project_dir / PREFECT_FILE} names no function {function}")
+
+
+def deployment(name: str, project_dir: Path = PROJECT_DIR) -> str:
+    """``flow/deployment`` of the deployment ``name`` of prefect.yaml (``cutover``,
+    ``preflight``, ``rollback``), as run_deployment takes it: one home for these names."""
+    config = yaml.safe_load((project_dir / PREFECT_FILE).read_text()) or {}
+    for entry in config.get("deployments") or []:
+        if entry and entry.get("name") == name:
+            return f"{_flow_name(entry['entrypoint'], project_dir)}/{name}"
+    raise OrchestrationError(f"{project_dir / PREFECT_FILE} has no deployment {name!r}")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import structlog
 
+from cutover.config import prefect_settings
 from cutover.orchestration import OrchestrationError, owned_process
 from cutover.orchestration.api import api_is_healthy
 
@@ -106,10 +107,7 @@ def server_environment(home: Path, host: str, port: int, database_url: str | Non
         "PREFECT_SERVER_API_PORT": str(port),
         "PREFECT_API_URL": api_url,
         "PREFECT_UI_API_URL": api_url,
-        "PREFECT_UI_ENABLED": "true",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
-        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+        **prefect_settings("server"),  # config/prefect-local.toml
     })
     return env
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import structlog
 
+from cutover.config import prefect_settings
 from cutover.orchestration import OrchestrationError, owned_process
 from cutover.orchestration.api import prefect_client
 from cutover.orchestration.deployments import POOL, PROJECT_DIR
@@ -33,9 +34,6 @@ from cutover.orchestration.deployments import POOL, PROJECT_DIR
 log = structlog.get_logger()
 
 START_TIMEOUT_S = 90.0
-# How often the worker asks for work: Prefect's default of 10 s adds up to 10 s before a
-# run starts; a local worker against a local server can afford to ask every 2 s.
-QUERY_SECONDS = "2"
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ def worker_environment(api_url: str, home: Path, env: Mapping[str, str], project
     merged.update({
         "PREFECT_API_URL": api_url,
         "PREFECT_HOME": str(home),
-        "PREFECT_WORKER_QUERY_SECONDS": QUERY_SECONDS,
+        **prefect_settings("worker"),  # config/prefect-local.toml
         "CUTOVER_PROJECT_DIR": str(project_dir),
     })
     return merged
