@@ -61,8 +61,9 @@ def main() -> int:
         # generation only: no shrinking (a failure is kept whole), no example database, and
         # a failing case does not stop the run
         @seed(run_seed + number)
-        @settings(max_examples=per_job, deadline=None, database=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=per_job, deadline=None, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck)
+        )
         @given(runbooks())
         def one_case(text: str) -> None:
             nonlocal peak_rss
@@ -91,12 +92,16 @@ def main() -> int:
 
     total = sum(verdicts.values()) + len(failures)
     print(f"seed {run_seed}; {args.jobs} worker(s), each limited to {WORKER_MEMORY >> 20} MiB and {CASE_SECONDS:g} s per case")
-    print(f"{total} cases in {elapsed:.0f} s: {verdicts.get('valid', 0)} valid, {verdicts.get('refused', 0)} refused, {len(failures)} failed")
+    print(
+        f"{total} cases in {elapsed:.0f} s: {verdicts.get('valid', 0)} valid, {verdicts.get('refused', 0)} refused, {len(failures)} failed"
+    )
     if seconds:
         ordered = sorted(seconds)
-        print(f"per case: median {statistics.median(ordered) * 1000:.1f} ms, "
-              f"p99 {ordered[int(len(ordered) * 0.99)] * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms; "
-              f"worker peak RSS {peak_rss} MiB")
+        print(
+            f"per case: median {statistics.median(ordered) * 1000:.1f} ms, "
+            f"p99 {ordered[int(len(ordered) * 0.99)] * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms; "
+            f"worker peak RSS {peak_rss} MiB"
+        )
     if failures:
         RESULTS.mkdir(parents=True, exist_ok=True)
         for i, (text, error) in enumerate(failures[:20]):

@@ -59,7 +59,9 @@ def main() -> None:
     print(f"  load + validate + plan     {med(inproc) * 1000:8.1f} ms")
     print(f"  whole command (process)    {med(command) * 1000:8.1f} ms")
     print(f"  python -c pass             {med(bare) * 1000:8.1f} ms   (command / bare = {med(command) / med(bare):.1f}x)")
-    print(f"  python -c 'import prefect' {med(prefect) * 1000:8.1f} ms   (command / prefect import = {med(command) / med(prefect):.2f}x)")
+    print(
+        f"  python -c 'import prefect' {med(prefect) * 1000:8.1f} ms   (command / prefect import = {med(command) / med(prefect):.2f}x)"
+    )
     ok = med(planning) < 1.0 and med(command) < 2.0
     print("targets: planning < 1 s, whole command < 2 s:", "met" if ok else "NOT MET")
     sys.exit(0 if ok else 1)

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -84,11 +84,16 @@ async def emit_events(api_url: str, cutover: str, seconds: float, rate: float) -
                 step += 1
             event = {
                 "id": str(uuid.uuid4()),
-                "occurred": datetime.now(timezone.utc).isoformat(),
+                "occurred": datetime.now(UTC).isoformat(),
                 "event": name,
                 "resource": step_resource(cutover, f"app{step % 50:02d}/freeze", "freeze"),
-                "related": [{"prefect.resource.id": "prefect.flow-run.00000000-0000-0000-0000-000000000b0e",
-                             "prefect.resource.role": "flow-run", "prefect.resource.name": "bench"}],
+                "related": [
+                    {
+                        "prefect.resource.id": "prefect.flow-run.00000000-0000-0000-0000-000000000b0e",
+                        "prefect.resource.role": "flow-run",
+                        "prefect.resource.name": "bench",
+                    }
+                ],
                 "payload": {"duration_s": 0.5} if name == STEP_COMPLETED else {},
             }
             (await client.post(f"{api_url}/events", json=[event])).raise_for_status()
@@ -103,7 +108,9 @@ async def one_round(page_url: str, page_pid: int, api_url: str, viewers: int, se
     connected = Connected(viewers)
     limits = httpx.Limits(max_connections=viewers + 10, max_keepalive_connections=viewers + 10)
     async with httpx.AsyncClient(timeout=httpx.Timeout(30, read=None), limits=limits) as client:
-        tasks = [asyncio.create_task(viewer(client, f"{page_url}events?lang=en", latencies, connected, stop)) for _ in range(viewers)]
+        tasks = [
+            asyncio.create_task(viewer(client, f"{page_url}events?lang=en", latencies, connected, stop)) for _ in range(viewers)
+        ]
         await asyncio.wait_for(connected.all.wait(), 120)
         await asyncio.sleep(1.0)
         latencies.clear()  # the state each viewer gets on connecting is not an event's delivery
@@ -137,7 +144,9 @@ def table(rows: list[dict[str, float]], seconds: float, rate: float) -> str:
             f"| {r['max_ms']:.0f} ms | {r['rss_mib']:.0f} MiB |"
         )
     lines.append("")
-    lines.append(f"{seconds:g} s of step events at {rate:g}/s per round, through a local Prefect server (SQLite), on this 2-core machine.")
+    lines.append(
+        f"{seconds:g} s of step events at {rate:g}/s per round, through a local Prefect server (SQLite), on this 2-core machine."
+    )
     return "\n".join(lines)
 
 
@@ -160,7 +169,10 @@ def main() -> None:
                 for count in counts:
                     row = asyncio.run(one_round(page.url, page.pid, server.api_url, count, args.seconds, args.rate))
                     rows.append(row)
-                    print(f"{count} viewers: p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, RSS {row['rss_mib']:.0f} MiB", flush=True)
+                    print(
+                        f"{count} viewers: p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, RSS {row['rss_mib']:.0f} MiB",
+                        flush=True,
+                    )
             finally:
                 stop_status_page(Path(tmp) / "page")
         finally:
@@ -173,7 +185,8 @@ def main() -> None:
             "`bench/status_page.py`: N viewers of the public page's server-sent events on loopback; the latency is\n"
             "from the moment an event happened (its `occurred`, posted to the Prefect API) to the moment a viewer\n"
             "received the page update that shows it. Target: p99 under 1 s with 500 viewers.\n\n"
-            + text + "\n\n    .venv/bin/python bench/status_page.py --write\n"
+            + text
+            + "\n\n    .venv/bin/python bench/status_page.py --write\n"
         )
 
 

@@ -72,7 +72,9 @@ def gate_markdown(
         lines += ["", "### Files moved", "", "| files | files | bytes | sha256 |", "|---|---:|---:|---|"]
         for sid, step in sorted(files, key=lambda item: item[0]):
             moved: FilesResult = evidence[sid]
-            lines.append(f"| {step.application}/{step.item} | {_count(moved.files)} | {_count(moved.size)} | checked on both ends |")
+            lines.append(
+                f"| {step.application}/{step.item} | {_count(moved.files)} | {_count(moved.size)} | checked on both ends |"
+            )
     lines += ["", "### Smoke tests", "", "| check | result |", "|---|---|"]
     smoke = [(sid, steps[sid]) for sid in evidence if steps[sid].phase == "smoke"]
     for sid, step in sorted(smoke, key=lambda item: item[0]):
@@ -86,7 +88,10 @@ def gate_markdown(
         lines += ["| record | value | TTL |", "|---|---|---|"]
         for change in dns_changes:
             lines.append(f"| {change.name} {change.type} | {_cell(_value_change(change))} | {_ttl_change(change)} |")
-        lines += ["", f"Change set `{dns_plan_digest(dns_changes)}`: the switch refuses a record that no longer holds the value shown here."]
+        lines += [
+            "",
+            f"Change set `{dns_plan_digest(dns_changes)}`: the switch refuses a record that no longer holds the value shown here.",
+        ]
     else:
         lines.append("No DNS records to switch.")
     return "\n".join(lines) + "\n"

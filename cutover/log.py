@@ -32,7 +32,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -117,7 +117,7 @@ def add_record_timestamp(logger: Any, method_name: str, event_dict: EventDict) -
     console and the Prefect UI agree on it."""
     record = event_dict.get("_record")
     if record is not None:
-        stamp = datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat()
+        stamp = datetime.fromtimestamp(record.created, tz=UTC).isoformat()
         event_dict["timestamp"] = stamp.replace("+00:00", "Z")
     return event_dict
 
@@ -400,18 +400,12 @@ def configure_logging(
         path = Path(audit_file)
         path.parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(path, mode="a", encoding="utf-8")
-        file_handler.setFormatter(
-            _formatter(structlog.processors.JSONRenderer(default=_json_default), order_file_keys)
-        )
+        file_handler.setFormatter(_formatter(structlog.processors.JSONRenderer(default=_json_default), order_file_keys))
         root.addHandler(_mark(file_handler))
     if console:
         console_handler = StderrHandler()
         console_handler.setFormatter(
-            _formatter(
-                structlog.dev.ConsoleRenderer(
-                    colors=_use_colors(), exception_formatter=structlog.dev.plain_traceback
-                )
-            )
+            _formatter(structlog.dev.ConsoleRenderer(colors=_use_colors(), exception_formatter=structlog.dev.plain_traceback))
         )
         root.addHandler(_mark(console_handler))
     prefect_handler = PrefectRunLogHandler()

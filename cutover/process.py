@@ -376,8 +376,15 @@ class RunningProgram:
         _guardian.add(self.pid)
         with _live_lock:
             _live[self.pid] = self
-        log.info("program_started", program=self.program, name=log_name, pid=self.pid, argv=self.argv,
-                 env_names=sorted(env) if env else [], timeout_s=timeout_s)
+        log.info(
+            "program_started",
+            program=self.program,
+            name=log_name,
+            pid=self.pid,
+            argv=self.argv,
+            env_names=sorted(env) if env else [],
+            timeout_s=timeout_s,
+        )
 
         self._readers = [threading.Thread(target=self._read_lines, args=(self._proc.stderr, "stderr"), daemon=True)]
         self.stdout: IO[bytes] | None = None
@@ -520,12 +527,21 @@ class RunningProgram:
         duration = round(self._duration, 3)
         tail = "\n".join(self._tail)
         stdout = b"".join(self._captured) if self._stdout_mode == "capture" else None
-        log.info("program_finished", program=self.program, name=self.log_name, pid=self.pid, returncode=code,
-                 duration_s=duration, stopped=self._stop_reason)
+        log.info(
+            "program_finished",
+            program=self.program,
+            name=self.log_name,
+            pid=self.pid,
+            returncode=code,
+            duration_s=duration,
+            stopped=self._stop_reason,
+        )
         last = f": {self._tail[-1]}" if self._tail else ""
         attrs: dict[str, Any] = {"program": self.program, "returncode": code, "stderr_tail": tail, "duration_s": duration}
         if self._stop_reason == "timeout":
-            raise ProgramTimedOut(f"{self.log_name}: {self.program} timed out after {self._timeout_s}s and was killed{last}", **attrs)
+            raise ProgramTimedOut(
+                f"{self.log_name}: {self.program} timed out after {self._timeout_s}s and was killed{last}", **attrs
+            )
         if self._stop_reason == "cancelled":
             raise ProgramCancelled(f"{self.log_name}: {self.program} was cancelled and killed{last}", **attrs)
         if code < 0:
@@ -555,8 +571,16 @@ def start_program(
     this process's environment minus its PG* variables; ``None`` inherits it unchanged.
     Raises PermanentStepError when the program cannot be started."""
     return RunningProgram(
-        argv, env=env, timeout_s=timeout_s, stdin=stdin, cwd=cwd, log_name=log_name, cancel=cancel,
-        grace_s=grace_s, transient_exit_codes=transient_exit_codes, stdout_mode="pipe",
+        argv,
+        env=env,
+        timeout_s=timeout_s,
+        stdin=stdin,
+        cwd=cwd,
+        log_name=log_name,
+        cancel=cancel,
+        grace_s=grace_s,
+        transient_exit_codes=transient_exit_codes,
+        stdout_mode="pipe",
     )
 
 
@@ -579,8 +603,15 @@ def run_program(
     ``result.stdout`` with ``capture_stdout=True``. With ``check=False`` a non-zero exit is
     returned instead of raised; timeouts and cancellation always raise."""
     program = RunningProgram(
-        argv, env=env, timeout_s=timeout_s, stdin=stdin, cwd=cwd, log_name=log_name, cancel=cancel,
-        grace_s=grace_s, transient_exit_codes=transient_exit_codes,
+        argv,
+        env=env,
+        timeout_s=timeout_s,
+        stdin=stdin,
+        cwd=cwd,
+        log_name=log_name,
+        cancel=cancel,
+        grace_s=grace_s,
+        transient_exit_codes=transient_exit_codes,
         stdout_mode="capture" if capture_stdout else "log",
     )
     with program:

@@ -144,9 +144,22 @@ def _redact_bytes(data: bytes) -> bytes:
 # A key holding any of these words holds a credential.
 _SENSITIVE_WORDS = frozenset(
     {
-        "password", "passwd", "pwd", "passphrase", "pgpassword", "secret", "secrets",
-        "token", "tokens", "apikey", "authorization", "credential", "credentials",
-        "cookie", "cookies", "privatekey",
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "pgpassword",
+        "secret",
+        "secrets",
+        "token",
+        "tokens",
+        "apikey",
+        "authorization",
+        "credential",
+        "credentials",
+        "cookie",
+        "cookies",
+        "privatekey",
     }
 )
 # A key ending in one of these words *describes* a credential without holding it
@@ -154,18 +167,55 @@ _SENSITIVE_WORDS = frozenset(
 # visible is what makes a log useful when a credential is wrong.
 _METADATA_WORDS = frozenset(
     {
-        "path", "file", "filename", "id", "name", "ref", "reference", "env", "type",
-        "fingerprint", "length", "len", "count", "expires", "expiry", "source", "set",
-        "present", "configured", "algorithm", "bits", "url",
+        "path",
+        "file",
+        "filename",
+        "id",
+        "name",
+        "ref",
+        "reference",
+        "env",
+        "type",
+        "fingerprint",
+        "length",
+        "len",
+        "count",
+        "expires",
+        "expiry",
+        "source",
+        "set",
+        "present",
+        "configured",
+        "algorithm",
+        "bits",
+        "url",
     }
 )
 # ``key`` alone or ``*_key`` holds a credential (``ssh_key``, ``api_key``, ``X-API-Key``),
 # except after these words, where it names something public or structural.
 _PUBLIC_KEY_PREFIXES = frozenset(
     {
-        "host", "public", "pub", "cache", "primary", "foreign", "sort", "partition",
-        "idempotency", "lookup", "group", "dict", "map", "storage", "object", "step",
-        "result", "unique", "run", "attempt", "pause",
+        "host",
+        "public",
+        "pub",
+        "cache",
+        "primary",
+        "foreign",
+        "sort",
+        "partition",
+        "idempotency",
+        "lookup",
+        "group",
+        "dict",
+        "map",
+        "storage",
+        "object",
+        "step",
+        "result",
+        "unique",
+        "run",
+        "attempt",
+        "pause",
     }
 )
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")

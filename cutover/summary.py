@@ -60,11 +60,15 @@ def summarize(
             }
     applications = {}
     for app in runbook.applications:
-        phase_steps = {s.phase: s.id for s in plan.steps.values() if s.application == app.name and s.database is None and s.item is None}
+        phase_steps = {
+            s.phase: s.id for s in plan.steps.values() if s.application == app.name and s.database is None and s.item is None
+        }
         dns_state = states.get(phase_steps.get("dns_switch", ""))
         applications[app.name] = {
             "smoke": _state_word(states.get(phase_steps.get("smoke", ""))),
-            "dns": "no records" if not app.dns else ("switched" if dns_state and dns_state.is_completed() else _state_word(dns_state)),
+            "dns": "no records"
+            if not app.dns
+            else ("switched" if dns_state and dns_state.is_completed() else _state_word(dns_state)),
             "post_switch": _state_word(states.get(phase_steps.get("post_switch", ""))) if app.dns else "no records",
         }
     failed = [sid for sid, state in states.items() if state is not None and (state.is_failed() or state.is_crashed())]
@@ -113,7 +117,12 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     extra = rollback_lines(summary, "- ")
     if extra:
         lines += ["## Rollback", "", *[line if line.startswith("- ") else line + "\n" for line in extra], ""]
-    lines += ["## Databases", "", "| database | method | rows | bytes | sha256 | duration | verified |", "|---|---|---:|---:|---|---:|---|"]
+    lines += [
+        "## Databases",
+        "",
+        "| database | method | rows | bytes | sha256 | duration | verified |",
+        "|---|---|---:|---:|---|---:|---|",
+    ]
     for key, db in summary["databases"].items():
         sha = (db["sha256"] or "-")[:16]
         lines.append(
@@ -135,7 +144,9 @@ def summary_text(summary: dict[str, Any]) -> str:
     lines.append(f"{'database':<28} {'method':<7} {'rows':>9} {'bytes':>10} {'sha256':<16} {'time':>7}")
     for key, db in summary["databases"].items():
         rows = db["rows"] if db["rows"] is not None else "-"
-        lines.append(f"{key:<28} {db['method'] or '-':<7} {rows:>9} {units.size(db['bytes']):>10} {(db['sha256'] or '-')[:16]:<16} {db['duration_s']:>6}s")
+        lines.append(
+            f"{key:<28} {db['method'] or '-':<7} {rows:>9} {units.size(db['bytes']):>10} {(db['sha256'] or '-')[:16]:<16} {db['duration_s']:>6}s"
+        )
     lines.append(f"{'application':<28} {'smoke':<8} {'dns':<10} after the switch")
     for name, app in summary["applications"].items():
         lines.append(f"{name:<28} {app['smoke']:<8} {app['dns']:<10} {app['post_switch']}")

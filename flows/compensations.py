@@ -12,11 +12,11 @@ import structlog
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 
+from cutover import journal as rules
 from cutover.errors import worth_retrying
 from cutover.plan.build import Plan
 from cutover.plan.rollback import plan_rollback
 from cutover.runbook.model import Runbook
-from cutover import journal as rules
 from tasks.common import step_tags
 from tasks.journal import run_journal
 from tasks.steps import compensate
@@ -58,10 +58,18 @@ def run_rollback(
     for comp in compensations:
         step = plan.steps[comp.step]
         task = compensate.with_options(
-            name=comp.id, task_run_name=comp.id, tags=[*step_tags(step, attempt_key), "rollback"], cache_policy=NO_CACHE, **retry_options(runbook)
+            name=comp.id,
+            task_run_name=comp.id,
+            tags=[*step_tags(step, attempt_key), "rollback"],
+            cache_policy=NO_CACHE,
+            **retry_options(runbook),
         )
         futures[comp.id] = task.submit(
-            runbook_path=runbook_path, step=step, attempt_key=attempt_key, flow_run_id=flow_run_id, wait_for=[futures[d] for d in comp.depends_on]
+            runbook_path=runbook_path,
+            step=step,
+            attempt_key=attempt_key,
+            flow_run_id=flow_run_id,
+            wait_for=[futures[d] for d in comp.depends_on],
         )
     wait(list(futures.values()))
     done, failed, by_hand = [], {}, []
@@ -72,7 +80,9 @@ def run_rollback(
             continue
         if state.is_failed() or state.is_crashed():
             failed[comp.step] = failure_message(state)
-        by_hand.append({"step": comp.step, "to_do": comp.text, "why": failed.get(comp.step, "not run: waits for a failed compensation")})
+        by_hand.append(
+            {"step": comp.step, "to_do": comp.text, "why": failed.get(comp.step, "not run: waits for a failed compensation")}
+        )
     outcome = {"rolled_back": not by_hand, "undone": done, "failed": failed, "by_hand": by_hand}
     rules.end_rollback(journal, attempt_key, finished=not by_hand)
     if by_hand:

@@ -95,7 +95,13 @@ def after_point_of_no_return(plan: Plan) -> set[str]:
 
 
 def submit_steps(
-    runbook_path: str, runbook: Runbook, plan: Plan, attempt_key: str, flow_run_id: str, only: set[str], futures: dict[str, PrefectFuture]
+    runbook_path: str,
+    runbook: Runbook,
+    plan: Plan,
+    attempt_key: str,
+    flow_run_id: str,
+    only: set[str],
+    futures: dict[str, PrefectFuture],
 ) -> None:
     """Every step of ``only``, in plan order, as the one step task named by its step id,
     waiting for its dependencies and given the results of the steps it reads."""
@@ -183,7 +189,9 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600,
     STOPPING.clear()  # a flow run in a process that ran a cancelled one before (tests) starts afresh
     journal: Journal = run_journal(flow_run_id)
     if run_journal_rules.unfinished_rollback(journal):
-        return Failed(message=f"a rollback of this run did not finish; finish it first (cutover rollback {flow_run_id}), then retry")
+        return Failed(
+            message=f"a rollback of this run did not finish; finish it first (cutover rollback {flow_run_id}), then retry"
+        )
     attempt_key = run_journal_rules.attempt_key(flow_run_id, journal)
     audit = workspace.run_dir(loaded.cutover, attempt_key) / "audit.jsonl"
     configure_logging(audit_file=audit, console=True)
@@ -195,7 +203,10 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600,
     if not checked["ok"]:
         report = Report.from_dict(checked)
         log.error("preflight_red", red=[f"{i.area} {i.subject}" for i in report.red])
-        return Failed(message=report.summary() + "; nothing was changed", data={"cutover": loaded.cutover, "ok": False, "preflight": checked})
+        return Failed(
+            message=report.summary() + "; nothing was changed",
+            data={"cutover": loaded.cutover, "ok": False, "preflight": checked},
+        )
     sizes = measure_sizes.with_options(
         task_run_name="preflight/sizes",
         cache_key_fn=lambda *_: f"{loaded.cutover}:{attempt_key}:preflight/sizes",
@@ -254,11 +265,18 @@ def _failure_message(name: str, errors: dict[str, str], rollback: dict[str, Any]
     if rollback is not None:
         if rollback["rolled_back"]:
             return what + "; rolled back: " + (", ".join(rollback["undone"]) or "nothing had changed")
-        return what + "; ROLLBACK INCOMPLETE, left to do by hand: " + "; ".join(f"{i['step']}: {i['to_do']}" for i in rollback["by_hand"])
+        return (
+            what
+            + "; ROLLBACK INCOMPLETE, left to do by hand: "
+            + "; ".join(f"{i['step']}: {i['to_do']}" for i in rollback["by_hand"])
+        )
     if decision is not None:
         if decision["roll_back"] and not decision["acknowledged"]:
             return what + "; past the point of no return; rollback refused: the writes since the switch were not acknowledged"
-        return what + f"; past the point of no return; rolling forward ({decision['decided_by']}: {decision['reason']}): fix the cause and retry the run"
+        return (
+            what
+            + f"; past the point of no return; rolling forward ({decision['decided_by']}: {decision['reason']}): fix the cause and retry the run"
+        )
     return what
 
 

@@ -35,7 +35,9 @@ def run_name() -> str:
 
 
 @flow(name="cutover-preflight", flow_run_name=run_name, persist_result=True, log_prints=True)
-def preflight(runbook: str = "runbooks/demo.yaml", lower_ttl: bool = False, live: bool = False, outside_window: bool = False) -> dict[str, Any]:
+def preflight(
+    runbook: str = "runbooks/demo.yaml", lower_ttl: bool = False, live: bool = False, outside_window: bool = False
+) -> dict[str, Any]:
     """Check everything ``runbook`` needs; with ``lower_ttl``, then lower the TTL of every
     record the cutover will switch. ``live``/``outside_window``: judge the window as a
     cutover run would (being outside it is red unless ``outside_window``)."""

@@ -25,18 +25,18 @@ from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Failed
 
+from cutover import journal as rules
 from cutover.errors import RunbookError
 from cutover.log import configure_logging
+from cutover.phases.point_of_no_return import switched_anything, writes_since_switch
 from cutover.plan import build_plan
+from cutover.plan.build import step_id
 from cutover.plan.rollback import PREFIX, past_point_of_no_return
 from cutover.summary import rollback_markdown
 from flows.compensations import run_rollback
-from cutover import journal as rules
-from cutover.phases.point_of_no_return import switched_anything, writes_since_switch
-from cutover.plan.build import step_id
 from tasks import plans
-from tasks.journal import run_journal
 from tasks.common import ATTEMPT_TAG, runbook_at
+from tasks.journal import run_journal
 
 log = structlog.get_logger()
 
@@ -72,7 +72,9 @@ def started_steps(cutover_run: str, run_key: str) -> dict[str, StateType]:
             if len(page) < _PAGE:
                 break
             offset += _PAGE
-    return {name: state_type for name, (_, state_type) in found.items() if state_type not in (StateType.PENDING, StateType.SCHEDULED)}
+    return {
+        name: state_type for name, (_, state_type) in found.items() if state_type not in (StateType.PENDING, StateType.SCHEDULED)
+    }
 
 
 def plan_that_ran(runbook: Any, journal: Any, flow_run_id: str, attempt_key: str, steps: dict[str, StateType]) -> Any:
@@ -133,7 +135,9 @@ def rollback(cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_
         dns_switched=lambda: switched_anything(loaded, journal, run_key),
     )
     writes = writes_since_switch(loaded, journal, run_key) if crossed else {}
-    log.warning("rollback_requested", cutover_run=cutover_run, run_key=run_key, started=len(steps), past_point_of_no_return=bool(crossed))
+    log.warning(
+        "rollback_requested", cutover_run=cutover_run, run_key=run_key, started=len(steps), past_point_of_no_return=bool(crossed)
+    )
     if crossed and not acknowledge_writes_lost:
         counted = ", ".join(f"{k}: {v}" for k, v in sorted(writes.items())) or "none counted"
         return Failed(
@@ -142,7 +146,9 @@ def rollback(cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_
         )
     outcome = run_rollback(runbook_path, loaded, plan, set(steps), run_key, cutover_run)
     outcome.update({"cutover_run": cutover_run, "writes_since_switch": writes})
-    create_markdown_artifact(rollback_markdown(loaded.cutover, outcome), key="cutover-rollback", description=f"Rollback of {cutover_run}")
+    create_markdown_artifact(
+        rollback_markdown(loaded.cutover, outcome), key="cutover-rollback", description=f"Rollback of {cutover_run}"
+    )
     if not outcome["rolled_back"]:
         left = "; ".join(f"{item['step']}: {item['to_do']}" for item in outcome["by_hand"])
         return Failed(message=f"rollback of {cutover_run} INCOMPLETE, left to do by hand: {left}", data=outcome)

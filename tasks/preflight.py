@@ -27,7 +27,13 @@ def preflight(runbook_path: str, live: bool, outside_window: bool, attempt_key: 
     def own(comment: str) -> bool:
         return attempt_key is not None and comment in (f"{MARKER_PREFIX}{attempt_key}", f"{MARKER_PREFIX}{attempt_key}:imported")
 
-    report = check_everything(runbook, live=live, outside_window=outside_window, ttl_journal=TtlRecord(estate_journal(runbook.cutover)), target_marker=own)
+    report = check_everything(
+        runbook,
+        live=live,
+        outside_window=outside_window,
+        ttl_journal=TtlRecord(estate_journal(runbook.cutover)),
+        target_marker=own,
+    )
     create_markdown_artifact(report.markdown(), key=ARTIFACT, description=f"Preflight of {runbook.cutover}")
     return report.to_dict()
 

@@ -8,8 +8,8 @@ and automations listen to them. It lives beside the tasks because it imports Pre
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, is_dataclass
 from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
 from typing import Any
 
 import structlog
@@ -20,6 +20,7 @@ from cutover.log import bind_step, redact_text
 from cutover.results import StepResult
 
 log = structlog.get_logger()
+
 
 def _figures(result: Any) -> dict[str, Any]:
     return result.figures() if isinstance(result, StepResult) else {}

@@ -16,9 +16,9 @@ from typing import Any
 from prefect import task
 from prefect.concurrency.sync import concurrency
 
+from cutover.errors import PermanentStepError
 from cutover.phases.context import StepContext
 from cutover.phases.registry import COMPENSATE, RUN
-from cutover.errors import PermanentStepError
 from cutover.plan.build import Step
 from cutover.plan.phases import PHASES
 from cutover.plan.rollback import rollback_id
@@ -92,4 +92,6 @@ def run(runbook_path: str, step: Step, attempt_key: str, flow_run_id: str, upstr
 def compensate(runbook_path: str, step: Step, attempt_key: str, flow_run_id: str) -> CompensationResult:
     """Undo ``step`` of the attempt ``attempt_key`` (see cutover.phases.registry)."""
     ctx = context(runbook_path, step, attempt_key, flow_run_id, {})
-    return run_step(ctx.runbook.cutover, rollback_id(step.id), "rollback", lambda: COMPENSATE[step.phase](ctx), done="compensated")  # type: ignore[no-any-return]
+    return run_step(
+        ctx.runbook.cutover, rollback_id(step.id), "rollback", lambda: COMPENSATE[step.phase](ctx), done="compensated"
+    )  # type: ignore[no-any-return]

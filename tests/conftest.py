@@ -32,7 +32,10 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
     """Run ``cutover <args>`` as a separate process, as a user would; output captured."""
     return subprocess.run(
         [sys.executable, "-m", "cutover", *args],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 

@@ -92,8 +92,14 @@ def _record(sandbox: SandboxInfo) -> None:
 
 def _connect(pg: PostgresInfo, dbname: str = "postgres", connect_timeout: int = 5) -> psycopg.Connection[Any]:
     return psycopg.connect(
-        host=pg.host, port=pg.port, user=pg.user, password=pg.password, dbname=dbname,
-        autocommit=True, sslmode="disable", connect_timeout=connect_timeout,
+        host=pg.host,
+        port=pg.port,
+        user=pg.user,
+        password=pg.password,
+        dbname=dbname,
+        autocommit=True,
+        sslmode="disable",
+        connect_timeout=connect_timeout,
     )
 
 
@@ -304,7 +310,9 @@ def powerdns_refuses(sandbox: SandboxInfo, name: str) -> Iterator[str]:
     _, _, ttl, records = current[0]
     alias = f"{FAULT_ALIAS_LABEL}.{pdns.zone}"
     rrset = {"name": alias, "type": "A", "ttl": ttl, "records": [{"content": c, "disabled": d} for c, d in records]}
-    httpx.patch(_zone_url(sandbox), headers=headers, json={"rrsets": [rrset | {"changetype": "REPLACE"}]}, timeout=10).raise_for_status()
+    httpx.patch(
+        _zone_url(sandbox), headers=headers, json={"rrsets": [rrset | {"changetype": "REPLACE"}]}, timeout=10
+    ).raise_for_status()
     database = sqlite3.connect(_pdns_database(sandbox), timeout=10)
     try:
         with database:
@@ -323,8 +331,10 @@ def powerdns_refuses(sandbox: SandboxInfo, name: str) -> Iterator[str]:
     finally:
         database.close()
         httpx.patch(
-            _zone_url(sandbox), headers=headers,
-            json={"rrsets": [{"name": alias, "type": "A", "changetype": "DELETE"}]}, timeout=10,
+            _zone_url(sandbox),
+            headers=headers,
+            json={"rrsets": [{"name": alias, "type": "A", "changetype": "DELETE"}]},
+            timeout=10,
         ).raise_for_status()
 
 
@@ -410,7 +420,7 @@ def _write_row(sandbox: SandboxInfo, site: str, db: str, table: str | None) -> s
         ).rowcount
         if updated != 1:
             raise RuntimeError(f"{site} {db}.{table}: the update changed {updated} rows, not 1")
-    _WRITES.append(RowWrite(site, db, table, dict(zip(key, row[1:])), row[0]))
+    _WRITES.append(RowWrite(site, db, table, dict(zip(key, row[1:], strict=False)), row[0]))
     return table
 
 
@@ -454,9 +464,9 @@ def undo_row_writes(sandbox: SandboxInfo) -> list[str]:
             cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
             where = sql.SQL(" and ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in write.key)
             conn.execute(
-                sql.SQL("update {t} set ({cols}) = (select {cols} from jsonb_populate_record(null::{t}, %s::jsonb)) where {where}").format(
-                    t=_table(write.table), cols=cols, where=where
-                ),
+                sql.SQL(
+                    "update {t} set ({cols}) = (select {cols} from jsonb_populate_record(null::{t}, %s::jsonb)) where {where}"
+                ).format(t=_table(write.table), cols=cols, where=where),
                 (write.original, *write.key.values()),
             )
         restored.append(f"{write.site}/{write.database}/{write.table}")
@@ -504,8 +514,11 @@ class _Traces:
     @classmethod
     def of(cls, sandbox: SandboxInfo | None) -> _Traces:
         if sandbox is not None:
-            return cls(frozenset({str(sandbox.onprem.port), str(sandbox.cloud.port)}), str(sandbox.ssh.port),
-                       (sandbox.dir, sandbox.ssh.work_dir))
+            return cls(
+                frozenset({str(sandbox.onprem.port), str(sandbox.cloud.port)}),
+                str(sandbox.ssh.port),
+                (sandbox.dir, sandbox.ssh.work_dir),
+            )
         names = ("CUTOVER_ONPREM_PG_PORT", "CUTOVER_CLOUD_PG_PORT", "CUTOVER_CLOUD_SSH_PORT", "CUTOVER_CLOUD_SSH_WORK_DIR")
         missing = [n for n in names if not os.environ.get(n)]
         if missing:

@@ -32,7 +32,7 @@ TESTS_PREFECT_FILE = "tests/flows_for_tests/prefect.yaml"
 TESTS_POOL = "cutover-tests"
 SLEEPY_DEPLOYMENT = "sleepy/sleepy"
 
-__all__ = ["prefect_api", "tests_worker", "cutover_worker", "SLEEPY_DEPLOYMENT", "TESTS_POOL"]
+__all__ = ["SLEEPY_DEPLOYMENT", "TESTS_POOL", "cutover_worker", "prefect_api", "tests_worker"]
 
 
 def _refresh_prefect_settings() -> None:

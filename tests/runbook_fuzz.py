@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,19 +44,127 @@ WORKER_MEMORY = 1 << 30  # address space of the worker, interpreter and librarie
 ALLOCATE = "__fuzz_allocate__"  # a case that asks the worker for more memory than it may have
 
 HOSTILE_STRINGS = [
-    "", " ", "'", '"', "';--", "; drop table persons; --", "$(id)", "`id`", "${HOME}", "${UNSET_VARIABLE}",
-    "$$", "a/b", "../../etc/passwd", "/", "\\", "\n", "line\nbreak", "\r\n", "\t", "\0", "nul\0byte",
-    "\x1b[31mred", "\x7f", "\u202eevil", "\u2028", "\ufeff", "é", "Ωmega", "日本語", "😀", "\U0010ffff",
-    "%s%n%x", "{{7*7}}", "<script>", "&anchor", "*alias", "- item", "key: value", "{a: b}", "[1, 2]",
-    "!!python/object:os.system", "null", "~", "yes", "no", "0x1F", "1e41", ".inf", "-.nan", "0777",
-    "x" * 300, "db1; $(id)", "127.0.0.1:99999", "http://user:pw@host/", "env:", "secret:Bad Name",
-    "ssh-ed25519", "ssh-ed25519 AAAA\nssh-rsa BBBB", "select 1; drop table x", "gate", "rollback",
+    "",
+    " ",
+    "'",
+    '"',
+    "';--",
+    "; drop table persons; --",
+    "$(id)",
+    "`id`",
+    "${HOME}",
+    "${UNSET_VARIABLE}",
+    "$$",
+    "a/b",
+    "../../etc/passwd",
+    "/",
+    "\\",
+    "\n",
+    "line\nbreak",
+    "\r\n",
+    "\t",
+    "\0",
+    "nul\0byte",
+    "\x1b[31mred",
+    "\x7f",
+    "\u202eevil",
+    "\u2028",
+    "\ufeff",
+    "é",
+    "Ωmega",
+    "日本語",
+    "😀",
+    "\U0010ffff",
+    "%s%n%x",
+    "{{7*7}}",
+    "<script>",
+    "&anchor",
+    "*alias",
+    "- item",
+    "key: value",
+    "{a: b}",
+    "[1, 2]",
+    "!!python/object:os.system",
+    "null",
+    "~",
+    "yes",
+    "no",
+    "0x1F",
+    "1e41",
+    ".inf",
+    "-.nan",
+    "0777",
+    "x" * 300,
+    "db1; $(id)",
+    "127.0.0.1:99999",
+    "http://user:pw@host/",
+    "env:",
+    "secret:Bad Name",
+    "ssh-ed25519",
+    "ssh-ed25519 AAAA\nssh-rsa BBBB",
+    "select 1; drop table x",
+    "gate",
+    "rollback",
 ]
-HOSTILE_NUMBERS = [0, -1, 1, 2**31, 2**63, 10**30, 10**400, 1e41, -1e41, float("inf"), float("-inf"), float("nan"), 0.5, True, False]
+HOSTILE_NUMBERS = [
+    0,
+    -1,
+    1,
+    2**31,
+    2**63,
+    10**30,
+    10**400,
+    1e41,
+    -1e41,
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    0.5,
+    True,
+    False,
+]
 HOSTILE_TEXT_SNIPPETS = [
-    "\0", "\x01", "\x1b", "\x7f", "\x85", "\u2028", "\ufeff", "\ud7ff", "\t", "\r", "\n", "\n---\n", "\n...\n",
-    "'", '"', "&a ", "*a", " *nope", "&x [*x]", "<<: ", "? ", ": ", "- ", "{", "}", "[", "]", ",", "#", "%YAML 1.1\n",
-    "!!binary ", "!local ", "!!set ", "[" * 40, "]" * 40, "{a: " * 40, "$(id)", "${X}", "\\", "é", "😀",
+    "\0",
+    "\x01",
+    "\x1b",
+    "\x7f",
+    "\x85",
+    "\u2028",
+    "\ufeff",
+    "\ud7ff",
+    "\t",
+    "\r",
+    "\n",
+    "\n---\n",
+    "\n...\n",
+    "'",
+    '"',
+    "&a ",
+    "*a",
+    " *nope",
+    "&x [*x]",
+    "<<: ",
+    "? ",
+    ": ",
+    "- ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "#",
+    "%YAML 1.1\n",
+    "!!binary ",
+    "!local ",
+    "!!set ",
+    "[" * 40,
+    "]" * 40,
+    "{a: " * 40,
+    "$(id)",
+    "${X}",
+    "\\",
+    "é",
+    "😀",
 ]
 
 
@@ -86,6 +194,7 @@ KEYS = sorted({str(p[-1]) for p in DEMO_PATHS if isinstance(p[-1], str)})
 
 # --- strategies ------------------------------------------------------------------------
 
+
 def hostile_scalars() -> st.SearchStrategy[Any]:
     return st.one_of(
         st.sampled_from(HOSTILE_STRINGS),
@@ -95,7 +204,7 @@ def hostile_scalars() -> st.SearchStrategy[Any]:
         st.integers(),
         st.floats(),
         st.none(),
-        st.datetimes(timezones=st.just(timezone.utc)) | st.just(datetime(2027, 7, 16, 18, 0)),
+        st.datetimes(timezones=st.just(UTC)) | st.just(datetime(2027, 7, 16, 18, 0)),
         st.builds(lambda a, b: a + b, st.sampled_from(HOSTILE_STRINGS), st.sampled_from(HOSTILE_STRINGS)),
     )
 
@@ -103,7 +212,9 @@ def hostile_scalars() -> st.SearchStrategy[Any]:
 def hostile_values() -> st.SearchStrategy[Any]:
     return st.recursive(
         hostile_scalars(),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), inner, max_size=4),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), inner, max_size=4)
+        ),
         max_leaves=12,
     )
 
@@ -168,7 +279,7 @@ def mutated_demo_text(draw) -> str:
         if draw(st.booleans()):
             text = text[:at] + draw(st.sampled_from(HOSTILE_TEXT_SNIPPETS) | st.text(max_size=6)) + text[at:]
         else:
-            text = text[:at] + text[at + draw(st.integers(1, 200)):]
+            text = text[:at] + text[at + draw(st.integers(1, 200)) :]
     return text
 
 
@@ -198,6 +309,7 @@ def runbooks() -> st.SearchStrategy[str]:
 
 
 # --- the property ----------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -236,6 +348,7 @@ def check(text: str) -> Outcome:
 
 # --- a worker with a memory limit, and its parent's time limit ------------------------
 
+
 def _send(stream, payload: bytes) -> None:
     stream.write(struct.pack(">I", len(payload)) + payload)
     stream.flush()
@@ -252,7 +365,7 @@ def _receive(stream) -> bytes | None:
 def worker_main() -> None:
     """Runs in the worker: a case in, a JSON outcome out, until stdin closes."""
     resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY, WORKER_MEMORY))
-    import cutover.plan  # noqa: F401  (import before the first case, not during it)
+    import cutover.plan
     import cutover.runbook  # noqa: F401
 
     out = sys.stdout.buffer
@@ -263,7 +376,7 @@ def worker_main() -> None:
                 bytearray(2 * WORKER_MEMORY)  # proves the limit: this must fail with MemoryError
             outcome = check(text)
             reply = {"ok": True, **outcome.__dict__}
-        except BaseException as exc:  # noqa: BLE001 - the parent reports it with the case
+        except BaseException as exc:
             import traceback
 
             reply = {"ok": False, "error": "".join(traceback.format_exception(exc))}
@@ -285,7 +398,10 @@ class FuzzWorker:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from tests.runbook_fuzz import worker_main; worker_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+            env=env,
         )
 
     def run(self, text: str, seconds: float = CASE_SECONDS) -> Outcome:

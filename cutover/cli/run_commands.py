@@ -26,9 +26,12 @@ DEMO_RUNBOOK = "runbooks/demo.yaml"
 DEMO_OPERATOR = "cutover-demo"
 
 ApiOption = Annotated[
-    str | None, typer.Option("--api", help="Prefect API URL (default: PREFECT_API_URL or the active Prefect profile)", show_default=False)
+    str | None,
+    typer.Option("--api", help="Prefect API URL (default: PREFECT_API_URL or the active Prefect profile)", show_default=False),
 ]
-WaitOption = Annotated[bool, typer.Option("--wait/--no-wait", help="follow the run to its end; exit 0 only when it completed and verified")]
+WaitOption = Annotated[
+    bool, typer.Option("--wait/--no-wait", help="follow the run to its end; exit 0 only when it completed and verified")
+]
 
 
 def _quiet_logging() -> None:
@@ -118,7 +121,6 @@ def _api_url(explicit: str | None) -> str:
     from cutover.orchestration import OrchestrationError
     from cutover.orchestration.api import configured_api_url
     from cutover.orchestration.server import running_server
-
     from cutover.state import prefect_home
 
     try:
@@ -140,14 +142,21 @@ def _follow(command: str, api_url: str, flow_run_id: str, **kwargs: Any) -> RunO
     except KeyboardInterrupt:
         from cutover.orchestration.api import flow_run_link, ui_url_for
 
-        raise _fail(command, f"stopped following; the run goes on: {flow_run_link(ui_url_for(api_url), flow_run_id)}", 130) from None
+        raise _fail(
+            command, f"stopped following; the run goes on: {flow_run_link(ui_url_for(api_url), flow_run_id)}", 130
+        ) from None
 
 
 def run(
-    runbook: Annotated[Path, typer.Argument(help="the runbook YAML file (relative to the project directory, or absolute)", show_default=False)],
+    runbook: Annotated[
+        Path, typer.Argument(help="the runbook YAML file (relative to the project directory, or absolute)", show_default=False)
+    ],
     wait: WaitOption = True,
     api: ApiOption = None,
-    deployment: Annotated[str | None, typer.Option("--deployment", help="flow/deployment to run (default: prefect.yaml's cutover)", show_default=False)] = None,
+    deployment: Annotated[
+        str | None,
+        typer.Option("--deployment", help="flow/deployment to run (default: prefect.yaml's cutover)", show_default=False),
+    ] = None,
     outside_window: Annotated[
         bool, typer.Option("--outside-window", help="run although now is outside the runbook's window (a rehearsal)")
     ] = False,
@@ -171,7 +180,9 @@ def run(
         api_url = _api_url(api)
         require_healthy(api_url)
         flow_run_id = start_run(
-            api_url, deployment or _deployment("cutover"), {"runbook": parameter, **({"outside_window": True} if outside_window else {})}
+            api_url,
+            deployment or _deployment("cutover"),
+            {"runbook": parameter, **({"outside_window": True} if outside_window else {})},
         )
     except OrchestrationError as exc:
         raise _fail("run", str(exc)) from None
@@ -217,7 +228,10 @@ def rollback(
     flow_run_id: Annotated[str, typer.Argument(help="the id of the cutover flow run to roll back", show_default=False)],
     acknowledge_writes_lost: Annotated[
         bool,
-        typer.Option("--acknowledge-writes-lost", help="past the point of no return: accept that the writes the new site took since the switch will not be on the source"),
+        typer.Option(
+            "--acknowledge-writes-lost",
+            help="past the point of no return: accept that the writes the new site took since the switch will not be on the source",
+        ),
     ] = False,
     wait: WaitOption = True,
     api: ApiOption = None,
@@ -234,7 +248,9 @@ def rollback(
         require_healthy(api_url)
         runbook = flow_run_parameters(api_url, flow_run_id).get("runbook") or DEMO_RUNBOOK
         rollback_run = start_run(
-            api_url, _deployment("rollback"), {"cutover_run": flow_run_id, "runbook": runbook, "acknowledge_writes_lost": acknowledge_writes_lost}
+            api_url,
+            _deployment("rollback"),
+            {"cutover_run": flow_run_id, "runbook": runbook, "acknowledge_writes_lost": acknowledge_writes_lost},
         )
     except OrchestrationError as exc:
         raise _fail("rollback", str(exc)) from None
@@ -250,15 +266,29 @@ def rollback(
 
 def decide(
     flow_run_id: Annotated[str, typer.Argument(help="the id of the paused cutover flow run", show_default=False)],
-    by: Annotated[str, typer.Option("--by", help="who decides (recorded in the run, the audit log and the report)", show_default=False)],
-    gate: Annotated[str | None, typer.Option("--gate", help="answer this go/no-go gate (with --go or --no-go)", show_default=False)] = None,
-    go: Annotated[bool | None, typer.Option("--go/--no-go", help="at a gate: switch DNS, or roll back every application", show_default=False)] = None,
+    by: Annotated[
+        str, typer.Option("--by", help="who decides (recorded in the run, the audit log and the report)", show_default=False)
+    ],
+    gate: Annotated[
+        str | None, typer.Option("--gate", help="answer this go/no-go gate (with --go or --no-go)", show_default=False)
+    ] = None,
+    go: Annotated[
+        bool | None,
+        typer.Option("--go/--no-go", help="at a gate: switch DNS, or roll back every application", show_default=False),
+    ] = None,
     roll_back: Annotated[
         bool | None,
-        typer.Option("--roll-back/--roll-forward", help="past the point of no return: roll back, or roll forward (the run ends Failed; fix the cause and rerun it)", show_default=False),
+        typer.Option(
+            "--roll-back/--roll-forward",
+            help="past the point of no return: roll back, or roll forward (the run ends Failed; fix the cause and rerun it)",
+            show_default=False,
+        ),
     ] = None,
     acknowledge_writes_lost: Annotated[
-        bool, typer.Option("--acknowledge-writes-lost", help="required with --roll-back: the writes since the switch will not be on the source")
+        bool,
+        typer.Option(
+            "--acknowledge-writes-lost", help="required with --roll-back: the writes since the switch will not be on the source"
+        ),
     ] = False,
     reason: Annotated[str, typer.Option("--reason", help="why")] = "",
     api: ApiOption = None,
@@ -274,13 +304,23 @@ def decide(
         raise _fail("decide", "--by needs the name of the person who decides", 2)
     if gate is not None or go is not None:
         if roll_back is not None or acknowledge_writes_lost:
-            raise _fail("decide", "a gate is answered with --go or --no-go; --roll-back/--roll-forward answer the point of no return", 2)
+            raise _fail(
+                "decide", "a gate is answered with --go or --no-go; --roll-back/--roll-forward answer the point of no return", 2
+            )
         if gate is None or go is None:
             raise _fail("decide", "answer a gate with both --gate NAME and --go or --no-go", 2)
     elif roll_back is None:
-        raise _fail("decide", "say what you decide: --gate NAME --go|--no-go, or --roll-forward, or --roll-back --acknowledge-writes-lost", 2)
+        raise _fail(
+            "decide",
+            "say what you decide: --gate NAME --go|--no-go, or --roll-forward, or --roll-back --acknowledge-writes-lost",
+            2,
+        )
     elif roll_back and not acknowledge_writes_lost:
-        raise _fail("decide", "--roll-back needs --acknowledge-writes-lost: the writes the new site took since the switch will not be on the source", 2)
+        raise _fail(
+            "decide",
+            "--roll-back needs --acknowledge-writes-lost: the writes the new site took since the switch will not be on the source",
+            2,
+        )
     try:
         api_url = _api_url(api)
         if gate is not None:
@@ -295,9 +335,15 @@ def decide(
 
 
 def preflight(
-    runbook: Annotated[Path, typer.Argument(help="the runbook YAML file (relative to the project directory, or absolute)", show_default=False)],
+    runbook: Annotated[
+        Path, typer.Argument(help="the runbook YAML file (relative to the project directory, or absolute)", show_default=False)
+    ],
     lower_ttl: Annotated[
-        bool, typer.Option("--lower-ttl", help="once every check is green: lower the TTL of every record the cutover will switch to the runbook's value")
+        bool,
+        typer.Option(
+            "--lower-ttl",
+            help="once every check is green: lower the TTL of every record the cutover will switch to the runbook's value",
+        ),
     ] = False,
     live: Annotated[bool, typer.Option("--live", help="judge the window as a cutover run does: outside it is red")] = False,
     outside_window: Annotated[bool, typer.Option("--outside-window", help="with --live: allow a run outside the window")] = False,
@@ -323,7 +369,9 @@ def preflight(
         api_url = _api_url(api)
         require_healthy(api_url)
         run_id = start_run(
-            api_url, _deployment("preflight"), {"runbook": parameter, "lower_ttl": lower_ttl, "live": live, "outside_window": outside_window}
+            api_url,
+            _deployment("preflight"),
+            {"runbook": parameter, "lower_ttl": lower_ttl, "live": live, "outside_window": outside_window},
         )
     except OrchestrationError as exc:
         raise _fail("preflight", str(exc)) from None
@@ -361,11 +409,11 @@ def _start_demo_stack(directory: Path, scale: int) -> PrefectServer:
     from cutover.orchestration.server import start_server
     from cutover.orchestration.stack import team_token
     from cutover.orchestration.worker import start_worker
-    from cutover.statuspage.process import start_status_page
     from cutover.redaction import is_sensitive_key, register_secrets
     from cutover.sandbox import lifecycle
     from cutover.sandbox.info import INFO_FILE
     from cutover.sandbox.reset import reset
+    from cutover.statuspage.process import start_status_page
 
     started = time.monotonic()
     reused = (directory / INFO_FILE).exists()
@@ -374,7 +422,9 @@ def _start_demo_stack(directory: Path, scale: int) -> PrefectServer:
     register_secrets(value for name, value in environment.items() if is_sensitive_key(name))
     if reused:
         reset(info)
-    print(f"sandbox up in {info.dir} (scale {info.scale}){', reset to before the cutover' if reused else ''}: {time.monotonic() - started:.1f}s")
+    print(
+        f"sandbox up in {info.dir} (scale {info.scale}){', reset to before the cutover' if reused else ''}: {time.monotonic() - started:.1f}s"
+    )
     server = start_server(directory.absolute() / "prefect")
     print(f"Prefect server {server.api_url} (pid {server.pid}): {server.started_s:.1f}s; UI {server.ui_url}")
     applied = apply_deployments(server.api_url, project_dir=_project_dir(), home=server.home)
@@ -383,16 +433,27 @@ def _start_demo_stack(directory: Path, scale: int) -> PrefectServer:
     print(f"worker {worker.name} on pool {worker.pool} (pid {worker.pid}): {worker.started_s:.1f}s")
     token, token_file = team_token(server.home, environment)
     register_secrets([token])
-    page = start_status_page(server.home, server.api_url, runbook=_project_dir() / DEMO_RUNBOOK, team_token=token, ui_url=server.ui_url)
+    page = start_status_page(
+        server.home, server.api_url, runbook=_project_dir() / DEMO_RUNBOOK, team_token=token, ui_url=server.ui_url
+    )
     print(f"status page {page.url} (public); team view {page.team_url} (token in {token_file})")
     return server
 
 
 def demo(
     scale: Annotated[int, typer.Option("--scale", min=0, help="estate size: 1 is about 50 MB")] = 1,
-    directory: Annotated[Path, typer.Option("--dir", help="the sandbox directory; the Prefect server lives in DIR/prefect")] = Path(".sandbox"),
-    keep: Annotated[bool, typer.Option("--keep", help="leave the sandbox, the Prefect server, its UI and the worker running")] = False,
-    approve: Annotated[bool, typer.Option("--approve/--no-approve", help="answer the go/no-go gate as operator cutover-demo, or wait for a human in the UI")] = True,
+    directory: Annotated[
+        Path, typer.Option("--dir", help="the sandbox directory; the Prefect server lives in DIR/prefect")
+    ] = Path(".sandbox"),
+    keep: Annotated[
+        bool, typer.Option("--keep", help="leave the sandbox, the Prefect server, its UI and the worker running")
+    ] = False,
+    approve: Annotated[
+        bool,
+        typer.Option(
+            "--approve/--no-approve", help="answer the go/no-go gate as operator cutover-demo, or wait for a human in the UI"
+        ),
+    ] = True,
     down: Annotated[bool, typer.Option("--down", help="stop what `cutover demo --keep` left running, and exit")] = False,
 ) -> None:
     """A full cutover of the sandbox estate from its Prefect deployment: sandbox, Prefect
@@ -438,12 +499,16 @@ def demo(
         return_code = 130
     finally:
         if keep:
-            print(f"still running (--keep): `source {directory / 'prefect' / 'env'}` points prefect and cutover "
-                  f"commands at this server; stop everything with `cutover demo --down --dir {directory}` "
-                  f"(or `cutover sandbox down --dir {directory}` for the sandbox alone)")
+            print(
+                f"still running (--keep): `source {directory / 'prefect' / 'env'}` points prefect and cutover "
+                f"commands at this server; stop everything with `cutover demo --down --dir {directory}` "
+                f"(or `cutover sandbox down --dir {directory}` for the sandbox alone)"
+            )
         else:
             if outcome is None or not outcome.ok:
-                print("cutover demo: stopping everything; `cutover demo --keep` leaves it running to look around", file=sys.stderr)
+                print(
+                    "cutover demo: stopping everything; `cutover demo --keep` leaves it running to look around", file=sys.stderr
+                )
             try:
                 _stop_demo(directory)
             except CutoverError as exc:

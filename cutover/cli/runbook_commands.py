@@ -4,7 +4,7 @@ so they start in a fraction of a second even on a 300-application runbook."""
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +15,7 @@ from cutover.errors import RunbookError
 RunbookArg = Annotated[Path, typer.Argument(help="the runbook YAML file", show_default=False)]
 
 
-class PlanFormat(str, Enum):
+class PlanFormat(StrEnum):
     text = "text"
     json = "json"
     mermaid = "mermaid"
@@ -43,12 +43,13 @@ def validate(runbook: RunbookArg) -> None:
 def plan(
     runbook: RunbookArg,
     format: Annotated[PlanFormat, typer.Option("--format", "-f", help="text, json or mermaid")] = PlanFormat.text,
-    timeline: Annotated[bool, typer.Option("--timeline", help="predict the finish (P50/P90) against the window from earlier runs")] = False,
+    timeline: Annotated[
+        bool, typer.Option("--timeline", help="predict the finish (P50/P90) against the window from earlier runs")
+    ] = False,
     api: Annotated[str | None, typer.Option("--api", help="Prefect API with the earlier runs (default: PREFECT_API_URL)")] = None,
 ) -> None:
     """Show the steps a cutover will run, their order and the critical path."""
-    from cutover.plan import build_plan
-    from cutover.plan import render
+    from cutover.plan import build_plan, render
 
     loaded = load_or_exit(runbook)
     if timeline:
@@ -60,14 +61,16 @@ def plan(
     sys.stdout.write(out + "\n")
 
 
-class SchemaFormat(str, Enum):
+class SchemaFormat(StrEnum):
     json = "json"
     markdown = "markdown"
 
 
 def schema(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write here instead of stdout")] = None,
-    format: Annotated[SchemaFormat, typer.Option("--format", "-f", help="json (the schema) or markdown (the reference)")] = SchemaFormat.json,
+    format: Annotated[
+        SchemaFormat, typer.Option("--format", "-f", help="json (the schema) or markdown (the reference)")
+    ] = SchemaFormat.json,
 ) -> None:
     """Print the JSON Schema of runbooks (runbooks/runbook.schema.json) or the Markdown
     runbook reference (docs/runbook-reference.md)."""

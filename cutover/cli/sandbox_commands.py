@@ -38,7 +38,10 @@ def _print_states(states: Sequence[ServiceState]) -> None:
 
 @app.command()
 def up(
-    scale: Annotated[int | None, typer.Option("--scale", min=0, help="estate size: 1 is about 50 MB, 20 about 1 GB (default: 1, or the recorded one)")] = None,
+    scale: Annotated[
+        int | None,
+        typer.Option("--scale", min=0, help="estate size: 1 is about 50 MB, 20 about 1 GB (default: 1, or the recorded one)"),
+    ] = None,
     directory: DirOption = DEFAULT_DIR,
 ) -> None:
     """Start (or reuse) the sandbox: two PostgreSQL clusters, sshd, PowerDNS, the applications."""

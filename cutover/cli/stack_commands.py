@@ -12,7 +12,11 @@ import typer
 
 HomeOption = Annotated[
     Path | None,
-    typer.Option("--home", help="where the server and its state live (default: the per-user state directory's prefect/)", show_default=False),
+    typer.Option(
+        "--home",
+        help="where the server and its state live (default: the per-user state directory's prefect/)",
+        show_default=False,
+    ),
 ]
 
 
@@ -30,12 +34,23 @@ def _fail(command: str, message: str, code: int = 1) -> typer.Exit:
 def up(
     env_file: Annotated[
         Path | None,
-        typer.Option("--env-file", help="NAME=value lines the worker gets (the runbook's env: secrets); default: this shell's environment", show_default=False),
+        typer.Option(
+            "--env-file",
+            help="NAME=value lines the worker gets (the runbook's env: secrets); default: this shell's environment",
+            show_default=False,
+        ),
     ] = None,
     home: HomeOption = None,
-    runbook: Annotated[Path | None, typer.Option("--runbook", help="the runbook the status page shows before its first run", show_default=False)] = None,
+    runbook: Annotated[
+        Path | None, typer.Option("--runbook", help="the runbook the status page shows before its first run", show_default=False)
+    ] = None,
     webhook: Annotated[
-        str | None, typer.Option("--webhook", help="notify this URL when a gate waits, a step fails for good, the point of no return is passed or a run goes silent", show_default=False)
+        str | None,
+        typer.Option(
+            "--webhook",
+            help="notify this URL when a gate waits, a step fails for good, the point of no return is passed or a run goes silent",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Start (or reuse) the local Prefect server with its UI, apply the deployments

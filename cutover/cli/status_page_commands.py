@@ -13,7 +13,8 @@ from typing import Annotated, Any
 import typer
 
 ApiOption = Annotated[
-    str | None, typer.Option("--api", help="Prefect API URL (default: PREFECT_API_URL or the active Prefect profile)", show_default=False)
+    str | None,
+    typer.Option("--api", help="Prefect API URL (default: PREFECT_API_URL or the active Prefect profile)", show_default=False),
 ]
 
 
@@ -33,9 +34,15 @@ def status_page(
     host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="port to listen on")] = 4300,
     runbook: Annotated[Path | None, typer.Option("--runbook", help="the runbook: name, window, plan and forecast")] = None,
-    ui: Annotated[str | None, typer.Option("--ui", help="Prefect UI address for the team view's links (default: from the API)")] = None,
-    token_file: Annotated[Path | None, typer.Option("--token-file", help="file with the team token (default: CUTOVER_STATUS_TEAM_TOKEN)")] = None,
-    publish: Annotated[Path | None, typer.Option("--publish", help="YAML: mirror the public state to Atlassian Statuspage or Cachet")] = None,
+    ui: Annotated[
+        str | None, typer.Option("--ui", help="Prefect UI address for the team view's links (default: from the API)")
+    ] = None,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="file with the team token (default: CUTOVER_STATUS_TEAM_TOKEN)")
+    ] = None,
+    publish: Annotated[
+        Path | None, typer.Option("--publish", help="YAML: mirror the public state to Atlassian Statuspage or Cachet")
+    ] = None,
     backfill_days: Annotated[float, typer.Option("--backfill-days", help="how far back to read the event history")] = 14.0,
 ) -> None:
     """Serve the status page: public view at /, team view at /team (needs the team token)."""
@@ -57,7 +64,10 @@ def status_page(
         publish_config=publish,
     )
     if settings.team_token is None:
-        print("cutover status-page: no team token (CUTOVER_STATUS_TEAM_TOKEN or --token-file): the team view is off", file=sys.stderr)
+        print(
+            "cutover status-page: no team token (CUTOVER_STATUS_TEAM_TOKEN or --token-file): the team view is off",
+            file=sys.stderr,
+        )
     print(f"status page: http://{host}:{port}/  (team view: http://{host}:{port}/team)", flush=True)
     if loaded is not None:
         import uvicorn
@@ -70,9 +80,15 @@ def status_page(
 
 def notifications(
     api: ApiOption = None,
-    webhook: Annotated[str | None, typer.Option("--webhook", help="POST notifications as JSON {subject, body} to this URL")] = None,
-    block: Annotated[str | None, typer.Option("--block", help="a saved notification block instead, as TYPE/NAME (e.g. slack-webhook/ops)")] = None,
-    silent_minutes: Annotated[float, typer.Option("--silent-minutes", help="notify when a running cutover has no step event for this long")] = 15.0,
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="POST notifications as JSON {subject, body} to this URL")
+    ] = None,
+    block: Annotated[
+        str | None, typer.Option("--block", help="a saved notification block instead, as TYPE/NAME (e.g. slack-webhook/ops)")
+    ] = None,
+    silent_minutes: Annotated[
+        float, typer.Option("--silent-minutes", help="notify when a running cutover has no step event for this long")
+    ] = 15.0,
     remove: Annotated[bool, typer.Option("--remove", help="remove the cutover automations instead")] = False,
 ) -> None:
     """Create (or replace) the Prefect automations that notify: a decision waiting, a step
@@ -114,7 +130,10 @@ def print_timeline(runbook: Any, api: str | None) -> int:
         try:
             samples = rehearsal_samples(api_url, runbook.cutover)
         except httpx.HTTPError as exc:
-            print(f"cutover plan: no earlier runs read from {api_url} ({type(exc).__name__}); using the planner's defaults", file=sys.stderr)
+            print(
+                f"cutover plan: no earlier runs read from {api_url} ({type(exc).__name__}); using the planner's defaults",
+                file=sys.stderr,
+            )
     else:
         print("cutover plan: no Prefect API given (--api or PREFECT_API_URL); using the planner's defaults", file=sys.stderr)
     plan = build_plan(runbook, methods=methods_from_steps(s.step_id for s in reversed(samples)))

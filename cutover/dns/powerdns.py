@@ -51,9 +51,7 @@ class PowerDnsProvider:
         self._own_client = client is None
         self._client = client if client is not None else httpx.Client(timeout=TIMEOUT_S)
         base = self.api_url if self.api_url.endswith("/api/v1") else self.api_url + "/api/v1"
-        self._zone_url = (
-            f"{base}/servers/{urllib.parse.quote(server_id, safe='')}/zones/{urllib.parse.quote(self.zone, safe='')}"
-        )
+        self._zone_url = f"{base}/servers/{urllib.parse.quote(server_id, safe='')}/zones/{urllib.parse.quote(self.zone, safe='')}"
         self._where = _without_userinfo(self.api_url)
 
     def __repr__(self) -> str:

@@ -62,7 +62,9 @@ def answer_for(message: dns.message.Message, name: str, rtype: str) -> QueryAnsw
         aliases.append(target.to_text())
         ttls.append(cnames[0].ttl)
         current = target
-    return QueryAnswer(values=tuple(values), ttl=min(ttls) if values else None, rcode=dns.rcode.to_text(message.rcode()), aliases=tuple(aliases))
+    return QueryAnswer(
+        values=tuple(values), ttl=min(ttls) if values else None, rcode=dns.rcode.to_text(message.rcode()), aliases=tuple(aliases)
+    )
 
 
 def query(name: str, rtype: str = "A", *, server_host: str, server_port: int = 53, timeout_s: float = 2.0) -> QueryAnswer:
@@ -86,7 +88,9 @@ def query(name: str, rtype: str = "A", *, server_host: str, server_port: int = 5
     except socket.gaierror as exc:
         raise TransientStepError(f"DNS server {where} cannot be resolved: {exc.strerror}") from exc
     try:
-        answer, _tcp = dns.query.udp_with_fallback(question, str(address), timeout=timeout_s, port=server_port, ignore_unexpected=True, ignore_errors=True)
+        answer, _tcp = dns.query.udp_with_fallback(
+            question, str(address), timeout=timeout_s, port=server_port, ignore_unexpected=True, ignore_errors=True
+        )
     except dns.exception.Timeout as exc:
         raise TransientStepError(f"DNS query for {name} {rtype} to {where} timed out after {timeout_s:g}s") from exc
     except (dns.exception.FormError, dns.message.BadEDNS, dns.query.BadResponse) as exc:

@@ -49,7 +49,9 @@ class AutomationSpec:
     body: str
 
 
-def automation_specs(silent_minutes: float = 15.0, point_of_no_return_phases: Sequence[str] = ("dns_switch",)) -> list[AutomationSpec]:
+def automation_specs(
+    silent_minutes: float = 15.0, point_of_no_return_phases: Sequence[str] = ("dns_switch",)
+) -> list[AutomationSpec]:
     """The automations, as data (the trigger in Prefect's JSON shape)."""
     step = "{{ event.resource['prefect.resource.name'] }}"
     cutover = "{{ event.resource['cutover.name'] }}"
@@ -58,7 +60,10 @@ def automation_specs(silent_minutes: float = 15.0, point_of_no_return_phases: Se
             NAME_PREFIX + "decision waiting",
             "A gate or a point-of-no-return question waits for a person.",
             {
-                "type": "event", "posture": "Reactive", "threshold": 1, "within": 0,
+                "type": "event",
+                "posture": "Reactive",
+                "threshold": 1,
+                "within": 0,
                 "match": {ev.LABEL_ID: "cutover.*"},
                 "expect": [ev.GATE_WAITING, ev.DECISION_WAITING, ev.GATE_OVERDUE],
             },
@@ -69,7 +74,10 @@ def automation_specs(silent_minutes: float = 15.0, point_of_no_return_phases: Se
             NAME_PREFIX + "step failed for good",
             "A step of a cutover or rollback run failed after its retries.",
             {
-                "type": "event", "posture": "Reactive", "threshold": 1, "within": 0,
+                "type": "event",
+                "posture": "Reactive",
+                "threshold": 1,
+                "within": 0,
                 "match": {ev.LABEL_ID: "prefect.task-run.*"},
                 "match_related": {ev.LABEL_ROLE: "flow", ev.LABEL_NAME: FLOWS},
                 "expect": [ev.TASK_RUN_FAILED, ev.TASK_RUN_CRASHED],
@@ -81,7 +89,10 @@ def automation_specs(silent_minutes: float = 15.0, point_of_no_return_phases: Se
             NAME_PREFIX + "past the point of no return",
             "A step at the point of no return completed: failures from now on pause and ask.",
             {
-                "type": "event", "posture": "Reactive", "threshold": 1, "within": 0,
+                "type": "event",
+                "posture": "Reactive",
+                "threshold": 1,
+                "within": 0,
                 "match": {ev.LABEL_ID: "cutover.*", ev.LABEL_PHASE: list(point_of_no_return_phases)},
                 "expect": [ev.STEP_COMPLETED],
             },
@@ -92,13 +103,22 @@ def automation_specs(silent_minutes: float = 15.0, point_of_no_return_phases: Se
             NAME_PREFIX + "gone silent",
             f"No step event of a running cutover for {silent_minutes:g} minutes.",
             {
-                "type": "event", "posture": "Proactive", "threshold": 1,
+                "type": "event",
+                "posture": "Proactive",
+                "threshold": 1,
                 "within": timedelta(minutes=silent_minutes).total_seconds(),
                 "match": {ev.LABEL_ID: "cutover.*"},
                 "for_each": [ev.LABEL_CUTOVER],
                 "after": [ev.STEP_STARTED, ev.STEP_PROGRESS, ev.STEP_FAILED],
-                "expect": [ev.STEP_STARTED, ev.STEP_PROGRESS, ev.STEP_FAILED, ev.STEP_COMPLETED, ev.STEP_COMPENSATED,
-                           ev.GATE_WAITING, ev.DECISION_WAITING],
+                "expect": [
+                    ev.STEP_STARTED,
+                    ev.STEP_PROGRESS,
+                    ev.STEP_FAILED,
+                    ev.STEP_COMPLETED,
+                    ev.STEP_COMPENSATED,
+                    ev.GATE_WAITING,
+                    ev.DECISION_WAITING,
+                ],
             },
             f"Cutover {cutover}: no news for {silent_minutes:g} minutes",
             f"The last step event was {{{{ event.event }}}} for {step} at {{{{ event.occurred }}}}; is the run stuck?",
@@ -111,7 +131,9 @@ def save_webhook_block(api_url: str, url: str, name: str = WEBHOOK_BLOCK) -> UUI
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
     with prefect_client(api_url):
-        block = CustomWebhookNotificationBlock(name=name, url=url, method="POST", json_data={"subject": "{{subject}}", "body": "{{body}}"})
+        block = CustomWebhookNotificationBlock(
+            name=name, url=url, method="POST", json_data={"subject": "{{subject}}", "body": "{{body}}"}
+        )
         block_id = block.save(name, overwrite=True)
     return UUID(str(block_id))
 
@@ -150,12 +172,14 @@ def create_automations(
         for spec in automation_specs(silent_minutes, point_of_no_return_phases):
             for existing in client.read_automations_by_name(spec.name):
                 client.delete_automation(existing.id)
-            client.create_automation(AutomationCore(
-                name=spec.name,
-                description=spec.description,
-                trigger=EventTrigger.model_validate(spec.trigger),
-                actions=[SendNotification(block_document_id=block_id, subject=spec.subject, body=spec.body)],
-            ))
+            client.create_automation(
+                AutomationCore(
+                    name=spec.name,
+                    description=spec.description,
+                    trigger=EventTrigger.model_validate(spec.trigger),
+                    actions=[SendNotification(block_document_id=block_id, subject=spec.subject, body=spec.body)],
+                )
+            )
             names.append(spec.name)
     log.info("automations_created", names=names, api_url=api_url)
     return names

@@ -85,12 +85,14 @@ def deploy_environment(api_url: str, project_dir: Path, home: Path | None) -> di
     """The environment ``prefect deploy`` runs with: the caller's without PREFECT_* (a
     profile must not redirect it), plus the API, the home and the project directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update({
-        "PREFECT_API_URL": api_url,
-        "CUTOVER_PROJECT_DIR": str(project_dir),
-        "PREFECT_CLI_COLORS": "false",
-        "PREFECT_CLI_WRAP_LINES": "false",
-    })
+    env.update(
+        {
+            "PREFECT_API_URL": api_url,
+            "CUTOVER_PROJECT_DIR": str(project_dir),
+            "PREFECT_CLI_COLORS": "false",
+            "PREFECT_CLI_WRAP_LINES": "false",
+        }
+    )
     if home is not None:
         env["PREFECT_HOME"] = str(home)
     return env
@@ -114,8 +116,13 @@ def apply_deployments(
     argv = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(path)]
     try:
         done = subprocess.run(
-            argv, cwd=project_dir, env=deploy_environment(api_url, project_dir, Path(home) if home else None),
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s,
+            argv,
+            cwd=project_dir,
+            env=deploy_environment(api_url, project_dir, Path(home) if home else None),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
         )
     except subprocess.TimeoutExpired as exc:
         raise OrchestrationError(f"prefect deploy of {path} against {api_url} took longer than {timeout_s:.0f}s") from exc

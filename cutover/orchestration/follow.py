@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -49,12 +49,7 @@ class RunOutcome:
     @property
     def ok(self) -> bool:
         """Completed, and the returned summary says ok: the only outcome worth exit 0."""
-        return (
-            self.final
-            and self.state_type == "COMPLETED"
-            and isinstance(self.result, dict)
-            and self.result.get("ok") is True
-        )
+        return self.final and self.state_type == "COMPLETED" and isinstance(self.result, dict) and self.result.get("ok") is True
 
 
 def start_run(api_url: str, deployment: str, parameters: dict[str, Any]) -> str:
@@ -68,7 +63,9 @@ def start_run(api_url: str, deployment: str, parameters: dict[str, Any]) -> str:
         try:
             flow_run = run_deployment(deployment, parameters=parameters, timeout=0)
         except ObjectNotFound as exc:
-            raise OrchestrationError(f"no deployment {deployment} at {api_url}; apply prefect.yaml first (cutover demo does)") from exc
+            raise OrchestrationError(
+                f"no deployment {deployment} at {api_url}; apply prefect.yaml first (cutover demo does)"
+            ) from exc
         except PrefectHTTPStatusError as exc:
             detail = exc.response.text[:300] if exc.response is not None else str(exc)
             raise OrchestrationError(f"{api_url} refused a run of {deployment}: {detail}") from exc
@@ -97,7 +94,7 @@ def retry_run(api_url: str, flow_run_id: str) -> datetime:
             raise OrchestrationError(f"flow run {flow_run_id} is {current}; only a finished run can be rerun")
         if flow_run.deployment_id is None:
             raise OrchestrationError(f"flow run {flow_run_id} did not come from a deployment; no worker can rerun it")
-        scheduled_at = datetime.now(timezone.utc)
+        scheduled_at = datetime.now(UTC)
         response = client.set_flow_run_state(flow_run.id, Scheduled(message="Rerun by cutover rerun"), force=True)
         if response.status != SetStateStatus.ACCEPT:
             reason = response.details.reason if response.details else response.status.value
@@ -161,7 +158,11 @@ def answer_point_of_no_return(
     """Answer the question a run asks when a step fails past the point of no return."""
     question = paused_question(api_url, flow_run_id)
     if question is None or question.get("kind") != "point-of-no-return":
-        asked = "nothing" if question is None else (f"gate {question.get('gate')}" if question.get("kind") == "gate" else question.get("kind"))
+        asked = (
+            "nothing"
+            if question is None
+            else (f"gate {question.get('gate')}" if question.get("kind") == "gate" else question.get("kind"))
+        )
         raise OrchestrationError(f"flow run {flow_run_id} is not waiting at the point of no return (it asks {asked})")
     answer_pause(
         api_url,
@@ -282,7 +283,11 @@ def pause_instructions(api_url: str, flow_run_id: str, question: dict[str, Any] 
         if who:
             asked += f" (approvers: {', '.join(who)})"
     elif kind == "point-of-no-return":
-        asked = "past the point of no return, after a failure of " + ", ".join(question.get("failed") or ["a step"]) + ": roll forward or roll back?"
+        asked = (
+            "past the point of no return, after a failure of "
+            + ", ".join(question.get("failed") or ["a step"])
+            + ": roll forward or roll back?"
+        )
     else:
         asked = "a decision"
     lines = [f"asks: {asked}", f"answer in the Prefect UI (Resume): {link}"]
@@ -304,13 +309,17 @@ def summary_artifact(api_url: str, flow_run_id: str, key: str = SUMMARY_ARTIFACT
     return str(found[-1].data) if found else None
 
 
-def _print_task_changes(client: Any, task_filter: Any, seen: dict[str, tuple[str, str]], since: datetime | None, out: Printer) -> None:
+def _print_task_changes(
+    client: Any, task_filter: Any, seen: dict[str, tuple[str, str]], since: datetime | None, out: Printer
+) -> None:
     from prefect.client.schemas.sorting import TaskRunSort
 
     offset = 0
     changed = []
     while True:
-        page = client.read_task_runs(task_run_filter=task_filter, sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=PAGE, offset=offset)
+        page = client.read_task_runs(
+            task_run_filter=task_filter, sort=TaskRunSort.EXPECTED_START_TIME_ASC, limit=PAGE, offset=offset
+        )
         for task_run in page:
             state = task_run.state
             if state is None:
@@ -333,7 +342,7 @@ def _print_task_changes(client: Any, task_filter: Any, seen: dict[str, tuple[str
 
 
 def _line(when: datetime | None, what: str, state: str) -> str:
-    stamp = (when or datetime.now(timezone.utc)).astimezone().strftime("%H:%M:%S")
+    stamp = (when or datetime.now(UTC)).astimezone().strftime("%H:%M:%S")
     return f"{stamp}  {what:<40} {state}"
 
 

@@ -38,7 +38,7 @@ def environ_marker(pid: int) -> str | None:
     prefix = MARKER_VARIABLE.encode() + b"="
     for entry in raw.split(b"\0"):
         if entry.startswith(prefix):
-            return entry[len(prefix):].decode(errors="replace")
+            return entry[len(prefix) :].decode(errors="replace")
     return None
 
 

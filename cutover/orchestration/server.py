@@ -100,15 +100,17 @@ def server_environment(home: Path, host: str, port: int, database_url: str | Non
     somebody's profile), plus the server's own settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CUTOVER_"))}
     api_url = f"http://{host}:{port}/api"
-    env.update({
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_DATABASE_CONNECTION_URL": database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
-        "PREFECT_SERVER_API_HOST": host,
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_API_URL": api_url,
-        "PREFECT_UI_API_URL": api_url,
-        **prefect_settings("server"),  # config/prefect-local.toml
-    })
+    env.update(
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_DATABASE_CONNECTION_URL": database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+            "PREFECT_SERVER_API_HOST": host,
+            "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_API_URL": api_url,
+            "PREFECT_UI_API_URL": api_url,
+            **prefect_settings("server"),  # config/prefect-local.toml
+        }
+    )
     return env
 
 
@@ -180,9 +182,13 @@ def _wait_healthy(server: PrefectServer, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not api_is_healthy(server.api_url, timeout_s=2):
         if not owned_process.is_ours(server.pid, _marker(server.home)):
-            raise OrchestrationError(f"the Prefect server for {server.home} exited while starting: {_tail(server.home / LOG_FILE)}")
+            raise OrchestrationError(
+                f"the Prefect server for {server.home} exited while starting: {_tail(server.home / LOG_FILE)}"
+            )
         if time.monotonic() >= deadline:
-            raise OrchestrationError(f"the Prefect server at {server.api_url} did not answer /health within {timeout_s:.0f}s: {_tail(server.home / LOG_FILE)}")
+            raise OrchestrationError(
+                f"the Prefect server at {server.api_url} did not answer /health within {timeout_s:.0f}s: {_tail(server.home / LOG_FILE)}"
+            )
         time.sleep(0.2)
 
 

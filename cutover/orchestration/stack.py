@@ -116,7 +116,15 @@ def start_stack(
     (home / STACK_FILE).write_text(
         json.dumps({"work_dir": environment["CUTOVER_WORK_DIR"], "env_source": env_source, "project_dir": str(project_dir)})
     )
-    return Stack(server, worker, page, token_file, applied.deployments, Path(environment["CUTOVER_WORK_DIR"]), round(time.monotonic() - started, 1))
+    return Stack(
+        server,
+        worker,
+        page,
+        token_file,
+        applied.deployments,
+        Path(environment["CUTOVER_WORK_DIR"]),
+        round(time.monotonic() - started, 1),
+    )
 
 
 def stop_stack(home: Path) -> list[int]:

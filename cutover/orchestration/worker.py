@@ -67,12 +67,14 @@ def worker_environment(api_url: str, home: Path, env: Mapping[str, str], project
     PREFECT_*, then ``env``, then the API, the home and the project directory."""
     merged = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     merged.update({k: v for k, v in env.items() if not k.startswith("PREFECT_")})
-    merged.update({
-        "PREFECT_API_URL": api_url,
-        "PREFECT_HOME": str(home),
-        **prefect_settings("worker"),  # config/prefect-local.toml
-        "CUTOVER_PROJECT_DIR": str(project_dir),
-    })
+    merged.update(
+        {
+            "PREFECT_API_URL": api_url,
+            "PREFECT_HOME": str(home),
+            **prefect_settings("worker"),  # config/prefect-local.toml
+            "CUTOVER_PROJECT_DIR": str(project_dir),
+        }
+    )
     return merged
 
 
@@ -82,7 +84,9 @@ def running_worker(home: str | Path, pool: str = POOL) -> PrefectWorker | None:
     record = owned_process.read_record(_record(home, pool))
     if not record or not owned_process.is_ours(record.get("pid"), _marker(home, pool)):
         return None
-    return PrefectWorker(home=home, pool=pool, name=record["name"], pid=int(record["pid"]), api_url=record["api_url"], started_s=0.0)
+    return PrefectWorker(
+        home=home, pool=pool, name=record["name"], pid=int(record["pid"]), api_url=record["api_url"], started_s=0.0
+    )
 
 
 def start_worker(
@@ -112,7 +116,9 @@ def start_worker(
     name = f"{pool}-{socket.gethostname()}-{secrets.token_hex(3)}"
     argv = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process", "--name", name]
     log_file = home / f"worker-{pool}.log"
-    pid = owned_process.start(argv, worker_environment(api_url, home, env, project_dir), _marker(home, pool), log_file, cwd=project_dir)
+    pid = owned_process.start(
+        argv, worker_environment(api_url, home, env, project_dir), _marker(home, pool), log_file, cwd=project_dir
+    )
     owned_process.write_record(_record(home, pool), {"pid": pid, "name": name, "api_url": api_url, "fingerprint": fingerprint})
     try:
         _wait_registered(api_url, pool, name, pid, _marker(home, pool), log_file, timeout_s)
@@ -141,5 +147,7 @@ def _wait_registered(api_url: str, pool: str, name: str, pid: int, marker: str, 
             if not owned_process.is_ours(pid, marker):
                 raise OrchestrationError(f"the Prefect worker for pool {pool} exited while starting; see {log_file}")
             if time.monotonic() >= deadline:
-                raise OrchestrationError(f"the Prefect worker for pool {pool} did not register at {api_url} within {timeout_s:.0f}s; see {log_file}")
+                raise OrchestrationError(
+                    f"the Prefect worker for pool {pool} did not register at {api_url} within {timeout_s:.0f}s; see {log_file}"
+                )
             time.sleep(0.25)

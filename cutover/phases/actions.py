@@ -29,7 +29,8 @@ Resolver = Callable[[str], str]
 def run_actions(runbook: Runbook, actions: list[Action], *, what: str, timeout_s: float | None = None) -> list[ActionOutcome]:
     """Run every action in order; stop at the first failure (raised)."""
     return [
-        run_action(runbook, action, label=f"{what}[{index}] {action.kind}", timeout_s=timeout_s) for index, action in enumerate(actions)
+        run_action(runbook, action, label=f"{what}[{index}] {action.kind}", timeout_s=timeout_s)
+        for index, action in enumerate(actions)
     ]
 
 
@@ -63,7 +64,9 @@ def http_request(step: HttpStep, *, label: str, timeout_s: float, resolver: Reso
     except httpx.HTTPError as exc:
         raise TransientStepError(f"{label}: {step.method} {step.url}: {type(exc).__name__}: {exc}") from None
     latency_ms = (time.perf_counter() - start) * 1000
-    result = ActionOutcome(action=label, kind="http", url=step.url, status=response.status_code, latency_ms=round(latency_ms, 1), address=address)
+    result = ActionOutcome(
+        action=label, kind="http", url=step.url, status=response.status_code, latency_ms=round(latency_ms, 1), address=address
+    )
     if response.status_code not in expected:
         raise TransientStepError(
             f"{label}: {step.method} {step.url} answered {response.status_code}, expected {_one_of(expected)}"

@@ -13,6 +13,7 @@ from cutover.journal import Journal
 from cutover.plan.build import Plan, Step
 from cutover.runbook.model import Application, Runbook
 
+
 class Progress(Protocol):
     """Bytes on the way: ``progress(done, total)`` for an upload, ``progress(done)`` for a
     stream (its total is known only at its end, when ``finish()`` is called)."""
@@ -20,6 +21,7 @@ class Progress(Protocol):
     def __call__(self, done: int, total: int | None = None) -> None: ...
 
     def finish(self) -> None: ...
+
 
 Emit = Callable[[str, str, dict[str, Any]], None]
 """``emit(event, resource_name, payload)``: an event about the cutover (``cutover.gate.waiting``)."""

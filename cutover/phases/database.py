@@ -332,8 +332,7 @@ def _prepare_target(move: Move) -> None:
         needed = roles.roles_in_use(conn)
         owner = dump.database_owner(conn)
     passwords = {
-        name: endpoints.secret(spec.password, f"{move.key} roles.{name}.password") or ""
-        for name, spec in move.db.roles.items()
+        name: endpoints.secret(spec.password, f"{move.key} roles.{name}.password") or "" for name, spec in move.db.roles.items()
     }
     definitions = roles.role_definitions(source, needed)
     with connect(target, "postgres", autocommit=True) as admin:
@@ -363,7 +362,9 @@ def _run_on_target(move: Move, command: str, stdin: Any) -> None:
 
     client = ssh_connect(move.target_host())
     try:
-        outcome = run_remote(client, command, env=move.target().libpq_env(), stdin=stdin, timeout_s=move.runbook.defaults.timeout_s)
+        outcome = run_remote(
+            client, command, env=move.target().libpq_env(), stdin=stdin, timeout_s=move.runbook.defaults.timeout_s
+        )
     finally:
         client.close()
     if outcome.exit_status != 0:
@@ -372,5 +373,3 @@ def _run_on_target(move: Move, command: str, stdin: Any) -> None:
 
 def _tree_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-

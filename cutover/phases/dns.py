@@ -12,9 +12,9 @@ import structlog
 from cutover.dns.provider import RecordChange
 from cutover.dns.query import query
 from cutover.errors import PermanentStepError, TransientStepError, UnsafeChange
+from cutover.journal import TtlRecord
 from cutover.phases import endpoints
 from cutover.phases.actions import http_request
-from cutover.journal import TtlRecord
 from cutover.phases.ttl import refuse_unexpired
 from cutover.results import CompensationResult, DnsChange, DnsSwitchResult, PostSwitchResult, RecordSwitched
 from cutover.runbook.model import Application, Runbook
@@ -74,7 +74,9 @@ def switch_records(
     for record in app.dns:
         old_values = tuple(entry["old"].get(record.name, {}).get("values", ()))
         try:
-            provider.apply(RecordChange(name=record.name, rtype=record.type, ttl=record.ttl, values=(record.to,), expect_current=old_values))
+            provider.apply(
+                RecordChange(name=record.name, rtype=record.type, ttl=record.ttl, values=(record.to,), expect_current=old_values)
+            )
         except UnsafeChange as exc:
             raise PermanentStepError(f"DNS switch of {record.name} {record.type}: {exc}") from exc
         if record.name not in entry["switched"]:
@@ -108,7 +110,9 @@ def planned_changes(runbook: Runbook, apps: list[Application]) -> list[DnsChange
                 changes.append(_unknown_change(app, record, exc))
                 continue
             values = list(current.values) if current else []
-            action = "create" if current is None else ("none" if values == [record.to] and current.ttl == record.ttl else "update")
+            action = (
+                "create" if current is None else ("none" if values == [record.to] and current.ttl == record.ttl else "update")
+            )
             changes.append(
                 DnsChange(
                     application=app.name,
@@ -182,7 +186,9 @@ def _await_answer(name: str, rtype: str, want: str, host: str, port: int, timeou
         if want in answer.values:
             return list(answer.values)
         if time.monotonic() > deadline:
-            raise TransientStepError(f"DNS {name} {rtype} still answers {list(answer.values)} from {host}:{port}, expected {want}")
+            raise TransientStepError(
+                f"DNS {name} {rtype} still answers {list(answer.values)} from {host}:{port}, expected {want}"
+            )
         time.sleep(0.2)
 
 
@@ -204,6 +210,8 @@ def check_after_switch(runbook: Runbook, app: Application) -> PostSwitchResult:
             continue
         label = f"{app.name}.dns[{index}].check"
         results.append(
-            http_request(record.check, label=label, timeout_s=record.check.timeout_s or runbook.defaults.check_timeout_s, resolver=resolve)
+            http_request(
+                record.check, label=label, timeout_s=record.check.timeout_s or runbook.defaults.check_timeout_s, resolver=resolve
+            )
         )
     return PostSwitchResult(checks=results)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+
 import structlog
 
 from cutover.errors import PermanentStepError
@@ -35,6 +36,15 @@ def move_files(runbook: Runbook, app: Application, name: str) -> FilesResult:
             outcome = FilesResult(size=one.size, bytes_sent=one.bytes_sent, files=1)
     finally:
         client.close()
-    outcome = FilesResult(size=outcome.size, bytes_sent=outcome.bytes_sent, files=outcome.files, duration_s=round(time.perf_counter() - start, 2))
-    log.info("files_moved", files=f"{app.name}/{name}", size=outcome.size, bytes_sent=outcome.bytes_sent, count=outcome.files, duration_s=outcome.duration_s)
+    outcome = FilesResult(
+        size=outcome.size, bytes_sent=outcome.bytes_sent, files=outcome.files, duration_s=round(time.perf_counter() - start, 2)
+    )
+    log.info(
+        "files_moved",
+        files=f"{app.name}/{name}",
+        size=outcome.size,
+        bytes_sent=outcome.bytes_sent,
+        count=outcome.files,
+        duration_s=outcome.duration_s,
+    )
     return outcome

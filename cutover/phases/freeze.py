@@ -69,4 +69,6 @@ def unfreeze_application(runbook: Runbook, app: Application, attempt_key: str, r
             "left frozen and in maintenance: found frozen before this run", {"writable": writable, "left_frozen": left}
         )
     done = actions.run_actions(runbook, app.unfreeze, what=f"{app.name}.unfreeze")
-    return CompensationResult("sources writable, old site out of maintenance", {"writable": writable, "actions": [a.action for a in done]})
+    return CompensationResult(
+        "sources writable, old site out of maintenance", {"writable": writable, "actions": [a.action for a in done]}
+    )

@@ -8,12 +8,12 @@ retried run does not ask again. A no-go fails the step for good: the run rolls b
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import structlog
 
-from cutover.decisions import GATE_EVENTS, GATE_PAUSE, GO, gate_command, pause_key
 from cutover import units
+from cutover.decisions import GATE_EVENTS, GATE_PAUSE, GO, gate_command, pause_key
 from cutover.errors import PermanentStepError
 from cutover.evidence import dns_plan_digest, gate_markdown
 from cutover.phases import dns
@@ -70,10 +70,22 @@ def decide(ctx: StepContext) -> GateResult:
     while True:
         attempt += 1
         key = pause_key(GATE_PAUSE, spec.name, ctx.attempt_key, *([str(attempt)] if attempt > 1 else []))
-        answer = ctx.ask("gate", key=key, description=description, question=question, patience_s=spec.timeout_s, when_overdue=overdue, approvers=approvers)
+        answer = ctx.ask(
+            "gate",
+            key=key,
+            description=description,
+            question=question,
+            patience_s=spec.timeout_s,
+            when_overdue=overdue,
+            approvers=approvers,
+        )
         if answer is None:
             outcome = GateResult(
-                **base, approve=False, decided_by="nobody", reason=f"no decision within {units.duration(spec.timeout_s)} (on_timeout: no_go)", at=_now()
+                **base,
+                approve=False,
+                decided_by="nobody",
+                reason=f"no decision within {units.duration(spec.timeout_s)} (on_timeout: no_go)",
+                at=_now(),
             )
             break
         decided_by = answer.decided_by.strip()
@@ -91,4 +103,4 @@ def decide(ctx: StepContext) -> GateResult:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -79,7 +79,13 @@ def ask_operator(
         when_overdue=overdue,
     )
     if answer is None:
-        outcome = {"roll_back": False, "acknowledged": False, "decided_by": "nobody", "reason": f"no answer within {timeout_s:g} s", "writes": writes}
+        outcome = {
+            "roll_back": False,
+            "acknowledged": False,
+            "decided_by": "nobody",
+            "reason": f"no answer within {timeout_s:g} s",
+            "writes": writes,
+        }
     else:
         outcome = {
             "roll_back": answer.decision == ROLL_BACK,

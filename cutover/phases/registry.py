@@ -41,7 +41,9 @@ def _frozen(ctx: StepContext) -> FreezeResult:
 
 def _section(section: str) -> Run:
     def run(ctx: StepContext) -> ActionsResult:
-        return ActionsResult(results=actions.run_actions(ctx.runbook, getattr(ctx.app, section), what=f"{ctx.app.name}.{section}"))
+        return ActionsResult(
+            results=actions.run_actions(ctx.runbook, getattr(ctx.app, section), what=f"{ctx.app.name}.{section}")
+        )
 
     return run
 
@@ -76,7 +78,9 @@ def _switch(ctx: StepContext) -> StepResult:
 
 
 RUN: dict[str, Run] = {
-    "freeze": lambda ctx: freeze.freeze_application(ctx.runbook, ctx.app, ctx.attempt_key, FreezeRecord(ctx.journal, ctx.app.name)),
+    "freeze": lambda ctx: freeze.freeze_application(
+        ctx.runbook, ctx.app, ctx.attempt_key, FreezeRecord(ctx.journal, ctx.app.name)
+    ),
     "export": lambda ctx: database.export_database(_move(ctx)),
     "transfer": lambda ctx: database.transfer_dump(_move(ctx), ctx.progress),
     "import": lambda ctx: database.import_dump(_move(ctx)),
@@ -93,12 +97,16 @@ RUN: dict[str, Run] = {
 }
 
 COMPENSATE: dict[str, Compensate] = {
-    "freeze": lambda ctx: freeze.unfreeze_application(ctx.runbook, ctx.app, ctx.attempt_key, FreezeRecord(ctx.journal, ctx.app.name)),
+    "freeze": lambda ctx: freeze.unfreeze_application(
+        ctx.runbook, ctx.app, ctx.attempt_key, FreezeRecord(ctx.journal, ctx.app.name)
+    ),
     "import": lambda ctx: database.undo_target_database(_move(ctx)),
     "stream": lambda ctx: database.undo_target_database(_move(ctx)),
     "start": lambda ctx: CompensationResult(
         "new site back in maintenance",
         {"actions": [a.action for a in actions.run_actions(ctx.runbook, ctx.app.stop, what=f"{ctx.app.name}.stop")]},
     ),
-    "dns_switch": lambda ctx: dns.revert_records(ctx.runbook, ctx.app, DnsSwitchRecord(ctx.journal, ctx.attempt_key, ctx.app.name).get()),
+    "dns_switch": lambda ctx: dns.revert_records(
+        ctx.runbook, ctx.app, DnsSwitchRecord(ctx.journal, ctx.attempt_key, ctx.app.name).get()
+    ),
 }

@@ -11,7 +11,7 @@ run says so before anything is frozen.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -33,7 +33,7 @@ def lower_ttls(runbook: Runbook, journal: TtlRecord, now: datetime | None = None
     """Lower every switched record whose TTL is above the runbook's to the runbook's value,
     keeping its values; journal each lowering before it is made. Records already at or
     below it, or not there yet, are left alone. Idempotent."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     entries = journal.get()
     done = []
     with endpoints.dns_provider(runbook) as provider:
@@ -47,7 +47,9 @@ def lower_ttls(runbook: Runbook, journal: TtlRecord, now: datetime | None = None
                 entries[key] = {"old_ttl": current.ttl, "lowered_to": record.ttl, "at": now.isoformat(timespec="seconds")}
                 journal.put(entries)
                 provider.apply(
-                    RecordChange(name=record.name, rtype=record.type, ttl=record.ttl, values=current.values, expect_current=current.values)
+                    RecordChange(
+                        name=record.name, rtype=record.type, ttl=record.ttl, values=current.values, expect_current=current.values
+                    )
                 )
                 log.info("dns_ttl_lowered", record=key, old_ttl=current.ttl, ttl=record.ttl)
                 done.append({"record": key, "ttl": record.ttl, "old_ttl": current.ttl, "lowered": True})
@@ -66,7 +68,7 @@ def refuse_unexpired(app: Application, journal: TtlRecord | None, now: datetime 
     passed since it was lowered, and until when; nothing otherwise."""
     if journal is None:
         return
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     entries = journal.get()
     for record in app.dns:
         until = switchable_from(entries.get(record_key(record)))

@@ -25,6 +25,7 @@ from cutover.plan.graph import critical_path, topological_order
 from cutover.plan.phases import PHASES
 from cutover.runbook.model import Application, DatabaseMove, Runbook
 
+
 @dataclass(frozen=True)
 class Step:
     id: str
@@ -97,7 +98,13 @@ class Plan:
             )
             for item in data["steps"]
         }
-        return cls(data["cutover"], steps, list(data.get("critical_path", [])), float(data.get("estimate_s", 0)), dict(data.get("methods", {})))
+        return cls(
+            data["cutover"],
+            steps,
+            list(data.get("critical_path", [])),
+            float(data.get("estimate_s", 0)),
+            dict(data.get("methods", {})),
+        )
 
     def digest(self) -> str:
         """A hash of the plan's shape: which steps, in which order, with which edges."""
@@ -185,7 +192,7 @@ def build_plan(
             ready.append(step_id(a, "files", moved.name))
         add(step_id(a, "start"), "start", app, ready or [step_id(a, "freeze")])
         add(step_id(a, "smoke"), "smoke", app, [step_id(a, "start")] + [step_id(d, "smoke") for d in app.depends_on])
-        before_switch = [step_id(a, "smoke")] + gates_for.get(f"{a}:dns_switch", [])
+        before_switch = [step_id(a, "smoke"), *gates_for.get(f"{a}:dns_switch", [])]
         add(step_id(a, "source_check"), "source_check", app, before_switch)
         last = step_id(a, "source_check")
         if app.dns:
@@ -197,7 +204,7 @@ def build_plan(
             )
             add(step_id(a, "post_switch"), "post_switch", app, [step_id(a, "dns_switch")])
             last = step_id(a, "post_switch")
-        add(step_id(a, "finalize"), "finalize", app, [last] + gates_for.get(f"{a}:finalize", []))
+        add(step_id(a, "finalize"), "finalize", app, [last, *gates_for.get(f"{a}:finalize", [])])
 
     for gate in runbook.gates:
         covered = [a.name for a in apps] if gate.applications == "all" else gate.applications
@@ -270,4 +277,3 @@ def _estimate(sid: str, meta: dict, estimates: Mapping[str, float]) -> float:
     if size and throughput:
         return max(1.0, size / throughput)
     return PHASES[phase].estimate_s
-

@@ -33,7 +33,6 @@ def topological_order(predecessors: Mapping[str, Sequence[str]]) -> list[str]:
                 raise KeyError(f"{node} depends on unknown step {pred}")
             successors[pred].append(node)
 
-
     ready = [(index[n], n) for n, count in remaining.items() if count == 0]
     heapq.heapify(ready)
     order: list[str] = []
@@ -58,7 +57,7 @@ def _one_cycle(predecessors: dict[str, list[str]]) -> list[str]:
         seen[node] = len(walk)
         walk.append(node)
         node = next(p for p in predecessors[node] if p in predecessors)
-    loop = walk[seen[node]:]
+    loop = walk[seen[node] :]
     loop.reverse()  # predecessors walked backwards; show the direction of the edges
     return [*loop, loop[0]]
 

@@ -103,12 +103,28 @@ _BOTH = frozenset({"dns_switch", "finalize"})
 PHASES: dict[str, PhaseSpec] = {
     spec.name: spec
     for spec in (
-        PhaseSpec("freeze", "freeze", 20, _freeze_inputs, compensation="unfreeze the source: databases writable, unfreeze actions"),
+        PhaseSpec(
+            "freeze", "freeze", 20, _freeze_inputs, compensation="unfreeze the source: databases writable, unfreeze actions"
+        ),
         PhaseSpec("export", "export", 120, _database_inputs, throughput=60e6, slots=("dump",)),
         PhaseSpec("transfer", "transfer", 120, _database_inputs, throughput=40e6),
-        PhaseSpec("import", "import", 180, _database_inputs, throughput=30e6, compensation="target database: {on_rollback}", slots=("restore",)),
         PhaseSpec(
-            "stream", "stream", 240, _database_inputs, throughput=25e6, compensation="target database: {on_rollback}", slots=("dump", "restore")
+            "import",
+            "import",
+            180,
+            _database_inputs,
+            throughput=30e6,
+            compensation="target database: {on_rollback}",
+            slots=("restore",),
+        ),
+        PhaseSpec(
+            "stream",
+            "stream",
+            240,
+            _database_inputs,
+            throughput=25e6,
+            compensation="target database: {on_rollback}",
+            slots=("dump", "restore"),
         ),
         PhaseSpec("verify", "verify", 60, _database_inputs, throughput=120e6),
         PhaseSpec("files", "files", 60, _files_inputs),

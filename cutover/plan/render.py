@@ -8,7 +8,7 @@ from cutover.plan.build import Plan
 
 
 def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
@@ -24,15 +24,16 @@ def as_text(plan: Plan) -> str:
     critical = set(plan.critical_path)
     width = max((len(s.id) for s in plan.steps.values()), default=10)
     lines = [
-        f"cutover {plan.cutover}: {len(plan.steps)} steps, "
-        f"estimated {duration(plan.estimate_s)} along the critical path (*)",
+        f"cutover {plan.cutover}: {len(plan.steps)} steps, estimated {duration(plan.estimate_s)} along the critical path (*)",
         "",
         f"   {'step':<{width}}  {'estimate':>8}  after",
     ]
     for step in plan.steps.values():
         mark = ("*" if step.id in critical else " ") + ("!" if step.irreversible else " ")
-        after = ", ".join(step.depends_on) if len(step.depends_on) <= 3 else (
-            f"{', '.join(step.depends_on[:2])} and {len(step.depends_on) - 2} more"
+        after = (
+            ", ".join(step.depends_on)
+            if len(step.depends_on) <= 3
+            else (f"{', '.join(step.depends_on[:2])} and {len(step.depends_on) - 2} more")
         )
         method = f" [{step.method}]" if step.method and step.phase in ("export", "stream") else ""
         lines.append(f"{mark} {step.id:<{width}}  {duration(step.estimate_s):>8}  {after}{method}")

@@ -110,9 +110,7 @@ def methods_from_steps(step_ids: Iterable[str]) -> dict[str, str]:
     return methods
 
 
-def step_estimates(
-    plan: Plan, samples: Iterable[StepSample], sizes: Mapping[str, int] | None = None
-) -> dict[str, StepEstimate]:
+def step_estimates(plan: Plan, samples: Iterable[StepSample], sizes: Mapping[str, int] | None = None) -> dict[str, StepEstimate]:
     """Every plan step's estimate. ``samples`` are the rehearsals' finished steps (the
     last finished attempt per run and step counts); ``sizes`` the databases' bytes in
     this run where known (``app/db``), to scale the rehearsals' durations by."""
@@ -178,6 +176,7 @@ def forecast(
     """The predicted end of a run that began at ``origin``. Without ``now`` it is the
     prediction before the start; with it, ``ended`` steps finished at their times and
     ``started`` ones (not ended) run since theirs, and nothing else starts before ``now``."""
+
     def offsets(times: Mapping[str, datetime] | None) -> dict[str, float]:
         return {sid: (t - origin).total_seconds() for sid, t in (times or {}).items() if sid in plan.steps}
 
@@ -209,16 +208,13 @@ def timeline_text(plan: Plan, estimates: Mapping[str, StepEstimate], start: date
     for step_id in _critical_path(plan, predicted):
         e = estimates[step_id]
         ends = start + timedelta(seconds=predicted.ends_s[step_id])
-        lines.append(
-            f"  {step_id:<{width}}  {duration(e.p50_s):>8}  {duration(e.p90_s):>8}  {e.runs:>4}  {ends:%a %H:%M}"
-        )
+        lines.append(f"  {step_id:<{width}}  {duration(e.p50_s):>8}  {duration(e.p90_s):>8}  {e.runs:>4}  {ends:%a %H:%M}")
     window = (end - start).total_seconds()
     late = predicted.p90_end > end
     lines += [
         "",
         f"window: {start:%a %Y-%m-%d %H:%M} to {end:%a %Y-%m-%d %H:%M} ({duration(window)})",
-        f"P50 finish: {predicted.p50_end:%a %H:%M} ({duration(predicted.p50_s)}), "
-        + _against(predicted.p50_end, end),
+        f"P50 finish: {predicted.p50_end:%a %H:%M} ({duration(predicted.p50_s)}), " + _against(predicted.p50_end, end),
         f"P90 finish: {predicted.p90_end:%a %H:%M} ({duration(predicted.p90_s)}), " + _against(predicted.p90_end, end),
     ]
     return "\n".join(lines), late

@@ -21,7 +21,8 @@ import structlog
 from psycopg import sql
 
 from cutover.errors import PermanentStepError, TransientStepError, UnsafeChange
-from cutover.postgres._errors import first_line as _first_line, where as _where
+from cutover.postgres._errors import first_line as _first_line
+from cutover.postgres._errors import where as _where
 from cutover.postgres.endpoint import PgEndpoint, client_program
 from cutover.process import run_program
 
@@ -41,7 +42,7 @@ def pg_dump_argv(
     endpoint: PgEndpoint,
     dbname: str,
     *,
-    format: Literal["custom", "directory"],  # noqa: A002 - pg_dump's own word
+    format: Literal["custom", "directory"],
     jobs: int = 1,
     out: str | None = None,
 ) -> list[str]:
@@ -254,7 +255,7 @@ def _user_object_count(admin_conn: psycopg.Connection[Any], dbname: str) -> str:
         raise TransientStepError(f"cannot inspect database {dbname} on {_where(admin_conn)}: {_first_line(exc)}") from exc
     assert row is not None
     names = ("relations", "functions", "schemas", "large objects", "types")
-    return ", ".join(f"{n} {name}" for n, name in zip(row, names) if n)
+    return ", ".join(f"{n} {name}" for n, name in zip(row, names, strict=False) if n)
 
 
 def _execute(conn: psycopg.Connection[Any], query: Any, params: Any, dbname: str) -> psycopg.Cursor[Any]:

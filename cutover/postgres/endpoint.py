@@ -116,7 +116,9 @@ def connect(endpoint: PgEndpoint, dbname: str, *, autocommit: bool = False) -> p
         raise TransientStepError(message) from exc
     except psycopg.Error as exc:  # a malformed parameter (e.g. an unknown sslmode): our input is wrong
         reason = _reason(str(exc), endpoint.password)
-        raise PermanentStepError(f"cannot connect to PostgreSQL at {endpoint.where}/{dbname} as {endpoint.user}: {reason}") from exc
+        raise PermanentStepError(
+            f"cannot connect to PostgreSQL at {endpoint.where}/{dbname} as {endpoint.user}: {reason}"
+        ) from exc
 
 
 def _reason(libpq_message: str, password: str | None) -> str:
@@ -124,7 +126,7 @@ def _reason(libpq_message: str, password: str | None) -> str:
     text = libpq_message.strip()
     # libpq prefixes 'connection failed: connection to server at "h", port p failed: '
     # which our message already says.
-    text = re.sub(r'^connection failed:\s*', "", text)
+    text = re.sub(r"^connection failed:\s*", "", text)
     text = re.sub(r'connection to server at "[^"]*"(?: \([^)]*\))?, port \d+ failed:\s*', "", text)
     text = re.sub(r"\s+", " ", text.replace("FATAL:", "")).strip()
     if password and len(password) >= 4:  # shorter values would mangle the text, not hide anything
@@ -146,4 +148,3 @@ def lost_server(program_stderr: str) -> bool:
     """Whether a libpq program's error output says the server could not be reached or went
     away (transient), rather than that it refused us (permanent)."""
     return bool(_LOST_SERVER.search(program_stderr)) and not _PERMANENT_CONNECT_FAILURES.search(program_stderr)
-

@@ -56,8 +56,7 @@ _RENDER_SETTINGS = {
 }
 
 _USER_SCHEMA = (
-    "{n}.nspname not in ('pg_catalog', 'information_schema') "
-    "and {n}.nspname !~ '^pg_toast' and {n}.nspname !~ '^pg_temp_'"
+    "{n}.nspname not in ('pg_catalog', 'information_schema') and {n}.nspname !~ '^pg_toast' and {n}.nspname !~ '^pg_temp_'"
 )
 
 _MAX_DETAIL_IN_MESSAGE = 160
@@ -160,14 +159,24 @@ def fingerprint(conn: psycopg.Connection[Any]) -> Fingerprint:
             current = "the catalog"
             objects = sorted(_schema_objects(conn))
     except psycopg.OperationalError as exc:
-        raise TransientStepError(f"fingerprint of database {database}: connection lost while reading {current}: {_first_line(exc)}") from exc
+        raise TransientStepError(
+            f"fingerprint of database {database}: connection lost while reading {current}: {_first_line(exc)}"
+        ) from exc
     except psycopg.Error as exc:
         raise PermanentStepError(f"fingerprint of database {database}: cannot read {current}: {_first_line(exc)}") from exc
     schema_hash = hashlib.sha256(json.dumps(objects).encode()).hexdigest()
     duration = round(time.perf_counter() - start, 3)
     taken = Fingerprint(database, tables, matviews, sequences, large_objects, objects, schema_hash, duration)
-    log.info("fingerprint_taken", database=database, tables=len(tables), rows=taken.total_rows,
-             sequences=len(sequences), large_objects=large_objects.rows, schema_objects=len(objects), duration_s=duration)
+    log.info(
+        "fingerprint_taken",
+        database=database,
+        tables=len(tables),
+        rows=taken.total_rows,
+        sequences=len(sequences),
+        large_objects=large_objects.rows,
+        schema_objects=len(objects),
+        duration_s=duration,
+    )
     return taken
 
 
@@ -238,6 +247,7 @@ _DETAIL_PART = re.compile(r"^([a-z ]+?)(=|: )(.*)$", re.DOTALL)
 def _describe_difference(source: str, target: str) -> str:
     """What differs between two detail strings, part by part ("owner=a; privileges=...;
     columns: ..."), naming list items that are only on one side."""
+
     def parts(detail: str) -> dict[str, str]:
         out: dict[str, str] = {}
         for i, part in enumerate(detail.split("; ")):
@@ -294,7 +304,7 @@ def _relations(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str, bool,
         join pg_namespace n on n.oid = c.relnamespace
         left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
         where c.relkind in ('r', 'p', 'm') and not c.relispartition and c.relpersistence <> 't'
-          and {_USER_SCHEMA.format(n='n')}
+          and {_USER_SCHEMA.format(n="n")}
         group by n.nspname, c.relname, c.relkind, c.relispopulated
         order by 1, 2
     """
@@ -314,7 +324,7 @@ def _content(conn: psycopg.Connection[Any], schema: str, table: str, columns: li
 def _sequences(conn: psycopg.Connection[Any]) -> dict[str, SequenceState]:
     names = conn.execute(
         f"""select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
-            where c.relkind = 'S' and c.relpersistence <> 't' and {_USER_SCHEMA.format(n='n')} order by 1, 2"""
+            where c.relkind = 'S' and c.relpersistence <> 't' and {_USER_SCHEMA.format(n="n")} order by 1, 2"""
     ).fetchall()
     states: dict[str, SequenceState] = {}
     for start in range(0, len(names), _SEQUENCES_PER_QUERY):
@@ -362,16 +372,18 @@ def _acl(acl: str, kind: str, owner: str) -> str:
     return _ACL.format(acl=acl, kind=kind, owner=owner)
 
 
-_RELKIND = "case c.relkind when 'r' then 'table' when 'p' then 'partitioned table' when 'v' then 'view' " \
-    "when 'm' then 'materialized view' when 'f' then 'foreign table' when 'S' then 'sequence' " \
+_RELKIND = (
+    "case c.relkind when 'r' then 'table' when 'p' then 'partitioned table' when 'v' then 'view' "
+    "when 'm' then 'materialized view' when 'f' then 'foreign table' when 'S' then 'sequence' "
     "when 'i' then 'index' when 'I' then 'partitioned index' when 'c' then 'composite type' else c.relkind::text end"
+)
 
 _SCHEMA_QUERIES: list[str] = [
     # schemas
     f"""select 'schema', n.nspname, 'owner=' || pg_get_userbyid(n.nspowner)
-               || '; privileges=' || {_acl('n.nspacl', 'n', 'n.nspowner')}
-        from pg_namespace n where {_USER_SCHEMA.format(n='n')}
-          and {_NOT_EXTENSION_MEMBER.format(catalog='pg_namespace', oid='n.oid')}""",
+               || '; privileges=' || {_acl("n.nspacl", "n", "n.nspowner")}
+        from pg_namespace n where {_USER_SCHEMA.format(n="n")}
+          and {_NOT_EXTENSION_MEMBER.format(catalog="pg_namespace", oid="n.oid")}""",
     # extensions
     """select 'extension', e.extname, 'version=' || e.extversion || '; schema=' || n.nspname
         from pg_extension e join pg_namespace n on n.oid = e.extnamespace""",
@@ -386,7 +398,7 @@ _SCHEMA_QUERIES: list[str] = [
                                                   join pg_namespace pn on pn.oid = p.relnamespace
                                                   where i.inhrelid = c.oid and c.relispartition), '')
                || coalesce('; partitioned by ' || pg_get_partkeydef(c.oid), '')
-               || case when c.relkind = 'c' then '' else '; privileges=' || {_acl('c.relacl', 'r', 'c.relowner')} end
+               || case when c.relkind = 'c' then '' else '; privileges=' || {_acl("c.relacl", "r", "c.relowner")} end
                || '; columns: ' || coalesce((
                     select string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
                         || case when a.attnotnull then ' not null' else '' end
@@ -394,15 +406,15 @@ _SCHEMA_QUERIES: list[str] = [
                                     || pg_get_expr(ad.adbin, ad.adrelid), '')
                         || case when a.attidentity in ('a', 'd') then ' identity' else '' end
                         || coalesce(' collate ' || nullif(co.collname, 'default'), '')
-                        || case when a.attacl is not null then ' privileges=' || {_acl('a.attacl', 'c', 'c.relowner')} else '' end,
+                        || case when a.attacl is not null then ' privileges=' || {_acl("a.attacl", "c", "c.relowner")} else '' end,
                         ', ' order by a.attname)
                     from pg_attribute a
                     left join pg_attrdef ad on ad.adrelid = a.attrelid and ad.adnum = a.attnum
                     left join pg_collation co on co.oid = a.attcollation and a.attcollation <> 0
                     where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped), '')
         from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where c.relkind in ('r', 'p', 'v', 'm', 'f', 'c') and c.relpersistence <> 't' and {_USER_SCHEMA.format(n='n')}
-          and {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='c.oid')}""",
+        where c.relkind in ('r', 'p', 'v', 'm', 'f', 'c') and c.relpersistence <> 't' and {_USER_SCHEMA.format(n="n")}
+          and {_NOT_EXTENSION_MEMBER.format(catalog="pg_class", oid="c.oid")}""",
     # sequences' definitions (their values are compared apart)
     f"""select 'sequence', n.nspname || '.' || c.relname,
                'owner=' || pg_get_userbyid(c.relowner) || '; ' || format_type(s.seqtypid, null)
@@ -415,10 +427,10 @@ _SCHEMA_QUERIES: list[str] = [
                                              where d.classid = 'pg_class'::regclass and d.objid = c.oid
                                                and d.refclassid = 'pg_class'::regclass and d.deptype in ('a', 'i')
                                              limit 1), '')
-               || '; privileges=' || {_acl('c.relacl', 's', 'c.relowner')}
+               || '; privileges=' || {_acl("c.relacl", "s", "c.relowner")}
         from pg_sequence s join pg_class c on c.oid = s.seqrelid join pg_namespace n on n.oid = c.relnamespace
-        where c.relpersistence <> 't' and {_USER_SCHEMA.format(n='n')}
-          and {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='c.oid')}""",
+        where c.relpersistence <> 't' and {_USER_SCHEMA.format(n="n")}
+          and {_NOT_EXTENSION_MEMBER.format(catalog="pg_class", oid="c.oid")}""",
     # functions, procedures, aggregates
     f"""select case p.prokind when 'p' then 'procedure' when 'a' then 'aggregate' when 'w' then 'window function'
                    else 'function' end,
@@ -429,14 +441,14 @@ _SCHEMA_QUERIES: list[str] = [
                || case when p.proisstrict then ' strict' else '' end
                || coalesce('; config=' || array_to_string(p.proconfig, ','), '')
                || '; body md5=' || md5(coalesce(p.prosrc, '') || '/' || coalesce(p.probin, ''))
-               || '; privileges=' || {_acl('p.proacl', 'f', 'p.proowner')}
+               || '; privileges=' || {_acl("p.proacl", "f", "p.proowner")}
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace join pg_language l on l.oid = p.prolang
-        where {_USER_SCHEMA.format(n='n')} and {_NOT_EXTENSION_MEMBER.format(catalog='pg_proc', oid='p.oid')}""",
+        where {_USER_SCHEMA.format(n="n")} and {_NOT_EXTENSION_MEMBER.format(catalog="pg_proc", oid="p.oid")}""",
     # triggers (internal ones, e.g. for foreign keys, carry OIDs in their names)
     f"""select 'trigger', n.nspname || '.' || c.relname || '.' || t.tgname,
                pg_get_triggerdef(t.oid) || '; enabled=' || t.tgenabled::text
         from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
-        where not t.tgisinternal and {_USER_SCHEMA.format(n='n')}""",
+        where not t.tgisinternal and {_USER_SCHEMA.format(n="n")}""",
     # enums, domains, ranges, base types (composite types are listed with the relations)
     f"""select case t.typtype when 'e' then 'enum' when 'd' then 'domain' when 'r' then 'range'
                    when 'm' then 'multirange' else 'type' end,
@@ -450,21 +462,21 @@ _SCHEMA_QUERIES: list[str] = [
                                   || coalesce(' default ' || t.typdefault, '')
                     when 'r' then '; subtype ' || (select format_type(r.rngsubtype, null) from pg_range r where r.rngtypid = t.oid)
                     else '' end
-               || '; privileges=' || {_acl('t.typacl', 'T', 't.typowner')}
+               || '; privileges=' || {_acl("t.typacl", "T", "t.typowner")}
         from pg_type t join pg_namespace n on n.oid = t.typnamespace
-        where t.typtype in ('e', 'd', 'r', 'm', 'b') and t.typcategory <> 'A' and {_USER_SCHEMA.format(n='n')}
-          and {_NOT_EXTENSION_MEMBER.format(catalog='pg_type', oid='t.oid')}""",
+        where t.typtype in ('e', 'd', 'r', 'm', 'b') and t.typcategory <> 'A' and {_USER_SCHEMA.format(n="n")}
+          and {_NOT_EXTENSION_MEMBER.format(catalog="pg_type", oid="t.oid")}""",
     # indexes
     f"""select 'index', n.nspname || '.' || i.relname, pg_get_indexdef(i.oid)
         from pg_index x join pg_class i on i.oid = x.indexrelid join pg_namespace n on n.oid = i.relnamespace
-        where {_USER_SCHEMA.format(n='n')} and {_NOT_EXTENSION_MEMBER.format(catalog='pg_class', oid='i.oid')}""",
+        where {_USER_SCHEMA.format(n="n")} and {_NOT_EXTENSION_MEMBER.format(catalog="pg_class", oid="i.oid")}""",
     # constraints on tables and domains
     f"""select 'constraint',
                n.nspname || '.' || coalesce(c.relname, t.typname) || '.' || k.conname,
                pg_get_constraintdef(k.oid) || case when k.convalidated then '' else ' not valid' end
         from pg_constraint k join pg_namespace n on n.oid = k.connamespace
         left join pg_class c on c.oid = k.conrelid left join pg_type t on t.oid = k.contypid
-        where {_USER_SCHEMA.format(n='n')} and {_NOT_EXTENSION_MEMBER.format(catalog='pg_constraint', oid='k.oid')}""",
+        where {_USER_SCHEMA.format(n="n")} and {_NOT_EXTENSION_MEMBER.format(catalog="pg_constraint", oid="k.oid")}""",
     # row level security policies
     f"""select 'policy', n.nspname || '.' || c.relname || '.' || p.polname,
               p.polcmd::text || case when p.polpermissive then ' permissive' else ' restrictive' end
@@ -474,20 +486,22 @@ _SCHEMA_QUERIES: list[str] = [
               || coalesce('; using ' || pg_get_expr(p.polqual, p.polrelid), '')
               || coalesce('; check ' || pg_get_expr(p.polwithcheck, p.polrelid), '')
        from pg_policy p join pg_class c on c.oid = p.polrelid join pg_namespace n on n.oid = c.relnamespace
-       where {_USER_SCHEMA.format(n='n')}""",
+       where {_USER_SCHEMA.format(n="n")}""",
     # rules other than the ones that make a view a view
     f"""select 'rule', n.nspname || '.' || c.relname || '.' || r.rulename, pg_get_ruledef(r.oid)
         from pg_rewrite r join pg_class c on c.oid = r.ev_class join pg_namespace n on n.oid = c.relnamespace
-        where r.rulename <> '_RETURN' and {_USER_SCHEMA.format(n='n')}""",
+        where r.rulename <> '_RETURN' and {_USER_SCHEMA.format(n="n")}""",
     # default privileges
     """select 'default privileges',
               pg_get_userbyid(d.defaclrole) || coalesce(' in ' || n.nspname, '') || ' on ' || d.defaclobjtype::text,
               (select string_agg(x.item, ',' order by x.item)
-               from (select distinct """ + _GRANT_ITEM + """ as item from aclexplode(d.defaclacl) e) x)
+               from (select distinct """
+    + _GRANT_ITEM
+    + """ as item from aclexplode(d.defaclacl) e) x)
        from pg_default_acl d left join pg_namespace n on n.oid = d.defaclnamespace""",
     # comments on anything in the database (not on the database itself: the importer's
     # marker lives there), identified the way pg_identify_object spells it
-    f"""select 'comment', o.type || ' ' || o.identity, md5(d.description)
+    """select 'comment', o.type || ' ' || o.identity, md5(d.description)
         from pg_description d, lateral pg_identify_object(d.classoid, d.objoid, d.objsubid) o
         where d.classoid <> 'pg_database'::regclass
           and (o.schema is null or (o.schema not in ('pg_catalog', 'information_schema') and o.schema !~ '^pg_toast'))

@@ -31,7 +31,8 @@ import structlog
 from psycopg import sql
 
 from cutover.errors import PermanentStepError, TransientStepError
-from cutover.postgres._errors import first_line as _first_line, where as _where
+from cutover.postgres._errors import first_line as _first_line
+from cutover.postgres._errors import where as _where
 
 log = structlog.get_logger()
 
@@ -49,7 +50,12 @@ def set_read_only(admin_conn: psycopg.Connection[Any], dbname: str) -> int:
     ``admin_conn``: autocommit, a superuser or the database owner, on another database."""
     _require_database(admin_conn, dbname)
     frozen_at = _one(admin_conn, "select clock_timestamp()", None, dbname)
-    _run(admin_conn, sql.SQL("alter database {} set default_transaction_read_only = on").format(sql.Identifier(dbname)), None, dbname)
+    _run(
+        admin_conn,
+        sql.SQL("alter database {} set default_transaction_read_only = on").format(sql.Identifier(dbname)),
+        None,
+        dbname,
+    )
     ended = _end_sessions(admin_conn, dbname, started_before=None)
     survivors = _one(
         admin_conn,
@@ -74,7 +80,9 @@ def set_writable(admin_conn: psycopg.Connection[Any], dbname: str) -> int:
     _require_database(admin_conn, dbname)
     was_frozen = is_read_only(admin_conn, dbname)
     changed_at = _one(admin_conn, "select clock_timestamp()", None, dbname)
-    _run(admin_conn, sql.SQL("alter database {} reset default_transaction_read_only").format(sql.Identifier(dbname)), None, dbname)
+    _run(
+        admin_conn, sql.SQL("alter database {} reset default_transaction_read_only").format(sql.Identifier(dbname)), None, dbname
+    )
     ended = _end_sessions(admin_conn, dbname, started_before=changed_at) if was_frozen else 0
     log.info("database_unfrozen", database=dbname, sessions_ended=ended, was_frozen=was_frozen)
     return ended

@@ -23,7 +23,8 @@ import structlog
 from psycopg import sql
 
 from cutover.errors import PermanentStepError, TransientStepError
-from cutover.postgres._errors import first_line as _first_line, where as _where
+from cutover.postgres._errors import first_line as _first_line
+from cutover.postgres._errors import where as _where
 from cutover.postgres.endpoint import PgEndpoint
 from cutover.process import run_program
 
@@ -38,18 +39,18 @@ _USER_NS = "{n}.nspname not in ('pg_catalog', 'information_schema') and {n}.nspn
 _ROLES_IN_USE = f"""
 with owners(r) as (
     select datdba from pg_database where datname = current_database()
-    union select n.nspowner from pg_namespace n where {_USER_NS.format(n='n')}
-    union select c.relowner from pg_class c join pg_namespace n on n.oid = c.relnamespace where {_USER_NS.format(n='n')}
-    union select p.proowner from pg_proc p join pg_namespace n on n.oid = p.pronamespace where {_USER_NS.format(n='n')}
-    union select t.typowner from pg_type t join pg_namespace n on n.oid = t.typnamespace where {_USER_NS.format(n='n')}
-    union select o.oprowner from pg_operator o join pg_namespace n on n.oid = o.oprnamespace where {_USER_NS.format(n='n')}
-    union select o.opcowner from pg_opclass o join pg_namespace n on n.oid = o.opcnamespace where {_USER_NS.format(n='n')}
-    union select o.opfowner from pg_opfamily o join pg_namespace n on n.oid = o.opfnamespace where {_USER_NS.format(n='n')}
-    union select o.collowner from pg_collation o join pg_namespace n on n.oid = o.collnamespace where {_USER_NS.format(n='n')}
-    union select o.conowner from pg_conversion o join pg_namespace n on n.oid = o.connamespace where {_USER_NS.format(n='n')}
-    union select o.dictowner from pg_ts_dict o join pg_namespace n on n.oid = o.dictnamespace where {_USER_NS.format(n='n')}
-    union select o.cfgowner from pg_ts_config o join pg_namespace n on n.oid = o.cfgnamespace where {_USER_NS.format(n='n')}
-    union select o.stxowner from pg_statistic_ext o join pg_namespace n on n.oid = o.stxnamespace where {_USER_NS.format(n='n')}
+    union select n.nspowner from pg_namespace n where {_USER_NS.format(n="n")}
+    union select c.relowner from pg_class c join pg_namespace n on n.oid = c.relnamespace where {_USER_NS.format(n="n")}
+    union select p.proowner from pg_proc p join pg_namespace n on n.oid = p.pronamespace where {_USER_NS.format(n="n")}
+    union select t.typowner from pg_type t join pg_namespace n on n.oid = t.typnamespace where {_USER_NS.format(n="n")}
+    union select o.oprowner from pg_operator o join pg_namespace n on n.oid = o.oprnamespace where {_USER_NS.format(n="n")}
+    union select o.opcowner from pg_opclass o join pg_namespace n on n.oid = o.opcnamespace where {_USER_NS.format(n="n")}
+    union select o.opfowner from pg_opfamily o join pg_namespace n on n.oid = o.opfnamespace where {_USER_NS.format(n="n")}
+    union select o.collowner from pg_collation o join pg_namespace n on n.oid = o.collnamespace where {_USER_NS.format(n="n")}
+    union select o.conowner from pg_conversion o join pg_namespace n on n.oid = o.connamespace where {_USER_NS.format(n="n")}
+    union select o.dictowner from pg_ts_dict o join pg_namespace n on n.oid = o.dictnamespace where {_USER_NS.format(n="n")}
+    union select o.cfgowner from pg_ts_config o join pg_namespace n on n.oid = o.cfgnamespace where {_USER_NS.format(n="n")}
+    union select o.stxowner from pg_statistic_ext o join pg_namespace n on n.oid = o.stxnamespace where {_USER_NS.format(n="n")}
     union select lomowner from pg_largeobject_metadata
     union select extowner from pg_extension
     union select fdwowner from pg_foreign_data_wrapper
@@ -62,12 +63,12 @@ with owners(r) as (
 ),
 acls(acl) as (
     select datacl from pg_database where datname = current_database()
-    union all select n.nspacl from pg_namespace n where {_USER_NS.format(n='n')}
-    union all select c.relacl from pg_class c join pg_namespace n on n.oid = c.relnamespace where {_USER_NS.format(n='n')}
+    union all select n.nspacl from pg_namespace n where {_USER_NS.format(n="n")}
+    union all select c.relacl from pg_class c join pg_namespace n on n.oid = c.relnamespace where {_USER_NS.format(n="n")}
     union all select a.attacl from pg_attribute a join pg_class c on c.oid = a.attrelid
-              join pg_namespace n on n.oid = c.relnamespace where a.attacl is not null and {_USER_NS.format(n='n')}
-    union all select p.proacl from pg_proc p join pg_namespace n on n.oid = p.pronamespace where {_USER_NS.format(n='n')}
-    union all select t.typacl from pg_type t join pg_namespace n on n.oid = t.typnamespace where {_USER_NS.format(n='n')}
+              join pg_namespace n on n.oid = c.relnamespace where a.attacl is not null and {_USER_NS.format(n="n")}
+    union all select p.proacl from pg_proc p join pg_namespace n on n.oid = p.pronamespace where {_USER_NS.format(n="n")}
+    union all select t.typacl from pg_type t join pg_namespace n on n.oid = t.typnamespace where {_USER_NS.format(n="n")}
     union all select lomacl from pg_largeobject_metadata
     union all select defaclacl from pg_default_acl
     union all select fdwacl from pg_foreign_data_wrapper

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """``ok`` green, ``warn`` amber (the cutover may go on; read it), ``fail`` red (the
     cutover stops before its first freeze)."""
 

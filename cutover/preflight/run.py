@@ -10,7 +10,7 @@ import shutil
 import socket
 import ssl
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,8 +18,8 @@ import structlog
 
 from cutover import units
 from cutover.errors import CutoverError
-from cutover.phases import endpoints, workspace
 from cutover.journal import TtlRecord
+from cutover.phases import endpoints, workspace
 from cutover.phases.ttl import record_key, switchable_from
 from cutover.plan.build import choose_method
 from cutover.preflight.items import Report, Status
@@ -48,7 +48,7 @@ def preflight(
     unless ``outside_window``; a TTL lowered too recently is red). ``target_marker(comment)``:
     whether a target database with that comment belongs to this run (a retry finds its own)."""
     report = Report(runbook.cutover)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     _window(report, runbook, now, live, outside_window)
     missing = _secrets(report, runbook)
     sizes = _postgres(report, runbook, missing, target_marker)
@@ -171,11 +171,18 @@ def _postgres(report: Report, runbook: Runbook, missing: set[str], target_marker
                     f"PostgreSQL {version[0]}.{version[1]}, connected as {endpoint.user}" + (" (superuser)" if superuser else ""),
                 )
                 if site_name in sources:
-                    _source_databases(report, runbook, site_name, admin, endpoint, bool(superuser), bool(signal), bool(read_all), sizes)
+                    _source_databases(
+                        report, runbook, site_name, admin, endpoint, bool(superuser), bool(signal), bool(read_all), sizes
+                    )
                     _dump_tool(report, site_name, endpoint, version)
                 if site_name in targets:
                     if not superuser and not (createdb and createrole):
-                        report.add("postgres", subject, Status.fail, f"{endpoint.user} needs CREATEDB and CREATEROLE (or superuser) to create the target databases and roles")
+                        report.add(
+                            "postgres",
+                            subject,
+                            Status.fail,
+                            f"{endpoint.user} needs CREATEDB and CREATEROLE (or superuser) to create the target databases and roles",
+                        )
                     _target_databases(report, runbook, site_name, admin, target_marker)
         except CutoverError as exc:
             report.add("postgres", subject, Status.fail, str(exc))
@@ -190,7 +197,15 @@ def _where_pg(runbook: Runbook, site_name: str) -> str:
 
 
 def _source_databases(
-    report: Report, runbook: Runbook, site_name: str, admin: Any, endpoint: Any, superuser: bool, signal: bool, read_all: bool, sizes: dict[str, int]
+    report: Report,
+    runbook: Runbook,
+    site_name: str,
+    admin: Any,
+    endpoint: Any,
+    superuser: bool,
+    signal: bool,
+    read_all: bool,
+    sizes: dict[str, int],
 ) -> None:
     from cutover.postgres import freeze
     from cutover.postgres.endpoint import connect
@@ -210,7 +225,9 @@ def _source_databases(
             sizes[key] = size
             problems = []
             if not superuser and owner != endpoint.user:
-                problems.append(f"the freeze (ALTER DATABASE) needs {endpoint.user} to own {db.name} (owner: {owner}) or be superuser")
+                problems.append(
+                    f"the freeze (ALTER DATABASE) needs {endpoint.user} to own {db.name} (owner: {owner}) or be superuser"
+                )
             if not superuser and not signal:
                 problems.append("ending open sessions at the freeze needs pg_signal_backend")
             if not superuser and not read_all:
@@ -228,7 +245,12 @@ def _source_databases(
             method = choose_method(runbook, db, size)
             detail = f"{units.size(size)}, moves by {method}"
             if freeze.is_read_only(admin, db.name):
-                report.add("source", key, Status.warn, f"{detail}; already read-only: frozen before this run, and a rollback leaves it so")
+                report.add(
+                    "source",
+                    key,
+                    Status.warn,
+                    f"{detail}; already read-only: frozen before this run, and a rollback leaves it so",
+                )
             else:
                 report.add("source", key, Status.ok, detail)
 
@@ -242,10 +264,17 @@ def _dump_tool(report: Report, site_name: str, endpoint: Any, version: tuple[int
     except CutoverError as exc:
         report.add("tools", f"pg_dump for {site_name}", Status.fail, str(exc))
         return
-    report.add("tools", f"pg_dump for {site_name}", Status.ok, f"pg_dump {tool[0]}.{tool[1]} fits the source server {version[0]}.{version[1]}")
+    report.add(
+        "tools",
+        f"pg_dump for {site_name}",
+        Status.ok,
+        f"pg_dump {tool[0]}.{tool[1]} fits the source server {version[0]}.{version[1]}",
+    )
 
 
-def _target_databases(report: Report, runbook: Runbook, site_name: str, admin: Any, target_marker: Callable[[str], bool] | None) -> None:
+def _target_databases(
+    report: Report, runbook: Runbook, site_name: str, admin: Any, target_marker: Callable[[str], bool] | None
+) -> None:
     from cutover.postgres import dump
 
     for app in runbook.applications:
@@ -257,9 +286,19 @@ def _target_databases(report: Report, runbook: Runbook, site_name: str, admin: A
             if target_marker is not None and target_marker(comment):
                 report.add("target", key, Status.ok, f"{db.target} on {site_name} is this run's own, from an earlier attempt")
             elif comment.startswith(dump.MARKER_PREFIX):
-                report.add("target", key, Status.fail, f"{db.target} already exists on {site_name}, made by an earlier cutover run or attempt ({comment}): the estate may already be cut over")
+                report.add(
+                    "target",
+                    key,
+                    Status.fail,
+                    f"{db.target} already exists on {site_name}, made by an earlier cutover run or attempt ({comment}): the estate may already be cut over",
+                )
             else:
-                report.add("target", key, Status.fail, f"{db.target} already exists on {site_name} and was not made by Cutover; move it aside first")
+                report.add(
+                    "target",
+                    key,
+                    Status.fail,
+                    f"{db.target} already exists on {site_name} and was not made by Cutover; move it aside first",
+                )
 
 
 # --- SSH and disks ----------------------------------------------------------------------
@@ -281,8 +320,16 @@ def _ssh(report: Report, runbook: Runbook, missing: set[str], sizes: dict[str, i
     from cutover.ssh.remote import run_remote
     from cutover.ssh.target import connect
 
-    needed = sorted({db.to for a in runbook.applications for db in a.databases} | {f.to for a in runbook.applications for f in a.files}
-                    | {s.ssh.site for a in runbook.applications for s in [*a.freeze, *a.unfreeze, *a.start, *a.stop, *a.smoke, *a.finalize] if s.ssh})
+    needed = sorted(
+        {db.to for a in runbook.applications for db in a.databases}
+        | {f.to for a in runbook.applications for f in a.files}
+        | {
+            s.ssh.site
+            for a in runbook.applications
+            for s in [*a.freeze, *a.unfreeze, *a.start, *a.stop, *a.smoke, *a.finalize]
+            if s.ssh
+        }
+    )
     for site_name in needed:
         site = runbook.sites.get(site_name)
         if site is None or site.ssh is None:
@@ -304,14 +351,23 @@ def _ssh(report: Report, runbook: Runbook, missing: set[str], sizes: dict[str, i
             local = dump_mod.pg_dump_version(_source_bin_dir(runbook, site_name))
             major = _major(text)
             if version.exit_status != 0 or major is None:
-                report.add("tools", f"pg_restore on {site_name}", Status.fail, f"{tools} --version failed there (exit {version.exit_status})")
+                report.add(
+                    "tools",
+                    f"pg_restore on {site_name}",
+                    Status.fail,
+                    f"{tools} --version failed there (exit {version.exit_status})",
+                )
             elif major < local[0]:
-                report.add("tools", f"pg_restore on {site_name}", Status.fail, f"{text} cannot read archives of pg_dump {local[0]}")
+                report.add(
+                    "tools", f"pg_restore on {site_name}", Status.fail, f"{text} cannot read archives of pg_dump {local[0]}"
+                )
             else:
                 report.add("tools", f"pg_restore on {site_name}", Status.ok, f"{text}, reads pg_dump {local[0]} archives")
             need = int(_file_bytes(runbook, sizes, site_name) * DISK_MARGIN)
             work = site.ssh.work_dir
-            free = run_remote(client, f"d={_quote(work)}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; df -Pk \"$d\" | tail -1", timeout_s=30)
+            free = run_remote(
+                client, f'd={_quote(work)}; while [ ! -d "$d" ]; do d=$(dirname "$d"); done; df -Pk "$d" | tail -1', timeout_s=30
+            )
             fields = (free.stdout_tail or "").split()
             if free.exit_status != 0 or len(fields) < 4 or not fields[3].isdigit():
                 report.add("disk", f"{site_name}:{work}", Status.fail, "cannot tell the free space there (df failed)")
@@ -375,7 +431,7 @@ def _dns(report: Report, runbook: Runbook, missing: set[str], ttl_journal: TtlRe
         report.add("dns", runbook.dns.api, Status.fail, str(exc))
         return
     with provider:
-        for index, (app, record) in enumerate(records):
+        for index, (_app, record) in enumerate(records):
             key = record_key(record)
             try:
                 current = provider.get(record.name, record.type)
@@ -393,9 +449,19 @@ def _dns(report: Report, runbook: Runbook, missing: set[str], ttl_journal: TtlRe
             until = switchable_from(lowered.get(key))
             if until is not None and now < until:
                 status = Status.fail if live else Status.warn
-                report.add("dns", key, status, f"{now_is} TTL {current.ttl}; lowered at {lowered[key]['at']} from {lowered[key]['old_ttl']} s: the switch waits until {until.isoformat(timespec='seconds')}")
+                report.add(
+                    "dns",
+                    key,
+                    status,
+                    f"{now_is} TTL {current.ttl}; lowered at {lowered[key]['at']} from {lowered[key]['old_ttl']} s: the switch waits until {until.isoformat(timespec='seconds')}",
+                )
             elif current.ttl > record.ttl:
-                report.add("dns", key, Status.warn, f"{now_is} TTL {current.ttl}, above the runbook's {record.ttl}: lower it days before (cutover preflight --lower-ttl)")
+                report.add(
+                    "dns",
+                    key,
+                    Status.warn,
+                    f"{now_is} TTL {current.ttl}, above the runbook's {record.ttl}: lower it days before (cutover preflight --lower-ttl)",
+                )
             elif list(current.values) == [record.to]:
                 report.add("dns", key, Status.ok, f"{now_is} TTL {current.ttl}: already at the new value")
             else:
@@ -425,7 +491,12 @@ def _http(report: Report, runbook: Runbook, timeout_s: float = 5.0) -> None:
                     with ssl.create_default_context().wrap_socket(sock, server_hostname=host):
                         pass
         except (OSError, ssl.SSLError) as exc:
-            report.add("http", subject, Status.fail, f"{_reason(exc)} (used by {', '.join(used_by[:3])}{'...' if len(used_by) > 3 else ''})")
+            report.add(
+                "http",
+                subject,
+                Status.fail,
+                f"{_reason(exc)} (used by {', '.join(used_by[:3])}{'...' if len(used_by) > 3 else ''})",
+            )
             continue
         report.add("http", subject, Status.ok, f"accepts connections ({len(used_by)} action(s))")
 
@@ -438,5 +509,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return "timed out"
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-
-

@@ -67,7 +67,11 @@ def check_host(text: str) -> str:
 def dns_name_problem(text: str, *, wildcard: bool = False) -> str | None:
     """Why ``text`` is not a fully qualified DNS name, or None when it is one."""
     if not text.endswith("."):
-        return f"must be fully qualified, ending with a dot: '{text}.'" if len(text) <= MAX_HOST else "must be fully qualified, ending with a dot"
+        return (
+            f"must be fully qualified, ending with a dot: '{text}.'"
+            if len(text) <= MAX_HOST
+            else "must be fully qualified, ending with a dot"
+        )
     name = text[:-1]
     if not name:
         return "the root '.' is not a name this tool switches"

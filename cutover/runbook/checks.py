@@ -82,8 +82,13 @@ def _retries(runbook: Runbook) -> list[Finding]:
         return []
     waited = sum(defaults.retry_delay_s * 2**i for i in range(defaults.retries))
     if waited > MAX_RETRY_WAIT_S:
-        return [Finding(("defaults", "retries"), f"{defaults.retries} retries doubling from {defaults.retry_delay_s:g} s "
-                        f"would wait {waited / 3600:.0f} hours for one step; at most {MAX_RETRY_WAIT_S // 3600} hours")]
+        return [
+            Finding(
+                ("defaults", "retries"),
+                f"{defaults.retries} retries doubling from {defaults.retry_delay_s:g} s "
+                f"would wait {waited / 3600:.0f} hours for one step; at most {MAX_RETRY_WAIT_S // 3600} hours",
+            )
+        ]
     return []
 
 
@@ -94,7 +99,9 @@ def _duplicates(runbook: Runbook) -> list[Finding]:
         if app.name is None:
             continue
         if app.name in seen:
-            found.append(Finding(("applications", i, "name"), f"duplicate application '{app.name}' (also applications[{seen[app.name]}])"))
+            found.append(
+                Finding(("applications", i, "name"), f"duplicate application '{app.name}' (also applications[{seen[app.name]}])")
+            )
         seen.setdefault(app.name, i)
     targets: dict[tuple[str, str], str] = {}
     records: dict[tuple[str, str], str] = {}
@@ -117,12 +124,21 @@ def _duplicates(runbook: Runbook) -> list[Finding]:
         file_names: set[str] = set()
         for j, moved in _items(app.files):
             if moved.name in file_names:
-                found.append(Finding(("applications", i, "files", j, "name"), f"files entry '{moved.name}' is listed twice in '{app.name}'"))
+                found.append(
+                    Finding(
+                        ("applications", i, "files", j, "name"), f"files entry '{moved.name}' is listed twice in '{app.name}'"
+                    )
+                )
             file_names.add(moved.name)
         for j, record in _items(app.dns):
             key = (record.name, record.type)
             if key in records:
-                found.append(Finding(("applications", i, "dns", j, "name"), f"DNS record {record.name} {record.type} is also switched by '{records[key]}'"))
+                found.append(
+                    Finding(
+                        ("applications", i, "dns", j, "name"),
+                        f"DNS record {record.name} {record.type} is also switched by '{records[key]}'",
+                    )
+                )
             records.setdefault(key, app.name)
     gate_names: set[str] = set()
     for i, gate in _items(runbook.gates):
@@ -171,7 +187,7 @@ def find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:
                 stack[-1] = (node, index + 1)
                 nxt = edges[index]
                 if state.get(nxt) == 1:
-                    loop = path[path.index(nxt):]
+                    loop = path[path.index(nxt) :]
                     start = loop.index(min(loop))
                     loop = loop[start:] + loop[:start]
                     if tuple(loop) not in seen_cycles:
@@ -218,7 +234,9 @@ def _sites_and_databases(runbook: Runbook, broken: frozenset[Path_]) -> list[Fin
                 found += _site_has(runbook, site_name, "postgres", (*base, key), sites)
             target = runbook.sites.get(db.to) if db.to else None
             if target is not None and target.ssh is None:
-                found.append(Finding((*base, "to"), f"site '{db.to}' has no ssh endpoint: pg_restore runs on the target host over SSH"))
+                found.append(
+                    Finding((*base, "to"), f"site '{db.to}' has no ssh endpoint: pg_restore runs on the target host over SSH")
+                )
             if db.from_ is not None and db.from_ == db.to:
                 found.append(Finding((*base, "to"), "a database moves to another site, not onto its own"))
             know(db.from_, db.name)
@@ -226,10 +244,16 @@ def _sites_and_databases(runbook: Runbook, broken: frozenset[Path_]) -> list[Fin
         for j, moved in _items(app.files):
             for key, site_name in (("from", moved.from_), ("to", moved.to)):
                 if site_name not in runbook.sites:
-                    found.append(Finding(("applications", i, "files", j, key), f"unknown site '{site_name}'" + did_you_mean(site_name, sites)))
+                    found.append(
+                        Finding(
+                            ("applications", i, "files", j, key), f"unknown site '{site_name}'" + did_you_mean(site_name, sites)
+                        )
+                    )
             target = runbook.sites.get(moved.to)
             if target is not None and target.ssh is None:
-                found.append(Finding(("applications", i, "files", j, "to"), f"site '{moved.to}' has no ssh endpoint to upload to"))
+                found.append(
+                    Finding(("applications", i, "files", j, "to"), f"site '{moved.to}' has no ssh endpoint to upload to")
+                )
     for i, app in _apps(runbook):
         for section in ACTION_SECTIONS:
             actions: list[Action | None] = getattr(app, section) or []
@@ -247,7 +271,9 @@ def _site_has(runbook: Runbook, site_name: str, needs: str, path: Path_, sites: 
     return []
 
 
-def _action_references(runbook: Runbook, action: Action, path: Path_, databases: dict[str, set[str] | None], sites: list[str]) -> list[Finding]:
+def _action_references(
+    runbook: Runbook, action: Action, path: Path_, databases: dict[str, set[str] | None], sites: list[str]
+) -> list[Finding]:
     step = action.sql or action.ssh
     if step is None:
         return []
@@ -262,7 +288,13 @@ def _action_references(runbook: Runbook, action: Action, path: Path_, databases:
             return [Finding((*path, kind, "site"), f"site '{step.site}' has no postgres endpoint")]
         known = databases.get(step.site, set())
         if known is not None and action.sql.database not in known:
-            return [Finding((*path, kind, "database"), f"unknown database '{action.sql.database}' on site '{step.site}'" + did_you_mean(action.sql.database, sorted(known)))]
+            return [
+                Finding(
+                    (*path, kind, "database"),
+                    f"unknown database '{action.sql.database}' on site '{step.site}'"
+                    + did_you_mean(action.sql.database, sorted(known)),
+                )
+            ]
     return []
 
 

@@ -31,7 +31,10 @@ from cutover.runbook.yaml_source import load as load_yaml
 __all__ = ["format_path", "load_runbook", "parse_runbook"]
 
 OTHER_ENCODINGS = {
-    b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16",
+    b"\xff\xfe\x00\x00": "UTF-32",
+    b"\x00\x00\xfe\xff": "UTF-32",
+    b"\xff\xfe": "UTF-16",
+    b"\xfe\xff": "UTF-16",
 }
 
 
@@ -146,7 +149,12 @@ UNITS = (("_s", "seconds"), ("_ms", "milliseconds"), ("_bytes", "bytes"))
 
 
 def _bound_message(kind: str, ctx: dict[str, Any], path: Path_) -> str:
-    words = {"less_than_equal": "at most", "greater_than_equal": "at least", "greater_than": "more than", "less_than": "less than"}[kind]
+    words = {
+        "less_than_equal": "at most",
+        "greater_than_equal": "at least",
+        "greater_than": "more than",
+        "less_than": "less than",
+    }[kind]
     bound = next(iter(ctx.values()), None)
     if isinstance(bound, float) and bound.is_integer():
         bound = int(bound)
@@ -175,10 +183,9 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> Path_:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
             path.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and not _is_union_tag(part):

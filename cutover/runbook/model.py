@@ -33,7 +33,6 @@ MAX_CONCURRENCY = 64
 HTTP_STATUS = {"ge": 100, "le": 599}
 
 
-
 PersonName = Annotated[str, Field(min_length=1, max_length=100)]
 """Who decides a gate: a person's name as they give it in the form, or a team's name."""
 
@@ -117,10 +116,10 @@ class Dns(Model):
     api: Url = Field(description="the provider's API base URL")
     api_key: SecretRef
     zone: str = Field(description="the zone, fully qualified with a trailing dot")
-    server_id: str = Field("localhost", pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}$", description="PowerDNS server id in the API path")
-    nameserver: HostPort = Field(
-        description="host:port of an authoritative server, asked to confirm every switch"
+    server_id: str = Field(
+        "localhost", pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,62}$", description="PowerDNS server id in the API path"
     )
+    nameserver: HostPort = Field(description="host:port of an authoritative server, asked to confirm every switch")
 
     @field_validator("zone")
     @classmethod
@@ -173,7 +172,9 @@ class HttpStep(Model):
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
-            raise ValueError("json must be JSON: mappings, lists, strings, numbers, true, false, null (no dates, no .inf)") from None
+            raise ValueError(
+                "json must be JSON: mappings, lists, strings, numbers, true, false, null (no dates, no .inf)"
+            ) from None
         return value
 
 
@@ -209,10 +210,7 @@ class Action(Model):
     def _exactly_one(self) -> Action:
         given = [k for k in ("http", "sql", "ssh") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(
-                "an action needs exactly one of http, sql, ssh"
-                + (f" (got {', '.join(given)})" if given else "")
-            )
+            raise ValueError("an action needs exactly one of http, sql, ssh" + (f" (got {', '.join(given)})" if given else ""))
         return self
 
     @property
@@ -236,9 +234,7 @@ class DatabaseMove(Model):
     target_name: DatabaseName | None = Field(None, description="the database name on the target (default: name)")
     method: Literal["stream", "file", "auto"] = "auto"
     jobs: int = Field(2, ge=1, le=32, description="parallel pg_dump/pg_restore jobs (file method)")
-    roles: dict[RoleName, RolePassword] = Field(
-        {}, description="passwords for login roles created on the target"
-    )
+    roles: dict[RoleName, RolePassword] = Field({}, description="passwords for login roles created on the target")
     on_rollback: Literal["keep", "rename", "drop"] = Field(
         "rename", description="what rollback does with the imported target database"
     )
@@ -293,16 +289,12 @@ class Application(Model):
 
     name: ApplicationName = Field(description="unique; the first part of its step ids")
     description: str = ""
-    depends_on: list[Name] = Field(
-        [], description="applications it reads: they are frozen after it and switched before it"
-    )
+    depends_on: list[Name] = Field([], description="applications it reads: they are frozen after it and switched before it")
     freeze: list[Action] = Field([], description="put the source application in maintenance")
     unfreeze: list[Action] = Field([], description="undo freeze at the source (used by rollback)")
     databases: list[DatabaseMove] = Field([], description="databases that move with it")
     files: list[FileMove] = Field([], description="files that move with it")
-    start: list[Action] = Field(
-        [], description="bring the target application up (out of maintenance) once its data is verified"
-    )
+    start: list[Action] = Field([], description="bring the target application up (out of maintenance) once its data is verified")
     stop: list[Action] = Field([], description="undo start at the target (used by rollback)")
     smoke: list[Action] = Field([], description="checks against the target before the switch")
     dns: list[DnsRecord] = Field([], description="records switched to the new site")
@@ -341,9 +333,7 @@ class Gate(Model):
         description="no decision within timeout_s: `wait` keeps waiting and emits cutover.gate.overdue "
         "(again every timeout_s); `no_go` decides no-go, which rolls back",
     )
-    auto_approve: bool = Field(
-        False, description="approve by itself when every check before it passed (rehearsals, demo)"
-    )
+    auto_approve: bool = Field(False, description="approve by itself when every check before it passed (rehearsals, demo)")
 
 
 class Window(Model):

@@ -31,16 +31,46 @@ FIRST_WORDS = frozenset({"select", "with", "values", "table", "show"})
 # are found by their pair). Statements that write by their first word are refused by it.
 WRITING_WORDS = frozenset({"insert", "update", "delete", "merge", "into"})
 LOCKING_PAIRS = frozenset({("for", "share"), ("key", "share")})
-SIDE_EFFECT_FUNCTIONS = frozenset({
-    "nextval", "setval", "set_config", "pg_terminate_backend", "pg_cancel_backend",
-    "pg_reload_conf", "pg_rotate_logfile", "pg_switch_wal", "pg_create_restore_point",
-    "pg_promote", "lo_import", "lo_export", "lo_unlink", "lo_create", "lo_creat",
-    "lo_from_bytea", "lo_put", "dblink", "dblink_exec", "pg_sleep", "pg_sleep_for",
-    "pg_sleep_until", "pg_advisory_lock", "pg_advisory_xact_lock", "pg_advisory_lock_shared",
-    "pg_try_advisory_lock", "pg_file_write", "pg_file_unlink", "pg_file_rename",
-    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_reset", "txid_current",
-    "pg_current_xact_id", "pg_notify",
-})
+SIDE_EFFECT_FUNCTIONS = frozenset(
+    {
+        "nextval",
+        "setval",
+        "set_config",
+        "pg_terminate_backend",
+        "pg_cancel_backend",
+        "pg_reload_conf",
+        "pg_rotate_logfile",
+        "pg_switch_wal",
+        "pg_create_restore_point",
+        "pg_promote",
+        "lo_import",
+        "lo_export",
+        "lo_unlink",
+        "lo_create",
+        "lo_creat",
+        "lo_from_bytea",
+        "lo_put",
+        "dblink",
+        "dblink_exec",
+        "pg_sleep",
+        "pg_sleep_for",
+        "pg_sleep_until",
+        "pg_advisory_lock",
+        "pg_advisory_xact_lock",
+        "pg_advisory_lock_shared",
+        "pg_try_advisory_lock",
+        "pg_file_write",
+        "pg_file_unlink",
+        "pg_file_rename",
+        "pg_read_file",
+        "pg_read_binary_file",
+        "pg_ls_dir",
+        "pg_stat_reset",
+        "txid_current",
+        "pg_current_xact_id",
+        "pg_notify",
+    }
+)
 
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
@@ -133,7 +163,7 @@ def read_only_problem(query: str) -> str | None:
     except UnreadableSql as exc:
         return str(exc)
     if ";" in words:
-        if any(w != ";" for w in words[words.index(";"):]):
+        if any(w != ";" for w in words[words.index(";") :]):
             return "one statement only: a smoke query has no ';' between statements"
         words = [w for w in words if w != ";"]
     statement = [w for w in words if w != "("]

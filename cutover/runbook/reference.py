@@ -139,6 +139,7 @@ def _default(info: Any) -> str:
 
 def _bounds(metadata: list[Any]) -> str:
     """``1..65535``, ``>0..604800``: the range a number must lie in, from its constraints."""
+
     def number(value: float) -> str:
         return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -165,7 +166,11 @@ def reference_markdown() -> str:
         out += ["| key | type | default | meaning |", "|---|---|---|---|"]
         for name, info in cls.model_fields.items():
             key = info.alias or name
-            kind = _type_name(info.annotation) if not info.metadata else _type_name(typing.Annotated[info.annotation, *info.metadata])
+            kind = (
+                _type_name(info.annotation)
+                if not info.metadata
+                else _type_name(typing.Annotated[info.annotation, *info.metadata])
+            )
             out.append(f"| `{key}` | {kind}{_bounds(info.metadata)} | {_default(info)} | {info.description or ''} |")
         out.append("")
     return "\n".join(out)

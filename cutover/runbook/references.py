@@ -22,8 +22,7 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 BLOCK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 HOW_TO_REFERENCE = (
-    "write a reference instead of the value: env:NAME (an environment variable) "
-    "or secret:NAME (a Prefect Secret block)"
+    "write a reference instead of the value: env:NAME (an environment variable) or secret:NAME (a Prefect Secret block)"
 )
 
 
@@ -40,13 +39,9 @@ def parse_reference(text: str) -> tuple[str, str]:
     if not sep or kind not in ("env", "secret"):
         raise SecretReferenceError(f"inline secret is not allowed; {HOW_TO_REFERENCE}")
     if kind == "env" and not ENV_NAME.match(name):
-        raise SecretReferenceError(
-            "env: reference needs an environment variable name (letters, digits, underscore)"
-        )
+        raise SecretReferenceError("env: reference needs an environment variable name (letters, digits, underscore)")
     if kind == "secret" and not BLOCK_NAME.match(name):
-        raise SecretReferenceError(
-            "secret: reference needs a Prefect block name (lowercase letters, digits, dashes)"
-        )
+        raise SecretReferenceError("secret: reference needs a Prefect block name (lowercase letters, digits, dashes)")
     return kind, name
 
 

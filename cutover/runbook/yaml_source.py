@@ -43,9 +43,7 @@ UNSAFE_IN_VALUE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u20
 LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
 STR, MAP, SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
-SCALAR_TAGS = frozenset(
-    f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "str", "timestamp")
-)
+SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "str", "timestamp"))
 
 
 @dataclass(frozen=True)
@@ -132,11 +130,9 @@ def _syntax_problem(exc: yaml.MarkedYAMLError) -> YamlProblem:
 
 
 def _unreadable_characters(text: str, most: int) -> Iterator[YamlProblem]:
-    found = 0
-    for match in UNREADABLE.finditer(text):
+    for found, match in enumerate(UNREADABLE.finditer(text), start=1):
         line, column = _line_column(text, match.start())
         yield YamlProblem(line, column, (), f"{describe_character(match.group())} is not allowed in a runbook")
-        found += 1
         if found == most:
             return
 
@@ -319,7 +315,9 @@ class _Builder:
             except KeyError as exc:
                 name = exc.args[0]
                 self.problems.append(
-                    YamlProblem(*pos, path, f"environment variable {name} is not set (set it, or give a default: ${{{name}:-value}})")
+                    YamlProblem(
+                        *pos, path, f"environment variable {name} is not set (set it, or give a default: ${{{name}:-value}})"
+                    )
                 )
         if isinstance(value, str):
             unsafe = UNSAFE_IN_VALUE.search(value)
@@ -340,13 +338,21 @@ class _Builder:
             raise UnreadableYaml([YamlProblem(*pos, (), f"alias *{name} is inside the value it refers to")])
         self.alias_count += anchor.values
         if self.alias_count > self.limits.max_alias_values:
-            raise UnreadableYaml([YamlProblem(
-                *pos, (), f"YAML aliases would expand the runbook by more than {self.limits.max_alias_values} values; "
-                "write the values out, or use fewer aliases",
-            )])
+            raise UnreadableYaml(
+                [
+                    YamlProblem(
+                        *pos,
+                        (),
+                        f"YAML aliases would expand the runbook by more than {self.limits.max_alias_values} values; "
+                        "write the values out, or use fewer aliases",
+                    )
+                ]
+            )
         self._count(anchor.values, pos)
         if len(self.stack) + anchor.depth > self.limits.max_depth:
-            raise UnreadableYaml([YamlProblem(*pos, (), f"this alias nests the runbook deeper than {self.limits.max_depth} levels")])
+            raise UnreadableYaml(
+                [YamlProblem(*pos, (), f"this alias nests the runbook deeper than {self.limits.max_depth} levels")]
+            )
         if self._expecting_key() and isinstance(anchor.value, (dict, list)):
             self._refuse_key(pos)
             return
@@ -363,7 +369,9 @@ class _Builder:
                     self._record((*path, *inside[cut:]), where, is_key)
         self._place(_copy(anchor.value), path, pos, None, anchor.values, anchor.depth, first)
 
-    def _place(self, value: Any, path: Path_, pos: tuple[int, int], anchor: str | None, values: int, depth: int, first_entry: int) -> None:
+    def _place(
+        self, value: Any, path: Path_, pos: tuple[int, int], anchor: str | None, values: int, depth: int, first_entry: int
+    ) -> None:
         """A complete node that is not a collection just closed (a scalar, an alias copy):
         a key, a value, or the whole document."""
         if anchor is not None:

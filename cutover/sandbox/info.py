@@ -115,25 +115,29 @@ class SandboxInfo:
         """The variables ``runbooks/demo.yaml`` reads."""
         env = {}
         for prefix, pg in (("CUTOVER_ONPREM_PG", self.onprem), ("CUTOVER_CLOUD_PG", self.cloud)):
-            env.update({
-                f"{prefix}_HOST": pg.host,
-                f"{prefix}_PORT": str(pg.port),
-                f"{prefix}_USER": pg.user,
-                f"{prefix}_PASSWORD": pg.password,
-                f"{prefix}_BIN": pg.bin_dir,
-            })
-        env.update({
-            "CUTOVER_CLOUD_SSH_HOST": self.ssh.host,
-            "CUTOVER_CLOUD_SSH_PORT": str(self.ssh.port),
-            "CUTOVER_CLOUD_SSH_USER": self.ssh.user,
-            "CUTOVER_CLOUD_SSH_KEY": self.ssh.private_key,
-            "CUTOVER_CLOUD_SSH_HOST_KEY": self.ssh.host_key,
-            "CUTOVER_CLOUD_SSH_WORK_DIR": self.ssh.work_dir,
-            "CUTOVER_CLOUD_SSH_PG_BIN": self.ssh.pg_bin_dir,
-            "CUTOVER_PDNS_API": self.powerdns.api_url,
-            "CUTOVER_PDNS_API_KEY": self.powerdns.api_key,
-            "CUTOVER_PDNS_DNS": f"{self.powerdns.dns_host}:{self.powerdns.dns_port}",
-        })
+            env.update(
+                {
+                    f"{prefix}_HOST": pg.host,
+                    f"{prefix}_PORT": str(pg.port),
+                    f"{prefix}_USER": pg.user,
+                    f"{prefix}_PASSWORD": pg.password,
+                    f"{prefix}_BIN": pg.bin_dir,
+                }
+            )
+        env.update(
+            {
+                "CUTOVER_CLOUD_SSH_HOST": self.ssh.host,
+                "CUTOVER_CLOUD_SSH_PORT": str(self.ssh.port),
+                "CUTOVER_CLOUD_SSH_USER": self.ssh.user,
+                "CUTOVER_CLOUD_SSH_KEY": self.ssh.private_key,
+                "CUTOVER_CLOUD_SSH_HOST_KEY": self.ssh.host_key,
+                "CUTOVER_CLOUD_SSH_WORK_DIR": self.ssh.work_dir,
+                "CUTOVER_CLOUD_SSH_PG_BIN": self.ssh.pg_bin_dir,
+                "CUTOVER_PDNS_API": self.powerdns.api_url,
+                "CUTOVER_PDNS_API_KEY": self.powerdns.api_key,
+                "CUTOVER_PDNS_DNS": f"{self.powerdns.dns_host}:{self.powerdns.dns_port}",
+            }
+        )
         for app in self.apps.values():
             key = app.name.upper()
             env[f"CUTOVER_APP_{key}_PORT"] = str(app.port)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 import structlog
 
 from cutover.errors import SandboxError
@@ -75,26 +74,46 @@ def _new_info(directory: Path, scale: int) -> SandboxInfo:
     for site in SITES:
         data, sockets, _ = postgres_cluster.layout(root, site)
         clusters[site] = PostgresInfo(
-            site=site, host="127.0.0.1", port=picker.pick(), user=MIGRATION_USER, password=_secret(),
-            data_dir=str(data), socket_dir=str(sockets), bin_dir=bin_dir,
+            site=site,
+            host="127.0.0.1",
+            port=picker.pick(),
+            user=MIGRATION_USER,
+            password=_secret(),
+            data_dir=str(data),
+            socket_dir=str(sockets),
+            bin_dir=bin_dir,
         )
     paths = _paths(directory)
     ssh = ssh_server.prepare(paths["ssh"], paths["work"], "127.0.0.1", picker.pick(), bin_dir)
     powerdns = PowerDnsInfo(
-        api_url=f"http://127.0.0.1:{picker.pick()}", api_key=_secret(), server_id="localhost",
-        dns_host="127.0.0.1", dns_port=picker.pick(udp=True), zone=ZONE,
+        api_url=f"http://127.0.0.1:{picker.pick()}",
+        api_key=_secret(),
+        server_id="localhost",
+        dns_host="127.0.0.1",
+        dns_port=picker.pick(udp=True),
+        zone=ZONE,
     )
     apps = {}
     for name, databases in ESTATE.items():
         port = picker.pick(hosts=tuple(SITES.values()))
         apps[name] = AppInfo(
-            name=name, port=port, databases=list(databases), db_user=estate.app_role(name), db_password=_secret(),
-            old_url=f"http://{OLD_SITE_ADDRESS}:{port}", new_url=f"http://{NEW_SITE_ADDRESS}:{port}",
+            name=name,
+            port=port,
+            databases=list(databases),
+            db_user=estate.app_role(name),
+            db_password=_secret(),
+            old_url=f"http://{OLD_SITE_ADDRESS}:{port}",
+            new_url=f"http://{NEW_SITE_ADDRESS}:{port}",
             hostname=f"{name}.{ZONE}",
         )
     return SandboxInfo(
-        dir=str(directory), scale=scale, onprem=clusters["onprem"], cloud=clusters["cloud"], ssh=ssh,
-        powerdns=powerdns, apps=apps,
+        dir=str(directory),
+        scale=scale,
+        onprem=clusters["onprem"],
+        cloud=clusters["cloud"],
+        ssh=ssh,
+        powerdns=powerdns,
+        apps=apps,
     )
 
 
@@ -102,9 +121,16 @@ def _write_app_config(info: SandboxInfo, site: str) -> Path:
     pg = info.onprem if site == "onprem" else info.cloud
     entries = [
         {
-            "name": app.name, "site": site, "address": SITES[site], "port": app.port,
-            "database": app.databases[0], "table": estate.MAIN_TABLE[app.databases[0]],
-            "db_host": pg.host, "db_port": pg.port, "db_user": app.db_user, "db_password": app.db_password,
+            "name": app.name,
+            "site": site,
+            "address": SITES[site],
+            "port": app.port,
+            "database": app.databases[0],
+            "table": estate.MAIN_TABLE[app.databases[0]],
+            "db_host": pg.host,
+            "db_port": pg.port,
+            "db_user": app.db_user,
+            "db_password": app.db_password,
             # The old site serves; the new one waits in maintenance for the cutover to start it.
             "maintenance": site == "cloud",
         }
@@ -146,7 +172,9 @@ def _start_site(info: SandboxInfo, site: str) -> int:
             while True:
                 if not processes.alive(pid):
                     tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] if log_file.exists() else []
-                    raise SandboxError(f"the {site} application process exited at start ({log_file}: {tail[0] if tail else 'no output'})")
+                    raise SandboxError(
+                        f"the {site} application process exited at start ({log_file}: {tail[0] if tail else 'no output'})"
+                    )
                 try:
                     if client.get(url).status_code == 200:
                         break
@@ -164,6 +192,7 @@ def _timed(timings: dict[str, float], name: str, work: Callable[[], None]) -> Ca
         started = time.monotonic()
         work()
         timings[name] = round(time.monotonic() - started, 2)
+
     return run
 
 
@@ -189,7 +218,9 @@ def up(directory: str | Path, scale: int | None = None) -> SandboxInfo:
             info = _new_info(directory, DEFAULT_SCALE if scale is None else scale)
             info.save()
         except OSError as exc:
-            raise SandboxError(f"cannot create the sandbox in {directory}: {exc.strerror or exc} ({exc.filename or directory})") from exc
+            raise SandboxError(
+                f"cannot create the sandbox in {directory}: {exc.strerror or exc} ({exc.filename or directory})"
+            ) from exc
     else:
         info = load(directory)
         if scale is not None and scale != info.scale:
@@ -233,10 +264,17 @@ def up(directory: str | Path, scale: int | None = None) -> SandboxInfo:
             for app in info.apps:
                 info.app_pids[f"{app}@{name}"] = pid
             record()
+
         return run
 
-    work = {"onprem": onprem, "cloud": cloud, "sshd": ssh, "powerdns": powerdns,
-            "apps@onprem": site("onprem"), "apps@cloud": site("cloud")}
+    work = {
+        "onprem": onprem,
+        "cloud": cloud,
+        "sshd": ssh,
+        "powerdns": powerdns,
+        "apps@onprem": site("onprem"),
+        "apps@cloud": site("cloud"),
+    }
     with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="sandbox-up") as pool:
         futures: dict[str, Future[None]] = {name: pool.submit(_timed(timings, name, job)) for name, job in work.items()}
     failures = [(name, f.exception()) for name, f in futures.items() if f.exception() is not None]
@@ -261,7 +299,9 @@ def load(directory: str | Path) -> SandboxInfo:
     try:
         return SandboxInfo.load(directory)
     except FileNotFoundError:
-        raise SandboxError(f"no sandbox in {directory} ({INFO_FILE} not found); start one with `cutover sandbox up --dir {directory}`") from None
+        raise SandboxError(
+            f"no sandbox in {directory} ({INFO_FILE} not found); start one with `cutover sandbox up --dir {directory}`"
+        ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise SandboxError(f"{directory / INFO_FILE} is not a readable sandbox description: {type(exc).__name__}") from exc
 
@@ -297,21 +337,39 @@ def status(directory: str | Path) -> list[ServiceState]:
     paths = _paths(Path(info.dir))
     states = [_postgres_state(info.onprem), _postgres_state(info.cloud)]
     ssh_ours = processes.is_ours(info.ssh.pid, str(ssh_server.config_file(paths["ssh"])))
-    states.append(ServiceState(
-        "sshd", f"{info.ssh.host}:{info.ssh.port}", info.ssh.pid,
-        ssh_ours and ssh_server.banner(info.ssh.host, info.ssh.port), "" if ssh_ours else "not running",
-    ))
+    states.append(
+        ServiceState(
+            "sshd",
+            f"{info.ssh.host}:{info.ssh.port}",
+            info.ssh.pid,
+            ssh_ours and ssh_server.banner(info.ssh.host, info.ssh.port),
+            "" if ssh_ours else "not running",
+        )
+    )
     pdns = info.powerdns
     pdns_ours = processes.is_ours(pdns.pid, f"--config-dir={paths['pdns']}")
     pdns_up = False
     if pdns_ours:
         try:
-            pdns_up = httpx.get(f"{pdns.api_url}/api/v1/servers/{pdns.server_id}/zones/{pdns.zone}",
-                                headers={"X-API-Key": pdns.api_key}, timeout=5).status_code == 200
+            pdns_up = (
+                httpx.get(
+                    f"{pdns.api_url}/api/v1/servers/{pdns.server_id}/zones/{pdns.zone}",
+                    headers={"X-API-Key": pdns.api_key},
+                    timeout=5,
+                ).status_code
+                == 200
+            )
         except httpx.HTTPError:
             pass
-    states.append(ServiceState("powerdns", f"{pdns.api_url} dns {pdns.dns_host}:{pdns.dns_port}", pdns.pid, pdns_up,
-                               "" if pdns_ours else "not running"))
+    states.append(
+        ServiceState(
+            "powerdns",
+            f"{pdns.api_url} dns {pdns.dns_host}:{pdns.dns_port}",
+            pdns.pid,
+            pdns_up,
+            "" if pdns_ours else "not running",
+        )
+    )
     with httpx.Client(timeout=5) as client:
         for site in SITES:
             pid = _site_pid(info, site)

@@ -77,7 +77,9 @@ def find_bin_dir() -> str:
     for candidate in candidates:
         if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
             return str(candidate)
-    raise SandboxError("PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql-15 or set CUTOVER_SANDBOX_PG_BIN")
+    raise SandboxError(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found; install postgresql-15 or set CUTOVER_SANDBOX_PG_BIN"
+    )
 
 
 def _as_owner(argv: list[str]) -> list[str]:
@@ -154,8 +156,10 @@ def create(pg: PostgresInfo) -> None:
         _run(
             [
                 f"{pg.bin_dir}/initdb",
-                "-D", str(data),
-                "-U", pg.user,
+                "-D",
+                str(data),
+                "-U",
+                pg.user,
                 f"--pwfile={pwfile}",
                 "--auth-local=scram-sha-256",
                 "--auth-host=scram-sha-256",
@@ -170,18 +174,18 @@ def create(pg: PostgresInfo) -> None:
     finally:
         pwfile.unlink(missing_ok=True)
     settings = dict(_SETTINGS)
-    settings.update({
-        "port": str(pg.port),
-        "unix_socket_directories": f"'{pg.socket_dir}'",
-        "cluster_name": f"'{pg.site}'",
-    })
+    settings.update(
+        {
+            "port": str(pg.port),
+            "unix_socket_directories": f"'{pg.socket_dir}'",
+            "cluster_name": f"'{pg.site}'",
+        }
+    )
     with open(data / "postgresql.conf", "a") as conf:
         conf.write("\n# cutover sandbox\n")
         conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
     # Password (SCRAM) authentication on the socket and on 127.0.0.1; nothing else.
-    (data / "pg_hba.conf").write_text(
-        "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n"
-    )
+    (data / "pg_hba.conf").write_text("local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n")
 
 
 def _log_file(pg: PostgresInfo) -> Path:

@@ -91,7 +91,9 @@ def start(info: PowerDnsInfo, pdns_dir: Path) -> int:
         while True:
             if not processes.alive(pid):
                 tail = log_file.read_text(errors="replace").strip().splitlines()[-1:] if log_file.exists() else []
-                raise SandboxError(f"pdns_server ({info.api_url}, DNS {info.dns_host}:{info.dns_port}) exited at start: {tail[0] if tail else 'no output'}")
+                raise SandboxError(
+                    f"pdns_server ({info.api_url}, DNS {info.dns_host}:{info.dns_port}) exited at start: {tail[0] if tail else 'no output'}"
+                )
             try:
                 if client.get(f"{info.api_url}/api/v1/servers/{info.server_id}").status_code == 200:
                     break
@@ -112,7 +114,9 @@ def ensure_zone(info: PowerDnsInfo, apps: dict[str, AppInfo]) -> None:
         {"name": app.hostname, "type": "A", "ttl": RECORD_TTL, "records": [{"content": OLD_SITE_ADDRESS, "disabled": False}]}
         for app in apps.values()
     ]
-    rrsets.append({"name": f"ns1.{info.zone}", "type": "A", "ttl": RECORD_TTL, "records": [{"content": "127.0.0.1", "disabled": False}]})
+    rrsets.append(
+        {"name": f"ns1.{info.zone}", "type": "A", "ttl": RECORD_TTL, "records": [{"content": "127.0.0.1", "disabled": False}]}
+    )
     try:
         with httpx.Client(timeout=10, headers={"X-API-Key": info.api_key}) as client:
             if client.get(f"{zone_url}/{info.zone}").status_code == 200:
@@ -124,4 +128,6 @@ def ensure_zone(info: PowerDnsInfo, apps: dict[str, AppInfo]) -> None:
     except httpx.HTTPError as exc:
         raise SandboxError(f"creating zone {info.zone} through {info.api_url} failed: {type(exc).__name__}") from exc
     if response.status_code != 201:
-        raise SandboxError(f"creating zone {info.zone} through {info.api_url} failed: HTTP {response.status_code} {response.text[:200]}")
+        raise SandboxError(
+            f"creating zone {info.zone} through {info.api_url} failed: HTTP {response.status_code} {response.text[:200]}"
+        )

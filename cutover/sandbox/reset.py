@@ -13,7 +13,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from cutover.sandbox.info import OLD_SITE_ADDRESS, SandboxInfo, PostgresInfo
+from cutover.sandbox.info import OLD_SITE_ADDRESS, PostgresInfo, SandboxInfo
 
 
 def _admin(pg: PostgresInfo) -> psycopg.Connection:
@@ -24,7 +24,9 @@ def _admin(pg: PostgresInfo) -> psycopg.Connection:
 
 def reset(info: SandboxInfo) -> None:
     with _admin(info.cloud) as admin:
-        databases = [r[0] for r in admin.execute("select datname from pg_database where not datistemplate and datname <> 'postgres'")]
+        databases = [
+            r[0] for r in admin.execute("select datname from pg_database where not datistemplate and datname <> 'postgres'")
+        ]
         for name in databases:
             admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
         roles = [

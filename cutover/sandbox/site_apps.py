@@ -85,21 +85,32 @@ def build_app(app: SiteApp) -> ASGIApp:
         )
         try:
             conn = await psycopg.AsyncConnection.connect(
-                host=app.db_host, port=app.db_port, user=app.db_user, password=app.db_password,
-                dbname=app.database, sslmode="disable", connect_timeout=5, autocommit=True,
+                host=app.db_host,
+                port=app.db_port,
+                user=app.db_user,
+                password=app.db_password,
+                dbname=app.database,
+                sslmode="disable",
+                connect_timeout=5,
+                autocommit=True,
             )
             async with conn:
                 cursor = await conn.execute(query)
                 row = await cursor.fetchone()
         except psycopg.Error as exc:
-            log.info("health_database_unavailable", app=app.name, site=app.site, database=app.database,
-                     error=type(exc).__name__)
+            log.info("health_database_unavailable", app=app.name, site=app.site, database=app.database, error=type(exc).__name__)
             return JSONResponse({"status": "database-unavailable"}, status_code=503)
         assert row is not None
-        return JSONResponse({
-            "status": "ok", "app": app.name, "site": app.site, "database": app.database,
-            "cluster": row[0], "rows": row[1],
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "app": app.name,
+                "site": app.site,
+                "database": app.database,
+                "cluster": row[0],
+                "rows": row[1],
+            }
+        )
 
     async def maintenance(request: Request) -> JSONResponse:
         if request.method == "POST":
@@ -114,11 +125,16 @@ def build_app(app: SiteApp) -> ASGIApp:
             app.maintenance = body["enabled"]
         return JSONResponse({"maintenance": app.maintenance})
 
-    return FaultSwitch(app, Starlette(routes=[
-        Route("/health", health, methods=["GET"]),
-        Route("/maintenance", maintenance, methods=["GET", "POST"]),
-        Route("/fault", fault_switch(app), methods=["GET", "POST", "DELETE"]),
-    ]))
+    return FaultSwitch(
+        app,
+        Starlette(
+            routes=[
+                Route("/health", health, methods=["GET"]),
+                Route("/maintenance", maintenance, methods=["GET", "POST"]),
+                Route("/fault", fault_switch(app), methods=["GET", "POST", "DELETE"]),
+            ]
+        ),
+    )
 
 
 FAULT_PATH = "/fault"
@@ -128,10 +144,14 @@ def fault_switch(app: SiteApp) -> Callable[[Request], Awaitable[JSONResponse]]:
     """The ``/fault`` endpoint of ``app`` (see the module docstring)."""
 
     def listing() -> JSONResponse:
-        return JSONResponse({"faults": [
-            {"path": path, "method": method, "status": fault.status, "count": fault.left}
-            for (path, method), fault in sorted(app.faults.items())
-        ]})
+        return JSONResponse(
+            {
+                "faults": [
+                    {"path": path, "method": method, "status": fault.status, "count": fault.left}
+                    for (path, method), fault in sorted(app.faults.items())
+                ]
+            }
+        )
 
     async def endpoint(request: Request) -> JSONResponse:
         if request.method == "DELETE":
@@ -153,8 +173,15 @@ def fault_switch(app: SiteApp) -> Callable[[Request], Awaitable[JSONResponse]]:
                 return JSONResponse({"error": f"POST /fault: {problem}"}, status_code=422)
             key = (body["path"], body["method"].upper())
             app.faults[key] = Fault(body["status"], body.get("count"))
-            log.info("fault_set", app=app.name, site=app.site, path=key[0], method=key[1], status=body["status"],
-                     count=body.get("count"))
+            log.info(
+                "fault_set",
+                app=app.name,
+                site=app.site,
+                path=key[0],
+                method=key[1],
+                status=body["status"],
+                count=body.get("count"),
+            )
         return listing()
 
     return endpoint
@@ -201,8 +228,11 @@ class FaultSwitch:
                 del self.app.faults[key]
         log.info("fault_answered", app=self.app.name, site=self.app.site, path=key[0], method=key[1], status=fault.status)
         # 204 and 304 must not carry a body.
-        response = (Response(status_code=fault.status) if fault.status in (204, 304)
-                    else JSONResponse({"error": "injected fault"}, status_code=fault.status))
+        response = (
+            Response(status_code=fault.status)
+            if fault.status in (204, 304)
+            else JSONResponse({"error": "injected fault"}, status_code=fault.status)
+        )
         await response(scope, receive, send)
 
 
@@ -243,7 +273,11 @@ async def serve(apps: list[SiteApp]) -> None:
     sockets = [_listen(app.address, app.port) for app in apps]
     dispatch = PortDispatch({app.port: build_app(app) for app in apps})
     config = uvicorn.Config(
-        dispatch, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=2,
+        dispatch,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
     )
     await uvicorn.Server(config).serve(sockets=sockets)
 

@@ -38,7 +38,9 @@ def _keygen(path: Path, comment: str) -> None:
     try:
         result = subprocess.run(
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
-            capture_output=True, text=True, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
         )
     except OSError as exc:
         raise SandboxError(f"cannot run ssh-keygen for {path}: {exc.strerror}") from exc
@@ -63,31 +65,33 @@ def prepare(ssh_dir: Path, work_dir: Path, host: str, port: int, pg_bin_dir: str
     authorized.chmod(0o600)
     user = current_user()
     config_file(ssh_dir).write_text(
-        "\n".join([
-            f"Port {port}",
-            f"ListenAddress {host}",
-            f"HostKey {host_key}",
-            "PidFile none",
-            f"AuthorizedKeysFile {authorized}",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "UsePAM no",
-            "StrictModes no",
-            "PermitRootLogin prohibit-password",
-            f"AllowUsers {user}",
-            "Subsystem sftp internal-sftp",
-            "X11Forwarding no",
-            "AllowAgentForwarding no",
-            "PrintMotd no",
-            "PrintLastLog no",
-            # Cutover steps open several sessions at once (parallel dumps, sftp workers).
-            "MaxStartups 100:30:200",
-            "MaxSessions 64",
-            "ClientAliveInterval 30",
-            "LogLevel INFO",
-            "",
-        ])
+        "\n".join(
+            [
+                f"Port {port}",
+                f"ListenAddress {host}",
+                f"HostKey {host_key}",
+                "PidFile none",
+                f"AuthorizedKeysFile {authorized}",
+                "PubkeyAuthentication yes",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "UsePAM no",
+                "StrictModes no",
+                "PermitRootLogin prohibit-password",
+                f"AllowUsers {user}",
+                "Subsystem sftp internal-sftp",
+                "X11Forwarding no",
+                "AllowAgentForwarding no",
+                "PrintMotd no",
+                "PrintLastLog no",
+                # Cutover steps open several sessions at once (parallel dumps, sftp workers).
+                "MaxStartups 100:30:200",
+                "MaxSessions 64",
+                "ClientAliveInterval 30",
+                "LogLevel INFO",
+                "",
+            ]
+        )
     )
     public = host_key.with_suffix(".pub").read_text().split()
     return SshInfo(

@@ -30,7 +30,6 @@ from __future__ import annotations
 import collections
 import re
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -312,17 +311,13 @@ def execute(
                 drain()
                 break
             if not transport.is_active() or (channel.closed and not channel.exit_status_ready()):
-                raise TransientStepError(
-                    f"SSH connection to {address} broke while running {label}; the remote watchdog stops it"
-                )
+                raise TransientStepError(f"SSH connection to {address} broke while running {label}; the remote watchdog stops it")
             if cancel is not None and cancel.is_set():
                 stop("cancelled")
                 raise PermanentStepError(f"{label} on {address} was cancelled; its process group was killed")
             if deadline is not None and time.monotonic() > deadline:
                 stop("timeout")
-                raise TransientStepError(
-                    f"{label} on {address} timed out after {timeout_s:g}s; its process group was killed"
-                )
+                raise TransientStepError(f"{label} on {address} timed out after {timeout_s:g}s; its process group was killed")
             if feeder.source_error is not None:
                 stop("source_failed")
                 raise PermanentStepError(
@@ -371,5 +366,5 @@ def _kill_group(transport: paramiko.Transport, pgid: int | None, address: str) -
         while not channel.exit_status_ready() and time.monotonic() < until and transport.is_active():
             time.sleep(_POLL_S)
         channel.close()
-    except (OSError, EOFError, socket.timeout, paramiko.SSHException) as exc:
+    except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
         log.warning("remote_kill_failed", address=address, pgid=pgid, error=type(exc).__name__)

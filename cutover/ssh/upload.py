@@ -15,7 +15,6 @@ import hashlib
 import os
 import posixpath
 import shlex
-import socket
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,7 +127,9 @@ def upload_tree(
         size=sum(f.size for f in files.values()),
         manifest=manifest,
     )
-    log.info("tree_uploaded", address=address, remote_dir=remote_dir, files=len(files), bytes_sent=result.bytes_sent, size=result.size)
+    log.info(
+        "tree_uploaded", address=address, remote_dir=remote_dir, files=len(files), bytes_sent=result.bytes_sent, size=result.size
+    )
     return result
 
 
@@ -279,7 +280,7 @@ def _guard(client: paramiko.SSHClient, address: str, path: str, action: Callable
         return action()
     except (TransientStepError, PermanentStepError):
         raise
-    except (socket.timeout, TimeoutError) as exc:
+    except TimeoutError as exc:
         raise TransientStepError(f"upload of {path} to {address} timed out") from exc
     except (OSError, EOFError, paramiko.SSHException) as exc:
         transport = client.get_transport()

@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -79,7 +79,9 @@ class StatusPage:
     # --- public -------------------------------------------------------------------
 
     def _lang(self, request: Request) -> str:
-        return i18n.pick_language(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
+        return i18n.pick_language(
+            request.query_params.get("lang"), request.cookies.get(LANG_COOKIE), request.headers.get("accept-language")
+        )
 
     def _public(self, lang: str) -> dict[str, Any]:
         return self.hub.rendered(f"public-{lang}", lambda: localized(self.hub.public, lang))
@@ -87,7 +89,9 @@ class StatusPage:
     def _public_main(self, lang: str) -> str:
         return self.hub.rendered(
             f"public-main-{lang}",
-            lambda: templates.get_template("public_main.html").render(s=self._public(lang), t=lambda k, **v: i18n.text(lang, k, **v)),
+            lambda: templates.get_template("public_main.html").render(
+                s=self._public(lang), t=lambda k, **v: i18n.text(lang, k, **v)
+            ),
         )
 
     def _event_at(self) -> str | None:
@@ -99,8 +103,12 @@ class StatusPage:
         lang = self._lang(request)
         other = "nl" if lang == "en" else "en"
         html = templates.get_template("public.html").render(
-            s=self._public(lang), main=self._public_main(lang), lang=lang, other=other,
-            t=lambda k, **v: i18n.text(lang, k, **v), version=self.hub.views.version,
+            s=self._public(lang),
+            main=self._public_main(lang),
+            lang=lang,
+            other=other,
+            t=lambda k, **v: i18n.text(lang, k, **v),
+            version=self.hub.views.version,
         )
         response = HTMLResponse(html, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
         if request.query_params.get("lang") in i18n.LANGUAGES:
@@ -108,7 +116,9 @@ class StatusPage:
         return response
 
     async def status_json(self, request: Request) -> Response:
-        return JSONResponse(self._public(self._lang(request)), headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
+        return JSONResponse(
+            self._public(self._lang(request)), headers={"Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"}
+        )
 
     async def events(self, request: Request) -> Response:
         lang = self._lang(request)
@@ -121,8 +131,17 @@ class StatusPage:
                     version = self.hub.views.version
                     yield self.hub.rendered(
                         f"public-sse-{lang}",
-                        lambda: sse("state", {"at": self._event_at(), "version": version, "updated": self.hub.public.get("updated"),
-                                              "state": self.hub.public.get("state"), "html": self._public_main(lang)}, version),
+                        lambda version=version: sse(
+                            "state",
+                            {
+                                "at": self._event_at(),
+                                "version": version,
+                                "updated": self.hub.public.get("updated"),
+                                "state": self.hub.public.get("state"),
+                                "html": self._public_main(lang),
+                            },
+                            version,
+                        ),
                     )
                 elif not await self.hub.views.wait_newer(version, KEEPALIVE_S):
                     yield b": keep-alive\n\n"
@@ -155,7 +174,7 @@ class StatusPage:
         return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
 
     def _team(self) -> dict[str, Any]:
-        return self.hub.rendered("team", lambda: team_state(self.hub.state, self.hub.eta, self.ui_url, datetime.now(timezone.utc)))
+        return self.hub.rendered("team", lambda: team_state(self.hub.state, self.hub.eta, self.ui_url, datetime.now(UTC)))
 
     def _team_main(self) -> str:
         return self.hub.rendered("team-main", lambda: templates.get_template("team_main.html").render(s=self._team()))
@@ -181,8 +200,13 @@ class StatusPage:
         app, level = self._filters(request)
         lines = sorted(self._lines(app, level), key=lambda line: line.timestamp)
         html = templates.get_template("team.html").render(
-            s=self._team(), main=self._team_main(), lines=[line.to_dict() for line in lines],
-            applications=self.hub.state.applications(), app=app or "", level=level or "", levels=list(LEVELS),
+            s=self._team(),
+            main=self._team_main(),
+            lines=[line.to_dict() for line in lines],
+            applications=self.hub.state.applications(),
+            app=app or "",
+            level=level or "",
+            levels=list(LEVELS),
         )
         return HTMLResponse(html, headers={**SECURITY_HEADERS, "Cache-Control": "no-store"})
 
@@ -219,7 +243,10 @@ class StatusPage:
                     sent = True
                 if sent:
                     continue
-                waits = {asyncio.create_task(hub.views.wait_newer(views, KEEPALIVE_S)), asyncio.create_task(hub.logs.wait_newer(logs, KEEPALIVE_S))}
+                waits = {
+                    asyncio.create_task(hub.views.wait_newer(views, KEEPALIVE_S)),
+                    asyncio.create_task(hub.logs.wait_newer(logs, KEEPALIVE_S)),
+                }
                 done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 for task in pending:
                     task.cancel()

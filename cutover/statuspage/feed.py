@@ -15,7 +15,7 @@ then every second the ones after the newest seen.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -50,9 +50,11 @@ def event_filter_json(since: datetime, until: datetime, prefixes: list[str] | No
     }
 
 
-async def read_events(client: httpx.AsyncClient, api_url: str, since: datetime, prefixes: list[str] | None = None) -> list[dict[str, Any]]:
+async def read_events(
+    client: httpx.AsyncClient, api_url: str, since: datetime, prefixes: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Every event since ``since`` (by name prefix), following the API's next-page links."""
-    until = datetime.now(timezone.utc) + timedelta(minutes=5)
+    until = datetime.now(UTC) + timedelta(minutes=5)
     response = await client.post(
         f"{api_url}/events/filter", json={"filter": event_filter_json(since, until, prefixes), "limit": PAGE_SIZE}
     )
@@ -101,7 +103,7 @@ class Feed:
         from prefect.events.clients import PrefectEventSubscriber
         from prefect.events.filters import EventFilter, EventNameFilter
 
-        since = datetime.now(timezone.utc) - self.backfill
+        since = datetime.now(UTC) - self.backfill
         live: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         subscriber = PrefectEventSubscriber(
             api_url=self.api_url,
@@ -134,7 +136,7 @@ class Feed:
                         while not live.empty():
                             batch.append(live.get_nowait())
                         self.hub.apply_events(batch)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     if catch_up and asyncio.get_running_loop().time() >= catch_up:
                         catch_up = 0.0
@@ -179,7 +181,7 @@ class Feed:
                 break
             offset += LOG_PAGE
         records.reverse()
-        return self._add(records) or datetime.now(timezone.utc) - LOG_OVERLAP
+        return self._add(records) or datetime.now(UTC) - LOG_OVERLAP
 
     async def _log_since(self, client: httpx.AsyncClient, flow_run_id: str, newest: datetime) -> datetime:
         """Lines from a little before ``newest`` on (a batch may carry older lines than
@@ -187,7 +189,9 @@ class Feed:
         offset = 0
         after = (newest - LOG_OVERLAP).isoformat()
         while True:
-            page = await self._log_page(client, {"flow_run_id": {"any_": [flow_run_id]}, "timestamp": {"after_": after}}, "TIMESTAMP_ASC", offset)
+            page = await self._log_page(
+                client, {"flow_run_id": {"any_": [flow_run_id]}, "timestamp": {"after_": after}}, "TIMESTAMP_ASC", offset
+            )
             found = self._add(page)
             newest = max(newest, found) if found else newest
             if len(page) < LOG_PAGE:
@@ -195,6 +199,8 @@ class Feed:
             offset += LOG_PAGE
 
     async def _log_page(self, client: httpx.AsyncClient, logs: dict[str, Any], sort: str, offset: int) -> list[dict[str, Any]]:
-        response = await client.post(f"{self.api_url}/logs/filter", json={"logs": logs, "sort": sort, "limit": LOG_PAGE, "offset": offset})
+        response = await client.post(
+            f"{self.api_url}/logs/filter", json={"logs": logs, "sort": sort, "limit": LOG_PAGE, "offset": offset}
+        )
         response.raise_for_status()
         return list(response.json())

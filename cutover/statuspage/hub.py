@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cutover.plan.build import Plan
@@ -45,7 +45,7 @@ class Signal:
             return True
         try:
             await asyncio.wait_for(self._event.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return self.version > version
 
@@ -97,7 +97,7 @@ class Hub:
             plan = self.replan(self.state)
             if plan is not None:
                 self.state = self._rebuilt(plan)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self.eta = run_eta(self.state, now, self.window[1] if self.window else None)
         self.public = public_state(self.state, self.eta, self.window, self.title)
         self._renders.clear()

@@ -38,9 +38,15 @@ class LogLine:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "timestamp": self.timestamp, "level": self.level, "logger": self.logger,
-            "event": self.event, "fields": self.fields, "text": self.text,
-            "step_id": self.step_id, "application": self.application,
+            "id": self.id,
+            "timestamp": self.timestamp,
+            "level": self.level,
+            "logger": self.logger,
+            "event": self.event,
+            "fields": self.fields,
+            "text": self.text,
+            "step_id": self.step_id,
+            "application": self.application,
         }
 
 
@@ -73,7 +79,7 @@ def parse_record(record: dict[str, Any], task_steps: dict[str, str]) -> LogLine:
     match = _EVENT.match(first_line)
     if match and ("=" in first_line or first_line.strip() == match.group(1)):
         event = match.group(1)
-        fields = {k: v.strip("'\"") for k, v in _FIELD.findall(first_line[match.end():])}
+        fields = {k: v.strip("'\"") for k, v in _FIELD.findall(first_line[match.end() :])}
     step_id = fields.get("step_id") or task_steps.get(str(record.get("task_run_id") or ""))
     number = int(record.get("level") or logging.INFO)
     return LogLine(

@@ -8,7 +8,7 @@ step id or error text: none of those is copied from the state, so none can leak.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from cutover.statuspage import i18n
@@ -57,17 +57,19 @@ def public_state(
     title: str | None = None,
 ) -> dict[str, Any]:
     """The public state as plain JSON-able data (language-neutral keys)."""
-    zone = window[0].tzinfo if window and window[0].tzinfo else timezone.utc
+    zone = window[0].tzinfo if window and window[0].tzinfo else UTC
     applications = []
     forward = [s for s in state.steps.values() if s.phase != "rollback"]
     for name in state.applications():
         steps = [s for s in forward if s.application == name]
         done = sum(1 for s in steps if s.status == "completed")
-        applications.append({
-            "name": name,
-            "status": application_status(steps),
-            "percent": round(100 * done / len(steps)) if steps else 0,
-        })
+        applications.append(
+            {
+                "name": name,
+                "status": application_status(steps),
+                "percent": round(100 * done / len(steps)) if steps else 0,
+            }
+        )
     done = sum(1 for s in forward if s.status == "completed")
     statuses = {a["status"] for a in applications}
     run = state.run
@@ -92,7 +94,9 @@ def public_state(
         "state": overall,
         "applications": applications,
         "progress": {"done": done, "total": len(forward), "percent": round(100 * done / len(forward)) if forward else 0},
-        "eta": None if eta is None else {
+        "eta": None
+        if eta is None
+        else {
             "expected": _stamp(eta.expected, zone),
             "verdict": eta.verdict,
             "minutes": eta.minutes,

@@ -84,9 +84,14 @@ class AtlassianStatuspage:
     name: str = "statuspage"
 
     COMPONENT = {
-        "planned": "operational", "frozen": "under_maintenance", "moving": "under_maintenance",
-        "checking": "under_maintenance", "live": "operational", "rolling_back": "under_maintenance",
-        "rolled_back": "operational", "attention": "major_outage",
+        "planned": "operational",
+        "frozen": "under_maintenance",
+        "moving": "under_maintenance",
+        "checking": "under_maintenance",
+        "live": "operational",
+        "rolling_back": "under_maintenance",
+        "rolled_back": "operational",
+        "attention": "major_outage",
     }
 
     def __post_init__(self) -> None:
@@ -107,7 +112,8 @@ class AtlassianStatuspage:
     def payload(self, public: dict[str, Any]) -> dict[str, Any]:
         components = {
             self.components[a["name"]]: self.COMPONENT[a["status"]]
-            for a in public.get("applications") or [] if a["name"] in self.components
+            for a in public.get("applications") or []
+            if a["name"] in self.components
         }
         incident: dict[str, Any] = {
             "name": f"Migration {public['cutover']}",
@@ -147,8 +153,14 @@ class Cachet:
 
     # 1 operational, 2 performance issues, 3 partial outage, 4 major outage
     COMPONENT = {
-        "planned": 1, "frozen": 3, "moving": 3, "checking": 3, "live": 1,
-        "rolling_back": 3, "rolled_back": 1, "attention": 4,
+        "planned": 1,
+        "frozen": 3,
+        "moving": 3,
+        "checking": 3,
+        "live": 1,
+        "rolling_back": 3,
+        "rolled_back": 1,
+        "attention": 4,
     }
     UPCOMING, IN_PROGRESS, COMPLETE = 0, 1, 2
 
@@ -164,7 +176,8 @@ class Cachet:
     def component_statuses(self, public: dict[str, Any]) -> dict[int, int]:
         return {
             self.components[a["name"]]: self.COMPONENT[a["status"]]
-            for a in public.get("applications") or [] if a["name"] in self.components
+            for a in public.get("applications") or []
+            if a["name"] in self.components
         }
 
     def schedule(self, public: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +257,12 @@ class Publisher:
                 except (httpx.HTTPError, KeyError, ValueError) as exc:
                     delay = self.retry_s[min(self.failures, len(self.retry_s) - 1)]
                     self.failures += 1
-                    log.warning("status_publish_failed", service=self.service.name, error=f"{type(exc).__name__}: {exc}"[:300], retry_in_s=delay)
+                    log.warning(
+                        "status_publish_failed",
+                        service=self.service.name,
+                        error=f"{type(exc).__name__}: {exc}"[:300],
+                        retry_in_s=delay,
+                    )
                     await asyncio.sleep(delay)
                     self._wake.set()  # try again, with the newest state by then
                     continue
@@ -256,12 +274,12 @@ class Publisher:
 def publisher_from_file(path: Path, runbook: Any = None) -> Publisher:
     """A publisher from a YAML file::
 
-        provider: statuspage            # or cachet
-        page_id: abc123                  # statuspage
-        api_key: env:STATUSPAGE_API_KEY  # a reference, as in runbooks (cachet: token)
-        url: https://status.example.org  # cachet (statuspage: optional base_url)
-        components: {burgerzaken: cmp1, zaaksysteem: cmp2}
-        state_file: statuspage-state.json   # optional, next to this file
+    provider: statuspage            # or cachet
+    page_id: abc123                  # statuspage
+    api_key: env:STATUSPAGE_API_KEY  # a reference, as in runbooks (cachet: token)
+    url: https://status.example.org  # cachet (statuspage: optional base_url)
+    components: {burgerzaken: cmp1, zaaksysteem: cmp2}
+    state_file: statuspage-state.json   # optional, next to this file
     """
     config = yaml.safe_load(path.read_text()) or {}
     state_file = config.get("state_file")
@@ -271,13 +289,21 @@ def publisher_from_file(path: Path, runbook: Any = None) -> Publisher:
         key = resolve(config["api_key"])
         register_secret(key)
         service: StatusService = AtlassianStatuspage(
-            page_id=str(config["page_id"]), api_key=key, components={str(k): str(v) for k, v in config["components"].items()},
-            base_url=config.get("base_url", "https://api.statuspage.io/v1"), state_file=state,
+            page_id=str(config["page_id"]),
+            api_key=key,
+            components={str(k): str(v) for k, v in config["components"].items()},
+            base_url=config.get("base_url", "https://api.statuspage.io/v1"),
+            state_file=state,
         )
     elif provider == "cachet":
         token = resolve(config["token"])
         register_secret(token)
-        service = Cachet(base_url=config["url"], token=token, components={str(k): int(v) for k, v in config["components"].items()}, state_file=state)
+        service = Cachet(
+            base_url=config["url"],
+            token=token,
+            components={str(k): int(v) for k, v in config["components"].items()},
+            state_file=state,
+        )
     else:
         raise ValueError(f"{path}: provider must be statuspage or cachet, not {provider!r}")
     return Publisher(service)

@@ -9,7 +9,7 @@ time from the first rehearsal to the weekend.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -28,7 +28,7 @@ def completed_events(api_url: str, cutover: str, since: datetime, client: httpx.
     client = client or httpx.Client(timeout=30)
     body = {
         "filter": {
-            "occurred": {"since": since.isoformat(), "until": (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()},
+            "occurred": {"since": since.isoformat(), "until": (datetime.now(UTC) + timedelta(minutes=5)).isoformat()},
             "event": {"name": [ev.STEP_COMPLETED]},
             "resource": {"labels": {ev.LABEL_CUTOVER: [cutover]}},
             "order": "ASC",
@@ -63,10 +63,12 @@ def samples_from_events(events: list[dict[str, Any]], exclude_runs: set[str] | N
         if exclude_runs and run in exclude_runs:
             continue
         payload = event.get("payload") or {}
-        samples.append(StepSample(run, step_id, float(payload.get("duration_s") or 0.0), payload.get("bytes"), parse_time(event["occurred"])))
+        samples.append(
+            StepSample(run, step_id, float(payload.get("duration_s") or 0.0), payload.get("bytes"), parse_time(event["occurred"]))
+        )
     return samples
 
 
 def rehearsal_samples(api_url: str, cutover: str, days: float = 90.0) -> list[StepSample]:
-    since = datetime.now(timezone.utc) - timedelta(days=days)
+    since = datetime.now(UTC) - timedelta(days=days)
     return samples_from_events(completed_events(api_url, cutover, since))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cutover import event_names as ev
@@ -30,9 +30,9 @@ _NOT_REPLAYED = {ev.STEP_PROGRESS}
 
 def parse_time(text: str | datetime) -> datetime:
     if isinstance(text, datetime):
-        return text if text.tzinfo else text.replace(tzinfo=timezone.utc)
+        return text if text.tzinfo else text.replace(tzinfo=UTC)
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def related_id(event: dict[str, Any], role: str) -> tuple[str | None, str | None]:
@@ -162,7 +162,11 @@ class CutoverState:
                 self.name = cutover
             return cutover == self.name
         if name.startswith(ev.FLOW_RUN_PREFIX) or name in (ev.TASK_RUN_FAILED, ev.TASK_RUN_CRASHED):
-            flow_run = resource.get(ev.LABEL_ID, "").rsplit(".", 1)[-1] if name.startswith(ev.FLOW_RUN_PREFIX) else related_id(event, "flow-run")[0]
+            flow_run = (
+                resource.get(ev.LABEL_ID, "").rsplit(".", 1)[-1]
+                if name.startswith(ev.FLOW_RUN_PREFIX)
+                else related_id(event, "flow-run")[0]
+            )
             return flow_run in self.runs
         return False
 
@@ -189,17 +193,25 @@ class CutoverState:
         self.last_event_at = occurred if self.last_event_at is None else max(self.last_event_at, occurred)
         step_id = resource.get(ev.LABEL_NAME, "")
         if name == ev.STEP_COMPLETED and flow_run:
-            self._completions.append((flow_run, StepSample(
-                run=flow_run, step_id=step_id, duration_s=float(payload.get("duration_s") or 0.0),
-                bytes=payload.get("bytes"), finished=occurred,
-            )))
+            self._completions.append(
+                (
+                    flow_run,
+                    StepSample(
+                        run=flow_run,
+                        step_id=step_id,
+                        duration_s=float(payload.get("duration_s") or 0.0),
+                        bytes=payload.get("bytes"),
+                        finished=occurred,
+                    ),
+                )
+            )
         if name in (ev.GATE_WAITING, ev.DECISION_WAITING, ev.GATE_OVERDUE):
             self._fold_gate(name, step_id, payload, flow_run, occurred)
             return
         if flow_run and not self._in_current(flow_run, occurred):
             return  # an earlier run: a rehearsal, kept only as a sample
         if step_id.startswith(ROLLBACK_PREFIX):
-            self._fold_compensation(name, step_id[len(ROLLBACK_PREFIX):], occurred)
+            self._fold_compensation(name, step_id[len(ROLLBACK_PREFIX) :], occurred)
             return
         step = self._step(step_id, resource.get(ev.LABEL_PHASE))
         task_run, _ = related_id(event, "task-run")
@@ -225,9 +237,8 @@ class CutoverState:
             self._clear_gate(step_id)
         elif name == ev.STEP_SKIPPED:
             step.status, step.ended = "completed", occurred
-        elif name == ev.STEP_PROGRESS:
-            if step.status == "running":
-                step.progress = {**payload, "at": occurred}
+        elif name == ev.STEP_PROGRESS and step.status == "running":
+            step.progress = {**payload, "at": occurred}
 
     def _in_current(self, flow_run: str, occurred: datetime) -> bool:
         if flow_run == self.current_run:
@@ -245,7 +256,7 @@ class CutoverState:
         run.state_type = resource.get("prefect.state-type") or run.state_type
         run.state_name = resource.get("prefect.state-name") or run.state_name
         run.state_at = occurred
-        details = ((payload.get("validated_state") or {}).get("state_details") or {})
+        details = (payload.get("validated_state") or {}).get("state_details") or {}
         run.pause_key = details.get("pause_key") if run.state_type == "PAUSED" else None
         if run.state_type in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             for gate in [g for g in self.gates.values() if g.flow_run_id == run.flow_run_id]:
@@ -298,9 +309,20 @@ class CutoverState:
         run = self.run
         for step in self.steps.values():
             if step.phase == "gate" and step.status == "waiting" and step.step_id not in found:
-                found[step.step_id] = GateState(step.step_id.split("/", 1)[-1], step.step_id, step.started or datetime.now(timezone.utc), step.flow_run_id)
+                found[step.step_id] = GateState(
+                    step.step_id.split("/", 1)[-1], step.step_id, step.started or datetime.now(UTC), step.flow_run_id
+                )
         if run is not None and run.state_type == "PAUSED" and run.pause_key and run.pause_key.startswith("ponr-"):
-            found.setdefault("point-of-no-return", GateState("point-of-no-return", "point-of-no-return", run.state_at or datetime.now(timezone.utc), run.flow_run_id, "decision"))
+            found.setdefault(
+                "point-of-no-return",
+                GateState(
+                    "point-of-no-return",
+                    "point-of-no-return",
+                    run.state_at or datetime.now(UTC),
+                    run.flow_run_id,
+                    "decision",
+                ),
+            )
         return sorted(found.values(), key=lambda g: g.since)
 
     def applications(self) -> list[str]:
@@ -314,6 +336,9 @@ class CutoverState:
         """Finished steps of the cutover flow's runs (rehearsals), for the estimates."""
         cutover_runs = {r.flow_run_id for r in self.runs.values() if r.flow in (None, ev.CUTOVER_FLOW)}
         return [
-            s for run, s in self._completions
-            if run in cutover_runs and not (exclude_current and run == self.current_run) and not s.step_id.startswith(ROLLBACK_PREFIX)
+            s
+            for run, s in self._completions
+            if run in cutover_runs
+            and not (exclude_current and run == self.current_run)
+            and not s.step_id.startswith(ROLLBACK_PREFIX)
         ]

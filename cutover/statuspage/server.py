@@ -19,6 +19,7 @@ from cutover.statuspage.settings import StatusPageSettings, register_runbook_sec
 
 log = structlog.get_logger()
 
+
 def methods_seen(state: CutoverState) -> dict[str, str]:
     """``app/db`` -> stream|file, as the runs have moved them: the current run's steps
     first, then the latest rehearsal's (a plan's ``auto`` needs sizes the page lacks)."""

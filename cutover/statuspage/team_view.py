@@ -48,7 +48,9 @@ def team_state(state: CutoverState, eta: Eta | None, ui_url: str, now: datetime)
     throughput = []
     for step in state.steps.values():
         group = step.application or "gates"
-        running_for = (now - step.started).total_seconds() if step.started and step.status in ("running", "waiting", "retrying") else None
+        running_for = (
+            (now - step.started).total_seconds() if step.started and step.status in ("running", "waiting", "retrying") else None
+        )
         row = {
             "step_id": step.step_id,
             "phase": step.phase,
@@ -64,15 +66,21 @@ def team_state(state: CutoverState, eta: Eta | None, ui_url: str, now: datetime)
         groups.setdefault(group, []).append(row)
         if step.progress and step.status == "running":
             p = step.progress
-            throughput.append({
-                "step_id": step.step_id,
-                "sent": _bytes(p.get("bytes_sent")),
-                "rate": _bytes(p.get("rate_bps")) + "/s",
-                "percent": p.get("percent"),
-                "elapsed": _seconds(p.get("elapsed_s")),
-            })
+            throughput.append(
+                {
+                    "step_id": step.step_id,
+                    "sent": _bytes(p.get("bytes_sent")),
+                    "rate": _bytes(p.get("rate_bps")) + "/s",
+                    "percent": p.get("percent"),
+                    "elapsed": _seconds(p.get("elapsed_s")),
+                }
+            )
     applications = [
-        {"name": name, "status": application_status([s for s in state.steps.values() if s.application == name and s.phase != "rollback"]), "steps": rows}
+        {
+            "name": name,
+            "status": application_status([s for s in state.steps.values() if s.application == name and s.phase != "rollback"]),
+            "steps": rows,
+        }
         for name, rows in groups.items()
     ]
     gates = [
@@ -88,7 +96,9 @@ def team_state(state: CutoverState, eta: Eta | None, ui_url: str, now: datetime)
     ]
     return {
         "cutover": state.name,
-        "run": None if run is None else {
+        "run": None
+        if run is None
+        else {
             "name": run.name,
             "state": run.state_name or "Running",
             "link": flow_run_link(ui_url, run.flow_run_id),
@@ -97,9 +107,15 @@ def team_state(state: CutoverState, eta: Eta | None, ui_url: str, now: datetime)
         "applications": applications,
         "gates": gates,
         "throughput": throughput,
-        "eta": None if eta is None else {
-            "p50": _time(eta.expected), "p90": _time(eta.expected_p90), "planned": _time(eta.planned),
-            "verdict": eta.verdict, "minutes": eta.minutes, "rehearsals": eta.rehearsals,
+        "eta": None
+        if eta is None
+        else {
+            "p50": _time(eta.expected),
+            "p90": _time(eta.expected_p90),
+            "planned": _time(eta.planned),
+            "verdict": eta.verdict,
+            "minutes": eta.minutes,
+            "rehearsals": eta.rehearsals,
         },
         "last_event": _time(state.last_event_at),
         "ui_url": ui_url,

@@ -12,9 +12,9 @@ from prefect import flow, task
 from prefect.runtime import flow_run
 
 from cutover.decisions import GO
+from cutover.process import run_program
 from tasks.forms import gate_form
 from tasks.pause import ask
-from cutover.process import run_program
 
 
 @task(task_run_name="sleepy/nap")
@@ -55,7 +55,15 @@ def sleepy(
     approved = True
     if gate:
         question = {"kind": "gate", "gate": "test", "command": "cutover decide RUN --gate test --go|--no-go --by NAME"}
-        decision = ask(gate_form([]), key="gate-test", description="## A test gate", question=question, patience_s=300, when_overdue=lambda n: False, poll_s=1)
+        decision = ask(
+            gate_form([]),
+            key="gate-test",
+            description="## A test gate",
+            question=question,
+            patience_s=300,
+            when_overdue=lambda n: False,
+            poll_s=1,
+        )
         assert decision is not None, "nobody answered the test gate"
         decided_by, approved = decision.decided_by, decision.decision == GO
     runbook_found = Path(runbook).is_file() if runbook else True

@@ -51,7 +51,8 @@ def test_decide_needs_a_name(prefect_api):
 
 
 @pytest.mark.parametrize(
-    ("run", "says"), [("not-a-run", "'not-a-run' is not a flow run id"), ("7d6c4c0e-0000-4000-8000-000000000000", "no flow run 7d6c4c0e")]
+    ("run", "says"),
+    [("not-a-run", "'not-a-run' is not a flow run id"), ("7d6c4c0e-0000-4000-8000-000000000000", "no flow run 7d6c4c0e")],
 )
 def test_rollback_names_a_run_that_is_not_there(prefect_api, run, says):
     done = run_cli("rollback", run, "--api", prefect_api.api_url)

@@ -144,7 +144,9 @@ def flow_run(api_url: str, flow_run_id: str) -> Any:
         return client.read_flow_run(UUID(flow_run_id))
 
 
-def wait_during_run(api_url: str, flow_run_id: str, predicate: Callable[[], T | None], what: str, timeout_s: float = RUN_TIMEOUT_S) -> T:
+def wait_during_run(
+    api_url: str, flow_run_id: str, predicate: Callable[[], T | None], what: str, timeout_s: float = RUN_TIMEOUT_S
+) -> T:
     """Poll ``predicate`` often until it returns something; fail at once when the run ends first."""
     deadline = time.monotonic() + timeout_s
     next_look = 0.0
@@ -193,7 +195,9 @@ def all_pids() -> list[int]:
 
 def postgres_clients(program: str, pg: PostgresInfo) -> list[int]:
     """Live ``program`` processes (pg_dump, pg_restore) pointed at ``pg`` through libpq's PGPORT."""
-    return [pid for pid in all_pids() if program_of(pid) == program and environ_of(pid).get("PGPORT") == str(pg.port) and alive(pid)]
+    return [
+        pid for pid in all_pids() if program_of(pid) == program and environ_of(pid).get("PGPORT") == str(pg.port) and alive(pid)
+    ]
 
 
 def flow_run_process(api_url: str, worker_pid: int, flow_run_id: str) -> int:
@@ -297,7 +301,8 @@ def ballast_copied_bytes(sandbox: SandboxInfo) -> int:
     try:
         with connect(endpoint(sandbox.cloud), DB, autocommit=True) as conn:
             row = conn.execute(
-                "select bytes_processed from pg_stat_progress_copy where datname = current_database() and relid = to_regclass(%s)", (f"public.{BALLAST}",)
+                "select bytes_processed from pg_stat_progress_copy where datname = current_database() and relid = to_regclass(%s)",
+                (f"public.{BALLAST}",),
             ).fetchone()
     except Exception:  # the target database is not there yet
         return 0
@@ -477,5 +482,7 @@ def test_cancel_mid_stream_then_rollback_on_request(estate, cutover_worker, pref
     assert httpx.get(f"{app.old_url}/maintenance", timeout=10).json() == {"maintenance": False}, "the old site is live again"
     assert target_database(estate, DB) is None, "no database left under the target name"
     with connect(endpoint(estate.cloud), "postgres", autocommit=True) as admin:
-        aside = [r[0] for r in admin.execute("select datname from pg_database where starts_with(datname, %s)", (f"{DB}_rolled_back_",))]
+        aside = [
+            r[0] for r in admin.execute("select datname from pg_database where starts_with(datname, %s)", (f"{DB}_rolled_back_",))
+        ]
     assert len(aside) == 1, f"the default on_rollback (rename) put the target's copy aside: {aside}"

@@ -67,7 +67,9 @@ def test_remote_command_does_not_outlive_a_sigkilled_local_process(sandbox, tmp_
         runner = subprocess.Popen(
             [sys.executable, "-c", _LOCAL_RUNNER],
             env={**os.environ, "CRASH_SANDBOX": sandbox.dir, "CRASH_COMMAND": command},
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         running = wait_until(lambda: sorted(sleeps_with(marker).values()) == ["301", "302"], 30)

@@ -40,7 +40,9 @@ def endpoint(pg) -> PgEndpoint:
 def run_cutover(runbook: Path, timeout_s: float = 600):
     from prefect.deployments import run_deployment
 
-    return run_deployment("cutover/cutover", parameters={"runbook": str(runbook.resolve()), "outside_window": True}, timeout=timeout_s)
+    return run_deployment(
+        "cutover/cutover", parameters={"runbook": str(runbook.resolve()), "outside_window": True}, timeout=timeout_s
+    )
 
 
 def assert_estate_moved(sandbox: SandboxInfo) -> None:
@@ -83,7 +85,10 @@ def test_file_cutover_moves_the_whole_estate_and_a_retry_skips_every_finished_mo
 
     retry = subprocess.run(
         [sys.executable, "-m", "prefect", "flow-run", "retry", str(flow_run.id)],
-        capture_output=True, text=True, timeout=120, env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ,
     )
     assert retry.returncode == 0, retry.stdout + retry.stderr
     with get_client(sync_client=True) as client:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -94,7 +94,9 @@ def paused_with(api_url: str, run_id: str, kind: str) -> dict[str, Any] | None:
 
 def events_named(api_url: str, name: str, since: datetime) -> list[Any]:
     with prefect_client(api_url) as client:
-        page = client.read_events(EventFilter(event=EventNameFilter(name=[name]), occurred=EventOccurredFilter(since=since)), limit=50)
+        page = client.read_events(
+            EventFilter(event=EventNameFilter(name=[name]), occurred=EventOccurredFilter(since=since)), limit=50
+        )
     return list(page.events)
 
 
@@ -103,7 +105,7 @@ def test_a_retry_after_a_rollback_pauses_at_its_gate_and_past_the_switch_and_bot
 ):
     api = prefect_api.api_url
     before = faults.estate_snapshot(estate, [APP])
-    began = datetime.now(timezone.utc)
+    began = datetime.now(UTC)
     runbook = runbook_variant(tmp_path, "stream", cutover=CUTOVER, edit=manual_gate(timeout_s=3))
     with faults.app_fault(estate, APP, "cloud", "/health", "GET", status=500):  # the smoke test fails
         run_id = start(api, runbook)
@@ -140,10 +142,14 @@ def test_a_retry_after_a_rollback_pauses_at_its_gate_and_past_the_switch_and_bot
     answer_gate(api, run_id, True, APPROVER, "verification and smoke tests passed", gate="go-no-go")
 
     # past the switch the post-switch check fails: the run asks, and is answered by hand
-    question = wait_during_run(api, run_id, lambda: paused_with(api, run_id, "point-of-no-return"), "the point-of-no-return question")
+    question = wait_during_run(
+        api, run_id, lambda: paused_with(api, run_id, "point-of-no-return"), "the point-of-no-return question"
+    )
     assert is_decision_pause(question["pause_key"]) and "g1" in question["pause_key"], question
     assert question["failed"] == [f"{APP}/post-switch"]
-    answer_point_of_no_return(api, run_id, roll_back=False, acknowledge_writes_lost=False, decided_by=APPROVER, reason="fix the check")
+    answer_point_of_no_return(
+        api, run_id, roll_back=False, acknowledge_writes_lost=False, decided_by=APPROVER, reason="fix the check"
+    )
     rolled_forward = finish(api, run_id, since=since)
     assert rolled_forward.state_type == "FAILED" and "rolling forward" in rolled_forward.message, rolled_forward
     summary = rolled_forward.result
@@ -161,7 +167,9 @@ def test_a_retry_after_a_rollback_pauses_at_its_gate_and_past_the_switch_and_bot
     assert flow_run(api, run_id).name.startswith(CUTOVER + " "), "the run is named after its cutover"
 
 
-def test_a_gate_nobody_answers_decides_no_go_when_the_runbook_says_so_and_rolls_back(estate, cutover_worker, prefect_api, tmp_path):
+def test_a_gate_nobody_answers_decides_no_go_when_the_runbook_says_so_and_rolls_back(
+    estate, cutover_worker, prefect_api, tmp_path
+):
     api = prefect_api.api_url
     before = faults.estate_snapshot(estate, [APP])
     runbook = runbook_variant(tmp_path, "stream", cutover=CUTOVER, edit=manual_gate(timeout_s=2, on_timeout="no_go"))

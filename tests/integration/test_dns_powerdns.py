@@ -151,9 +151,11 @@ def test_wrong_api_key_is_permanent_and_never_shown(sandbox) -> None:
 
 def test_unknown_zone_is_permanent(sandbox) -> None:
     pdns = sandbox.powerdns
-    with PowerDnsProvider(pdns.api_url, pdns.api_key, "no-such-zone.test.", pdns.server_id) as other:
-        with pytest.raises(PermanentStepError, match="not found"):
-            other.get("www.no-such-zone.test.", "A")
+    with (
+        PowerDnsProvider(pdns.api_url, pdns.api_key, "no-such-zone.test.", pdns.server_id) as other,
+        pytest.raises(PermanentStepError, match="not found"),
+    ):
+        other.get("www.no-such-zone.test.", "A")
 
 
 def test_nonexistent_name_is_nxdomain_in_dns(sandbox) -> None:

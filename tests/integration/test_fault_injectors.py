@@ -44,8 +44,16 @@ def estate(sandbox: SandboxInfo) -> Iterator[SandboxInfo]:
 
 
 def pg_connect(pg, dbname: str = "postgres") -> psycopg.Connection[Any]:
-    return psycopg.connect(host=pg.host, port=pg.port, user=pg.user, password=pg.password, dbname=dbname,
-                           autocommit=True, sslmode="disable", connect_timeout=5)
+    return psycopg.connect(
+        host=pg.host,
+        port=pg.port,
+        user=pg.user,
+        password=pg.password,
+        dbname=dbname,
+        autocommit=True,
+        sslmode="disable",
+        connect_timeout=5,
+    )
 
 
 def source_fingerprint(sandbox: SandboxInfo, db: str = DB) -> fp.Fingerprint:
@@ -154,8 +162,11 @@ def test_kill_ssh_sessions_breaks_an_open_connection_and_its_remote_command(esta
 
         runner = threading.Thread(target=long_command)
         runner.start()
-        wait_until(lambda: any(marker in line for _, line in faults.leftover_processes(estate)), 15,
-                   "the remote command shows up as ours")
+        wait_until(
+            lambda: any(marker in line for _, line in faults.leftover_processes(estate)),
+            15,
+            "the remote command shows up as ours",
+        )
         killed = faults.kill_ssh_sessions(estate)
         assert killed and estate.ssh.pid not in killed
         with pytest.raises((OSError, EOFError, paramiko.SSHException)):
@@ -182,8 +193,11 @@ def test_leftover_processes_lists_only_programs_of_this_sandbox(estate, tmp_path
     wrapper = start(["sh", str(script)], estate.onprem.port)
     stranger = start(["sh", "-c", "sleep 60; true"], 1)  # another cluster's client
     try:
-        wait_until(lambda: {ours.pid, wrapper.pid} <= {pid for pid, _ in faults.leftover_processes(estate)}, 10,
-                   "both programs of ours are listed")
+        wait_until(
+            lambda: {ours.pid, wrapper.pid} <= {pid for pid, _ in faults.leftover_processes(estate)},
+            10,
+            "both programs of ours are listed",
+        )
         found = dict(faults.leftover_processes())  # from the session's environment
         assert ours.pid in found and wrapper.pid in found and stranger.pid not in found
     finally:
@@ -219,8 +233,17 @@ def test_powerdns_refuses_the_switch_of_one_name_with_422_which_is_a_permanent_e
     zone = faults.zone_rrsets(estate)
     switch = RecordChange(name=name, rtype="A", ttl=60, values=(NEW_SITE_ADDRESS,), expect_current=(OLD_SITE_ADDRESS,))
     url = f"{pdns.api_url}/api/v1/servers/{pdns.server_id}/zones/{pdns.zone}"
-    replace = {"rrsets": [{"name": name, "type": "A", "ttl": 60, "changetype": "REPLACE",
-                           "records": [{"content": NEW_SITE_ADDRESS, "disabled": False}]}]}
+    replace = {
+        "rrsets": [
+            {
+                "name": name,
+                "type": "A",
+                "ttl": 60,
+                "changetype": "REPLACE",
+                "records": [{"content": NEW_SITE_ADDRESS, "disabled": False}],
+            }
+        ]
+    }
     with faults.powerdns_refuses(estate, name):
         response = httpx.patch(url, headers={"X-API-Key": pdns.api_key}, json=replace, timeout=10)
         assert response.status_code == 422 and "Conflicts with pre-existing RRset" in response.text, response.text

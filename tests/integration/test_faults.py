@@ -30,7 +30,6 @@ import pytest
 import yaml
 from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
-from psycopg import sql
 
 from cutover.dns.query import query
 from cutover.postgres import fingerprint, freeze
@@ -66,14 +65,14 @@ class ProgramGate:
             script = directory / program
             script.write_text(
                 "#!/bin/sh\n"
-                f'd={directory}; p={program}; real={real}/{program}\n'
+                f"d={directory}; p={program}; real={real}/{program}\n"
                 'case " $* " in *" --version "*) exec "$real" "$@";; esac\n'
                 'if [ -e "$d/hold-before-$p" ]; then echo $$ > "$d/waiting-before-$p"\n'
                 '  while [ -e "$d/hold-before-$p" ]; do sleep 0.05; done; fi\n'
                 '"$real" "$@"; rc=$?\n'
                 'if [ -e "$d/hold-after-$p" ]; then echo $$ > "$d/waiting-after-$p"\n'
                 '  while [ -e "$d/hold-after-$p" ]; do sleep 0.05; done; fi\n'
-                'exit $rc\n'
+                "exit $rc\n"
             )
             script.chmod(0o755)
 
@@ -230,7 +229,7 @@ def rows_written_on(pg, db: str, rows: int) -> None:
             host=pg.host, port=pg.port, user=pg.user, password=pg.password, dbname=db, autocommit=True, sslmode="disable"
         ) as conn:
             seen = conn.execute("select n_tup_ins from pg_stat_user_tables where relname = 'fault_writes'").fetchone()
-        if seen and seen[0] >= rows or time.monotonic() > deadline:
+        if (seen and seen[0] >= rows) or time.monotonic() > deadline:
             return
         time.sleep(0.1)
 
@@ -414,8 +413,9 @@ def test_a_failing_rollback_says_what_is_left_by_hand_and_the_rollback_flow_fini
     run = InBackground(runbook)
     gate.reached("pg_restore", "after")
     # from now on: the smoke test fails, and so does taking the old site out of maintenance
-    with faults.app_fault(estate, APP, "cloud", "/health", "GET", status=500), faults.app_fault(
-        estate, APP, "onprem", "/maintenance", "POST", status=500
+    with (
+        faults.app_fault(estate, APP, "cloud", "/health", "GET", status=500),
+        faults.app_fault(estate, APP, "onprem", "/maintenance", "POST", status=500),
     ):
         gate.release("pg_restore", "after")
         state = run.state()
@@ -474,7 +474,9 @@ def test_past_the_point_of_no_return_the_run_asks_and_counts_the_writes_and_a_ro
 
 def test_past_the_point_of_no_return_an_acknowledged_rollback_reverts_dns_and_everything_before(estate, gate, tmp_path):
     snapshot = faults.estate_snapshot(estate, [APP])
-    answer_when_paused({"decision": "roll back", "acknowledge_writes_lost": True, "decided_by": "test", "reason": "new site broken"})
+    answer_when_paused(
+        {"decision": "roll back", "acknowledge_writes_lost": True, "decided_by": "test", "reason": "new site broken"}
+    )
     state = run_cutover(runbook_variant(tmp_path, gate, edit=_failing_post_switch_check))
     assert state.is_failed()
     summary = summary_of(state)

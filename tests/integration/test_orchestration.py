@@ -43,8 +43,12 @@ RUN_TIMEOUT_S = 120
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cutover", *args],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-        cwd=PROJECT_DIR, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=PROJECT_DIR,
+        env=env,
     )
 
 
@@ -168,7 +172,9 @@ def _cancel(api_url: str, flow_run_id: str) -> None:
 
 
 def _running_pid(pid_file: Path) -> int:
-    return wait_for(lambda: next((p for p in pids_in(pid_file) if alive(p)), None), RUN_TIMEOUT_S, f"a flow-run pid in {pid_file}")
+    return wait_for(
+        lambda: next((p for p in pids_in(pid_file) if alive(p)), None), RUN_TIMEOUT_S, f"a flow-run pid in {pid_file}"
+    )
 
 
 def test_cancelling_a_running_flow_run_kills_its_process(
@@ -192,7 +198,8 @@ def test_cancelling_a_flow_run_also_kills_the_external_program_it_runs(
 ) -> None:
     pid_file, program_pid_file = tmp_path / "pids", tmp_path / "program-pids"
     flow_run_id = start_run(
-        prefect_api.api_url, SLEEPY_DEPLOYMENT,
+        prefect_api.api_url,
+        SLEEPY_DEPLOYMENT,
         {"pid_file": str(pid_file), "program_seconds": 300, "program_pid_file": str(program_pid_file)},
     )
     flow_pid = _running_pid(pid_file)
@@ -233,7 +240,9 @@ def test_a_paused_gate_is_answered_through_the_api_and_the_decision_reaches_the_
 
     flow_run_id = start_run(prefect_api.api_url, SLEEPY_DEPLOYMENT, {"gate": True})
     lines: list[str] = []
-    outcome = follow_run(prefect_api.api_url, flow_run_id, out=lines.append, on_pause=operator, poll_s=0.5, timeout_s=RUN_TIMEOUT_S)
+    outcome = follow_run(
+        prefect_api.api_url, flow_run_id, out=lines.append, on_pause=operator, poll_s=0.5, timeout_s=RUN_TIMEOUT_S
+    )
 
     assert pauses == ["gate-test"], "the follower reports the pause once, with its key"
     assert any("gate-test" in line and "Paused" in line for line in lines), lines

@@ -99,7 +99,7 @@ def routes_db(onprem: PgEndpoint, cloud: PgEndpoint) -> Iterator[str]:
         dump.drop_database(admin, db)
         drop_roles(admin, names)
     with connect(cloud, "postgres", autocommit=True) as admin:
-        drop_roles(admin, names + [f"{P}_limited"])
+        drop_roles(admin, [*names, f"{P}_limited"])
 
 
 def test_roles_in_use_follow_every_route(onprem: PgEndpoint, routes_db: str, sandbox: SandboxInfo) -> None:
@@ -116,7 +116,9 @@ def test_roles_in_use_find_each_sandbox_applications_roles(onprem: PgEndpoint, s
         for db in databases:
             with connect(onprem, db, autocommit=True) as conn:
                 found = roles.roles_in_use(conn)
-                owner = conn.execute("select pg_get_userbyid(datdba) from pg_database where datname = current_database()").fetchone()
+                owner = conn.execute(
+                    "select pg_get_userbyid(datdba) from pg_database where datname = current_database()"
+                ).fetchone()
             assert app.db_user in found, db
             assert owner is not None and owner[0] in found, db
             assert all(r.startswith(app_name) for r in found), (db, found)
@@ -174,8 +176,11 @@ def test_a_role_the_target_cannot_get_is_reported_before_any_data_moves(
     limited_password = f"pw-{uuid.uuid4().hex}"
     with connect(cloud, "postgres", autocommit=True) as admin:
         drop_roles(admin, sorted(needed))
-        admin.execute(sql.SQL("create role {} login createdb password {}").format(
-            sql.Identifier(f"{P}_limited"), sql.Literal(limited_password)))
+        admin.execute(
+            sql.SQL("create role {} login createdb password {}").format(
+                sql.Identifier(f"{P}_limited"), sql.Literal(limited_password)
+            )
+        )
     # A target login that may create databases but not roles, as on some managed services.
     limited = PgEndpoint(cloud.host, cloud.port, f"{P}_limited", limited_password)
     with connect(limited, "postgres", autocommit=True) as admin:
@@ -202,8 +207,11 @@ def test_an_admin_with_createrole_but_not_superuser_can_create_them(
     with connect(cloud, "postgres", autocommit=True) as admin:
         drop_roles(admin, sorted(needed))
         drop_roles(admin, [f"{P}_limited"])
-        admin.execute(sql.SQL("create role {} login createrole password {}").format(
-            sql.Identifier(f"{P}_limited"), sql.Literal(admin_password)))
+        admin.execute(
+            sql.SQL("create role {} login createrole password {}").format(
+                sql.Identifier(f"{P}_limited"), sql.Literal(admin_password)
+            )
+        )
     limited = PgEndpoint(cloud.host, cloud.port, f"{P}_limited", admin_password)
     with connect(limited, "postgres", autocommit=True) as admin:
         assert set(roles.ensure_roles(admin, definitions, needed, {})) == needed

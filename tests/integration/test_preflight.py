@@ -10,8 +10,8 @@ has passed, and the rule allows the switch from that moment on.
 from __future__ import annotations
 
 import subprocess
-from datetime import datetime, timedelta
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +81,10 @@ def wrong_everything(tmp_path: Path):
     return edit, other
 
 
-def test_preflight_names_every_red_item_and_the_cutover_stops_before_its_first_freeze(estate, cutover_worker, prefect_api, tmp_path):
-    edit, other_key = wrong_everything(tmp_path)
+def test_preflight_names_every_red_item_and_the_cutover_stops_before_its_first_freeze(
+    estate, cutover_worker, prefect_api, tmp_path
+):
+    edit, _other_key = wrong_everything(tmp_path)
     runbook = variant(tmp_path, "werkendam-preflight-red", edit)
     before = faults.estate_snapshot(estate)
     with connect(endpoint(estate.cloud), "postgres", autocommit=True) as admin:
@@ -125,7 +127,9 @@ class Switches:
         self.entry = entry
 
 
-def test_lowered_ttl_is_journaled_and_the_switch_waits_until_the_old_ttl_has_passed(estate, cutover_worker, prefect_api, tmp_path):
+def test_lowered_ttl_is_journaled_and_the_switch_waits_until_the_old_ttl_has_passed(
+    estate, cutover_worker, prefect_api, tmp_path
+):
     from cutover.journal import TtlRecord
     from tasks.journal import estate_journal
 
@@ -143,13 +147,17 @@ def test_lowered_ttl_is_journaled_and_the_switch_waits_until_the_old_ttl_has_pas
     record = runbook.applications[0].dns[0]
     with endpoints.dns_provider(runbook) as provider:
         current = provider.get(record.name, record.type)
-        provider.apply(RecordChange(name=record.name, rtype=record.type, ttl=old_ttl, values=current.values, expect_current=current.values))
+        provider.apply(
+            RecordChange(name=record.name, rtype=record.type, ttl=old_ttl, values=current.values, expect_current=current.values)
+        )
     journal = TtlRecord(estate_journal(name))
     journal.put({})
     try:
         checked = run_cli("preflight", str(runbook_path), "--api", prefect_api.api_url)
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert any(f"TTL {old_ttl}, above the runbook's 1" in line for line in table_lines(checked.stdout, "AMBER")), checked.stdout
+        assert any(f"TTL {old_ttl}, above the runbook's 1" in line for line in table_lines(checked.stdout, "AMBER")), (
+            checked.stdout
+        )
 
         lowered = run_cli("preflight", str(runbook_path), "--lower-ttl", "--api", prefect_api.api_url)
         assert lowered.returncode == 0, lowered.stdout + lowered.stderr
@@ -160,7 +168,9 @@ def test_lowered_ttl_is_journaled_and_the_switch_waits_until_the_old_ttl_has_pas
             assert provider.get(record.name, record.type).ttl == 1
 
         live = run_cli("preflight", str(runbook_path), "--live", "--outside-window", "--api", prefect_api.api_url)
-        assert live.returncode == 1 and any("the switch waits until" in line for line in table_lines(live.stdout, "RED")), live.stdout
+        assert live.returncode == 1 and any("the switch waits until" in line for line in table_lines(live.stdout, "RED")), (
+            live.stdout
+        )
         switches = Switches()
         with pytest.raises(PermanentStepError, match="resolvers may hold the old TTL until"):
             dns.switch_records(runbook, runbook.applications[0], switches, ttl_journal=journal)

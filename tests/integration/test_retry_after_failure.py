@@ -26,8 +26,8 @@ from tests.integration.test_crash_and_cancel import (
     BALLAST,
     DB,
     assert_nothing_left,
-    finish,
     fingerprints,
+    finish,
     flow_run,
     remove_work_dirs,
     runbook_variant,
@@ -76,7 +76,9 @@ def test_roll_forward_past_the_point_of_no_return_then_the_retry_completes(estat
     runbook = runbook_variant(tmp_path, "stream", cutover=CUTOVER, edit=failing_post_switch_check)
     run_id = start(api, runbook)
     wait_during_run(api, run_id, lambda: paused_at_point_of_no_return(api, run_id), "the point-of-no-return question")
-    answer_point_of_no_return(api, run_id, roll_back=False, acknowledge_writes_lost=False, decided_by="test", reason="fix the check")
+    answer_point_of_no_return(
+        api, run_id, roll_back=False, acknowledge_writes_lost=False, decided_by="test", reason="fix the check"
+    )
 
     failed = finish(api, run_id)
 
@@ -120,7 +122,10 @@ def test_rolled_back_by_itself_then_the_retry_starts_over_and_completes(estate, 
     step_states(api, run_id, f"{APP}/freeze", ["Completed", "Completed"])
     step_states(api, run_id, f"{APP}/stream/{DB}", ["Completed", "Completed"])
     freezes = task_runs_named(api, run_id, f"{APP}/freeze")
-    assert sorted(tag for r in freezes for tag in r.tags if tag.startswith("attempt:")) == [f"attempt:{run_id}", f"attempt:{run_id}.g1"]
+    assert sorted(tag for r in freezes for tag in r.tags if tag.startswith("attempt:")) == [
+        f"attempt:{run_id}",
+        f"attempt:{run_id}.g1",
+    ]
     assert all({"app:gis", "phase:freeze"} <= set(r.tags) for r in freezes), "tagged for the UI's filters"
     target = target_database(estate, DB)
     assert target is not None and target[1] == f"{dump.MARKER_PREFIX}{run_id}.g1:imported", target

@@ -26,9 +26,7 @@ def test_a_rollback_requested_event_starts_the_rollback_deployment_for_that_run(
         while True:
             runs = [
                 run
-                for run in client.read_flow_runs(
-                    deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["rollback"]))
-                )
+                for run in client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["rollback"])))
                 if run.parameters.get("cutover_run") == unknown_run
             ]
             if runs and runs[0].state and runs[0].state.is_final():

@@ -37,6 +37,7 @@ def pg_connect(pg, dbname: str = "postgres", **kwargs) -> psycopg.Connection:
 
 # --- start-up, status, idempotence -------------------------------------------------------
 
+
 def test_up_at_scale_1_brings_every_service_up_within_a_minute(sandbox: SandboxInfo, sandbox_up_seconds: float):
     assert sandbox_up_seconds < 60, f"cutover sandbox up --scale 1 took {sandbox_up_seconds:.1f}s"
     result = run_cli("sandbox", "status", "--dir", sandbox.dir)
@@ -70,7 +71,11 @@ def test_up_restarts_only_the_service_that_stopped(sandbox: SandboxInfo):
     after = SandboxInfo.load(sandbox.dir)
     assert after.cloud.pid != before.cloud.pid and processes.alive(after.cloud.pid)
     assert (after.onprem.pid, after.ssh.pid, after.powerdns.pid, after.app_pids) == (
-        before.onprem.pid, before.ssh.pid, before.powerdns.pid, before.app_pids)
+        before.onprem.pid,
+        before.ssh.pid,
+        before.powerdns.pid,
+        before.app_pids,
+    )
     sandbox.cloud.pid = after.cloud.pid
     with pg_connect(sandbox.cloud) as conn:
         assert conn.execute("select current_setting('cluster_name')").fetchone() == ("cloud",)
@@ -84,11 +89,14 @@ def test_up_with_another_scale_than_the_recorded_one_is_refused(sandbox: Sandbox
 
 # --- PostgreSQL ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("site", ["onprem", "cloud"])
 def test_each_cluster_answers_as_its_site_with_scram_password_auth(sandbox: SandboxInfo, site: str):
     pg = getattr(sandbox, site)
     with pg_connect(pg) as conn:
-        name, superuser = conn.execute("select current_setting('cluster_name'), rolsuper from pg_roles where rolname = current_user").fetchone()
+        name, superuser = conn.execute(
+            "select current_setting('cluster_name'), rolsuper from pg_roles where rolname = current_user"
+        ).fetchone()
         methods = {r[0] for r in conn.execute("select auth_method from pg_hba_file_rules")}
         address = conn.execute("select host(inet_server_addr())").fetchone()[0]
     assert (name, superuser, address) == (site, True, "127.0.0.1")
@@ -99,16 +107,23 @@ def test_each_cluster_answers_as_its_site_with_scram_password_auth(sandbox: Sand
 
 # --- OpenSSH ------------------------------------------------------------------------------
 
+
 def ssh_client(sandbox: SandboxInfo, host_key_line: str) -> paramiko.SSHClient:
     key_type, blob = host_key_line.split()[:2]
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.get_host_keys().add(f"[{sandbox.ssh.host}]:{sandbox.ssh.port}", key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(blob)))
+    client.get_host_keys().add(
+        f"[{sandbox.ssh.host}]:{sandbox.ssh.port}", key_type, paramiko.PKey.from_type_string(key_type, base64.b64decode(blob))
+    )
     try:
         client.connect(
-            sandbox.ssh.host, port=sandbox.ssh.port, username=sandbox.ssh.user,
+            sandbox.ssh.host,
+            port=sandbox.ssh.port,
+            username=sandbox.ssh.user,
             pkey=paramiko.Ed25519Key.from_private_key_file(sandbox.ssh.private_key_file),
-            allow_agent=False, look_for_keys=False, timeout=10,
+            allow_agent=False,
+            look_for_keys=False,
+            timeout=10,
         )
     except BaseException:
         client.close()
@@ -144,6 +159,7 @@ def test_ssh_refuses_a_host_whose_key_is_not_the_pinned_one(sandbox: SandboxInfo
 
 
 # --- PowerDNS -----------------------------------------------------------------------------
+
 
 def dns_a_query(name: str, host: str, port: int) -> tuple[int, list[tuple[str, int]]]:
     """(rcode, [(address, ttl)]) of an A query for ``name``, sent over UDP."""
@@ -212,6 +228,7 @@ def test_every_application_has_an_a_record_with_ttl_60(sandbox: SandboxInfo):
 
 # --- the applications ---------------------------------------------------------------------
 
+
 def test_old_site_health_answers_from_its_database_and_maintenance_switches_it_off(sandbox: SandboxInfo):
     reset(sandbox)
     with httpx.Client(timeout=10) as client:
@@ -221,7 +238,11 @@ def test_old_site_health_answers_from_its_database_and_maintenance_switches_it_o
             health = client.get(f"{app.old_url}/health")
             assert health.status_code == 200, health.text
             assert health.json() == {
-                "status": "ok", "app": app.name, "site": "onprem", "database": database, "cluster": "onprem",
+                "status": "ok",
+                "app": app.name,
+                "site": "onprem",
+                "database": database,
+                "cluster": "onprem",
                 "rows": estate.row_counts(database, sandbox.scale)[main_table],
             }
             assert client.post(f"{app.old_url}/maintenance", json={"enabled": True}).json() == {"maintenance": True}
@@ -246,13 +267,22 @@ def test_new_site_starts_in_maintenance_and_answers_once_its_database_appears(sa
             assert (missing.status_code, missing.json()) == (503, {"status": "database-unavailable"})
             # What an import does, in miniature: role, database, main table.
             with pg_connect(sandbox.cloud) as admin:
-                admin.execute(sql.SQL("create role {} login password {}").format(sql.Identifier(app.db_user), sql.Literal(app.db_password)))
+                admin.execute(
+                    sql.SQL("create role {} login password {}").format(sql.Identifier(app.db_user), sql.Literal(app.db_password))
+                )
                 admin.execute(sql.SQL("create database bzk owner {}").format(sql.Identifier(app.db_user)))
             with pg_connect(sandbox.cloud, "bzk", user=app.db_user, password=app.db_password) as conn:
                 conn.execute("create table persons (id int primary key); insert into persons select generate_series(1, 3)")
             health = client.get(f"{app.new_url}/health")
             assert health.status_code == 200, health.text
-            assert health.json() == {"status": "ok", "app": "burgerzaken", "site": "cloud", "database": "bzk", "cluster": "cloud", "rows": 3}
+            assert health.json() == {
+                "status": "ok",
+                "app": "burgerzaken",
+                "site": "cloud",
+                "database": "bzk",
+                "cluster": "cloud",
+                "rows": 3,
+            }
     finally:
         reset(sandbox)
 
@@ -270,27 +300,83 @@ def test_each_application_has_its_own_address_and_port_at_each_site(sandbox: San
 # (database, what a real estate contains, a query that is true when it is there)
 ESTATE_FEATURES = [
     ("bzk", "a sequence in use", "select count(*) > 0 from pg_sequences where schemaname = 'public' and last_value > 1"),
-    ("zaken", "a standalone sequence used by a default", "select last_value >= 100000 from pg_sequences where sequencename = 'zaaknummer_seq'"),
+    (
+        "zaken",
+        "a standalone sequence used by a default",
+        "select last_value >= 100000 from pg_sequences where sequencename = 'zaaknummer_seq'",
+    ),
     ("bzk", "a view", "select count(*) = 1 from pg_views where schemaname = 'public' and viewname = 'current_addresses'"),
     ("gis", "a view in the second schema", "select count(*) = 1 from pg_views where schemaname = 'horeca'"),
     ("zaken", "a materialized view with data", "select ispopulated from pg_matviews where matviewname = 'case_counts'"),
-    ("zaken", "plpgsql and sql functions", "select count(*) = 3 from pg_proc p join pg_namespace n on n.oid = p.pronamespace where nspname = 'public'"),
+    (
+        "zaken",
+        "plpgsql and sql functions",
+        "select count(*) = 3 from pg_proc p join pg_namespace n on n.oid = p.pronamespace where nspname = 'public'",
+    ),
     ("zaken", "triggers", "select count(*) = 2 from pg_trigger where not tgisinternal"),
-    ("zaken", "an enum type", "select count(*) = 5 from pg_enum e join pg_type t on t.oid = e.enumtypid where typname = 'case_status'"),
-    ("zaken", "jsonb", "select count(*) > 0 from information_schema.columns where table_schema = 'public' and data_type = 'jsonb'"),
-    ("portaal", "arrays", "select count(*) > 0 from information_schema.columns where table_name = 'accounts' and data_type = 'ARRAY'"),
-    ("woz", "numeric money", "select numeric_precision = 14 and numeric_scale = 2 from information_schema.columns where table_name = 'assessments' and column_name = 'waarde'"),
-    ("heffingen", "timestamptz", "select data_type = 'timestamp with time zone' from information_schema.columns where table_name = 'payments' and column_name = 'betaald_op'"),
-    ("heffingen", "a partitioned table with a default partition", "select count(*) = 6 from pg_inherits where inhparent = 'payments'::regclass"),
-    ("portaal", "a table without a primary key", "select count(*) = 0 from pg_constraint where conrelid = 'login_events'::regclass and contype = 'p'"),
-    ("documenten", "large objects owned by the app owner", "select count(*) = 3 from pg_largeobject_metadata where lomowner = 'zaaksysteem_owner'::regrole"),
-    ("documenten", "bytea with a generated column", "select attgenerated = 's' from pg_attribute where attrelid = 'documents'::regclass and attname = 'sha256'"),
-    ("gis", "an identity column", "select attidentity = 'a' from pg_attribute where attrelid = 'parcels'::regclass and attname = 'id'"),
-    ("bzk", "a mixed-case identifier", "select count(*) = 1 from information_schema.columns where table_name = 'addresses' and column_name = 'Straatnaam'"),
+    (
+        "zaken",
+        "an enum type",
+        "select count(*) = 5 from pg_enum e join pg_type t on t.oid = e.enumtypid where typname = 'case_status'",
+    ),
+    (
+        "zaken",
+        "jsonb",
+        "select count(*) > 0 from information_schema.columns where table_schema = 'public' and data_type = 'jsonb'",
+    ),
+    (
+        "portaal",
+        "arrays",
+        "select count(*) > 0 from information_schema.columns where table_name = 'accounts' and data_type = 'ARRAY'",
+    ),
+    (
+        "woz",
+        "numeric money",
+        "select numeric_precision = 14 and numeric_scale = 2 from information_schema.columns where table_name = 'assessments' and column_name = 'waarde'",
+    ),
+    (
+        "heffingen",
+        "timestamptz",
+        "select data_type = 'timestamp with time zone' from information_schema.columns where table_name = 'payments' and column_name = 'betaald_op'",
+    ),
+    (
+        "heffingen",
+        "a partitioned table with a default partition",
+        "select count(*) = 6 from pg_inherits where inhparent = 'payments'::regclass",
+    ),
+    (
+        "portaal",
+        "a table without a primary key",
+        "select count(*) = 0 from pg_constraint where conrelid = 'login_events'::regclass and contype = 'p'",
+    ),
+    (
+        "documenten",
+        "large objects owned by the app owner",
+        "select count(*) = 3 from pg_largeobject_metadata where lomowner = 'zaaksysteem_owner'::regrole",
+    ),
+    (
+        "documenten",
+        "bytea with a generated column",
+        "select attgenerated = 's' from pg_attribute where attrelid = 'documents'::regclass and attname = 'sha256'",
+    ),
+    (
+        "gis",
+        "an identity column",
+        "select attidentity = 'a' from pg_attribute where attrelid = 'parcels'::regclass and attname = 'id'",
+    ),
+    (
+        "bzk",
+        "a mixed-case identifier",
+        "select count(*) = 1 from information_schema.columns where table_name = 'addresses' and column_name = 'Straatnaam'",
+    ),
     ("gis", "a non-ASCII identifier", "select count(*) = 1 from pg_tables where schemaname = 'horeca' and tablename = 'café'"),
     ("bzk", "a second schema", "select count(*) = 1 from pg_namespace where nspname = 'historie'"),
     ("gis", "comments on a schema and tables", "select count(*) = 3 from pg_description where objoid >= 16384"),
-    ("zaken", "comments on a type, a function and a materialized view", "select count(*) = 3 from pg_description where objoid in ('case_status'::regtype, 'record_status_change'::regproc, 'case_counts'::regclass)"),
+    (
+        "zaken",
+        "comments on a type, a function and a materialized view",
+        "select count(*) = 3 from pg_description where objoid in ('case_status'::regtype, 'record_status_change'::regproc, 'case_counts'::regclass)",
+    ),
 ]
 
 
@@ -305,9 +391,13 @@ def test_estate_database_is_owned_by_its_owner_role_and_granted_to_its_app_role(
     app = estate.application_of(database)
     owner, login = estate.owner_role(app), estate.app_role(app)
     with pg_connect(sandbox.onprem, database) as conn:
-        roles = dict(conn.execute("select rolname, rolcanlogin from pg_roles where rolname in (%s, %s)", (owner, login)).fetchall())
+        roles = dict(
+            conn.execute("select rolname, rolcanlogin from pg_roles where rolname in (%s, %s)", (owner, login)).fetchall()
+        )
         assert roles == {owner: False, login: True}
-        assert conn.execute("select pg_get_userbyid(datdba) from pg_database where datname = current_database()").fetchone() == (owner,)
+        assert conn.execute("select pg_get_userbyid(datdba) from pg_database where datname = current_database()").fetchone() == (
+            owner,
+        )
         foreign = conn.execute(
             "select c.oid::regclass::text from pg_class c join pg_namespace n on n.oid = c.relnamespace "
             "where n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast') and pg_get_userbyid(c.relowner) <> %s",
@@ -359,6 +449,7 @@ def test_estate_size_grows_linearly_with_scale(sandbox: SandboxInfo):
 
 # --- down ---------------------------------------------------------------------------------
 
+
 def listening(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
@@ -378,7 +469,9 @@ def test_down_stops_every_process_it_started_and_nothing_else(sandbox: SandboxIn
 
         # The cloud starts empty except the migration superuser.
         with pg_connect(second.cloud) as conn:
-            assert conn.execute("select array_agg(datname order by datname) from pg_database").fetchone() == (["postgres", "template0", "template1"],)
+            assert conn.execute("select array_agg(datname order by datname) from pg_database").fetchone() == (
+                ["postgres", "template0", "template1"],
+            )
             assert conn.execute("select array_agg(rolname) from pg_roles where rolname !~ '^pg_'").fetchone() == (["migrate"],)
 
         # A client that never finishes logging in: its sshd child must go too, on SIGTERM.
@@ -436,7 +529,10 @@ def test_up_that_fails_names_the_service_leaves_no_process_and_can_be_rerun(sand
     env = dict(os.environ, CUTOVER_SANDBOX_PDNS="/bin/false")  # a real fault: the DNS server dies at start
     failed = subprocess.run(
         [sys.executable, "-m", "cutover", "sandbox", "up", "--scale", "0", "--dir", str(directory)],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     assert failed.returncode == 1
     assert failed.stderr.startswith("cutover sandbox up: pdns_server") and failed.stderr.count("\n") == 1
@@ -461,7 +557,10 @@ def test_estate_at_scale_1_is_about_50_mb(sandbox: SandboxInfo):
     total_mb = sum(sizes[db] for dbs in ESTATE.values() for db in dbs) / 1e6
     assert 40 * sandbox.scale <= total_mb <= 75 * sandbox.scale, total_mb
     for database, expected in estate.MB_PER_SCALE.items():
-        assert abs(sizes[database] / 1e6 - expected * sandbox.scale) <= 0.25 * expected * sandbox.scale, (database, sizes[database])
+        assert abs(sizes[database] / 1e6 - expected * sandbox.scale) <= 0.25 * expected * sandbox.scale, (
+            database,
+            sizes[database],
+        )
 
 
 def test_reset_command_empties_the_cloud_and_puts_the_apps_back(sandbox: SandboxInfo):

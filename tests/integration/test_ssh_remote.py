@@ -108,7 +108,7 @@ def test_wrong_pinned_host_key_refuses_the_connection(target: SshTarget, tmp_pat
 def test_key_the_server_does_not_know_is_refused_permanently(target: SshTarget, tmp_path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "stranger")], check=True)
     stranger = SshTarget(target.host, target.port, target.user, (tmp_path / "stranger").read_text(), target.host_key)
-    with pytest.raises(PermanentStepError, match="authentication .* was refused") as caught:
+    with pytest.raises(PermanentStepError, match=r"authentication .* was refused") as caught:
         connect(stranger)
     assert "PRIVATE KEY" not in str(caught.value)
 
@@ -186,7 +186,7 @@ def test_cancel_before_the_start_runs_nothing(client: paramiko.SSHClient) -> Non
 def test_timeout_kills_the_remote_process_group_and_is_transient(client: paramiko.SSHClient) -> None:
     marker = f"cutover-timeout-{uuid.uuid4().hex}"
     started = time.monotonic()
-    with pytest.raises(TransientStepError, match="timed out after 1.5s"):
+    with pytest.raises(TransientStepError, match=r"timed out after 1\.5s"):
         run_remote(client, group_command(marker), timeout_s=1.5)
     assert time.monotonic() - started < 15
     assert wait_until(lambda: not processes_with(marker), 10), processes_with(marker)
@@ -219,9 +219,7 @@ def test_stream_delivers_every_byte_with_matching_hashes(client: paramiko.SSHCli
     data = os.urandom(3 * 1024 * 1024 + 17)
     path = f"{remote_dir}/streamed.bin"
     progress: list[int] = []
-    result = stream_to_remote(
-        client, io.BytesIO(data), f"cat > {shlex.quote(path)}", timeout_s=60, progress=progress.append
-    )
+    result = stream_to_remote(client, io.BytesIO(data), f"cat > {shlex.quote(path)}", timeout_s=60, progress=progress.append)
     expected = hashlib.sha256(data).hexdigest()
     assert (result.bytes, result.sha256_local, result.sha256_remote, result.exit_status) == (len(data), expected, expected, 0)
     assert progress[-1] == len(data) and progress == sorted(progress)
@@ -258,6 +256,10 @@ def test_environment_values_reach_the_streaming_command(client: paramiko.SSHClie
     secret = f"stream-secret-{uuid.uuid4().hex}"
     path = f"{remote_dir}/env"
     stream_to_remote(
-        client, io.BytesIO(b"payload"), f'cat > /dev/null; printf %s "$TOKEN" > {shlex.quote(path)}', env={"TOKEN": secret}, timeout_s=30
+        client,
+        io.BytesIO(b"payload"),
+        f'cat > /dev/null; printf %s "$TOKEN" > {shlex.quote(path)}',
+        env={"TOKEN": secret},
+        timeout_s=30,
     )
     assert run_remote(client, f"cat {shlex.quote(path)}", timeout_s=30).stdout_tail == secret

@@ -107,7 +107,9 @@ def test_damaged_partial_file_is_not_resumed_into_a_corrupt_result(target: SshTa
     original = big_file.read_bytes()[100]
     with connect(target) as client:
         # Flip byte 100 of the partial file on the remote side.
-        flip = f"printf '\\{(original ^ 0xFF):03o}' | dd of={shlex.quote(remote + '.part')} bs=1 seek=100 conv=notrunc 2>/dev/null"
+        flip = (
+            f"printf '\\{(original ^ 0xFF):03o}' | dd of={shlex.quote(remote + '.part')} bs=1 seek=100 conv=notrunc 2>/dev/null"
+        )
         assert run_remote(client, flip, timeout_s=30).exit_status == 0
         result = upload_file(client, big_file, remote, chunk_size=CHUNK)
         assert result.resumed_from == 0 and result.bytes_sent == SIZE

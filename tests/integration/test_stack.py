@@ -64,7 +64,11 @@ def test_up_starts_a_stack_whose_worker_has_the_env_file_and_down_stops_it(sandb
 
 @pytest.mark.parametrize(
     ("content", "says"),
-    [(None, "cannot read the env file"), ("GOOD=1\nnot a line\n", ":2: not a NAME=value line"), ('KEY="never closed\n', ":1: the quoted value of KEY never ends")],
+    [
+        (None, "cannot read the env file"),
+        ("GOOD=1\nnot a line\n", ":2: not a NAME=value line"),
+        ('KEY="never closed\n', ":1: the quoted value of KEY never ends"),
+    ],
 )
 def test_up_refuses_a_bad_env_file_in_one_line(tmp_path: Path, content, says):
     path = tmp_path / "bad.env"

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -27,7 +27,7 @@ def webhook() -> Iterator[tuple[str, list[dict]]]:
     received: list[dict] = []
 
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             received.append(json.loads(body or b"{}"))
             self.send_response(204)
@@ -49,7 +49,7 @@ def webhook() -> Iterator[tuple[str, list[dict]]]:
 def emit(api_url: str, name: str, cutover: str, step_id: str, phase: str) -> None:
     event = {
         "id": str(uuid.uuid4()),
-        "occurred": datetime.now(timezone.utc).isoformat(),
+        "occurred": datetime.now(UTC).isoformat(),
         "event": name,
         "resource": ev.step_resource(cutover, step_id, phase),
         "payload": {},

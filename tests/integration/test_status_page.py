@@ -46,8 +46,14 @@ BALLAST_TABLE = "cutover_status_ballast"
 BALLAST_MB = 64
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 RANK = {"planned": 0, "frozen": 1, "moving": 2, "checking": 3, "live": 4}
 
@@ -210,8 +216,11 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
                 public = browser.new_context(viewport={"width": 1100, "height": 900}, locale="en-GB").new_page()
                 public.goto(base + "/")
                 public.evaluate("window.loadedOnce = true")  # gone if the page ever reloads
-                phone = browser.new_context(viewport={"width": 390, "height": 844}, locale="nl-NL",
-                                            extra_http_headers={"Accept-Language": "nl-NL,nl;q=0.9"}).new_page()
+                phone = browser.new_context(
+                    viewport={"width": 390, "height": 844},
+                    locale="nl-NL",
+                    extra_http_headers={"Accept-Language": "nl-NL,nl;q=0.9"},
+                ).new_page()
                 phone.goto(base + "/")
                 team = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
                 team.goto(f"{base}/team?token={TOKEN}")
@@ -220,7 +229,9 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
                 assert applications == set(sandbox.apps) and set(app_statuses(public).values()) == {"planned"}
                 assert "gepland" in phone.inner_text("#applications")
 
-                flow_run_id = off_the_browser_thread(start_run, prefect_api.api_url, "cutover/cutover", {"runbook": str(DEMO), "outside_window": True})
+                flow_run_id = off_the_browser_thread(
+                    start_run, prefect_api.api_url, "cutover/cutover", {"runbook": str(DEMO), "outside_window": True}
+                )
                 seen: dict[str, list[str]] = {app: ["planned"] for app in applications}
 
                 def watch() -> dict[str, str]:
@@ -232,7 +243,9 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
 
                 # a transfer's progress in the team view, and log lines arriving
                 progress_row = f'#throughput tr[data-step="{BALLAST_DB}/stream/{BALLAST_DB}"]'
-                wait_for("the ballast stream's progress in the team view", lambda: (watch(), team.query_selector(progress_row))[1], 180)
+                wait_for(
+                    "the ballast stream's progress in the team view", lambda: (watch(), team.query_selector(progress_row))[1], 180
+                )
                 lines_then = team.eval_on_selector_all("#log-lines li", "items => items.length")
                 sent_first = team.inner_text(progress_row + " .sent")
 
@@ -243,7 +256,11 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
 
                 wait_for("the stream's progress to advance in the team view", advanced, 60)
                 team.screenshot(path=str(shots / "status-team-transfer.png"), full_page=False)
-                wait_for("more log lines", lambda: (watch(), team.eval_on_selector_all("#log-lines li", "i => i.length") > lines_then)[1], 60)
+                wait_for(
+                    "more log lines",
+                    lambda: (watch(), team.eval_on_selector_all("#log-lines li", "i => i.length") > lines_then)[1],
+                    60,
+                )
                 assert team.query_selector_all("#log-lines li .log-app"), "log lines name their application"
                 public.screenshot(path=str(shots / "status-public-moving.png"), full_page=True)
 
@@ -269,13 +286,17 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
                 wait_for("the go/no-go gate", paused, 240, every_s=0.5)
                 gate = wait_for("the gate in the team view", lambda: team.query_selector('#gates li[data-gate="go-no-go"] a'), 60)
                 assert gate.get_attribute("href") == f"{prefect_api.ui_url}/runs/flow-run/{flow_run_id}"
-                wait_for("the public page to say it waits", lambda: public.get_attribute("#overall", "data-state") == "waiting", 30)
+                wait_for(
+                    "the public page to say it waits", lambda: public.get_attribute("#overall", "data-state") == "waiting", 30
+                )
                 team.screenshot(path=str(shots / "status-team-gate.png"), full_page=False)
                 off_the_browser_thread(answer_gate, prefect_api.api_url, flow_run_id, True, "status-page-test", "checks passed")
 
                 # the end: every application live, without a reload
                 wait_for("every application live", lambda: set(watch().values()) == {"live"}, 240)
-                wait_for("the run to complete", lambda: flow_run_state(prefect_api.api_url, flow_run_id) == "COMPLETED", 120, every_s=1)
+                wait_for(
+                    "the run to complete", lambda: flow_run_state(prefect_api.api_url, flow_run_id) == "COMPLETED", 120, every_s=1
+                )
                 wait_for("the public page to say done", lambda: public.get_attribute("#overall", "data-state") == "completed", 60)
                 wait_for("the phone page to say done", lambda: phone.get_attribute("#overall", "data-state") == "completed", 60)
                 assert "live op de nieuwe locatie" in phone.inner_text("#applications")
@@ -295,7 +316,9 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
         def timeline() -> str | None:
             done = subprocess.run(
                 [sys.executable, "-m", "cutover", "plan", str(DEMO), "--timeline", "--api", prefect_api.api_url],
-                capture_output=True, text=True, timeout=60,
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             return done.stdout if "rehearsal(s)" in done.stdout else None
 

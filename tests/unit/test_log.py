@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -60,8 +60,8 @@ def test_audit_file_has_one_json_object_per_line_with_timestamp_level_logger_eve
     assert first["step_id"] == "burgerzaken/export/bzk"
     assert (first["offset"], first["total"]) == (1024, 4096)
     stamp = datetime.fromisoformat(first["timestamp"].replace("Z", "+00:00"))
-    assert stamp.utcoffset() == timezone.utc.utcoffset(None)
-    assert abs((datetime.now(timezone.utc) - stamp).total_seconds()) < 60
+    assert stamp.utcoffset() == UTC.utcoffset(None)
+    assert abs((datetime.now(UTC) - stamp).total_seconds()) < 60
     # bindings end with the context
     assert second["event"] == "window_tight" and "step_id" not in second
 
@@ -174,7 +174,7 @@ def test_secret_in_an_exception_traceback_is_redacted_in_every_sink(tmp_path, ca
 
 
 class _QuietHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):
         body = b"ok"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -261,7 +261,7 @@ def test_library_line_carries_the_time_its_record_was_created(tmp_path):
     audit = tmp_path / "audit.jsonl"
     configure_logging(audit_file=audit, console=False)
     record = logging.LogRecord("paramiko.transport", logging.INFO, __file__, 1, "late line", (), None)
-    record.created = datetime(2027, 7, 16, 16, 0, 1, 250000, tzinfo=timezone.utc).timestamp()
+    record.created = datetime(2027, 7, 16, 16, 0, 1, 250000, tzinfo=UTC).timestamp()
     logging.getLogger("paramiko.transport").handle(record)
     (line,) = read_audit(audit)
     assert line["timestamp"] == "2027-07-16T16:00:01.250000Z"
@@ -287,11 +287,23 @@ _REC = _record_with_exc_text("Traceback ...\nValueError: x")
         (order_file_keys, {"event": "e"}, {"event": "e"}),
         (
             drop_ui_columns,
-            {"event": "e", "timestamp": "t", "level": "info", "logger": "l", "flow_run_id": "f", "task_run_id": "r", "step_id": "s"},
+            {
+                "event": "e",
+                "timestamp": "t",
+                "level": "info",
+                "logger": "l",
+                "flow_run_id": "f",
+                "task_run_id": "r",
+                "step_id": "s",
+            },
             {"event": "e", "step_id": "s"},
         ),
         (add_record_exception, {"event": "e", "_record": _REC}, {"event": "e", "_record": _REC, "exception": _REC.exc_text}),
-        (add_record_exception, {"event": "e", "_record": _REC, "exc_info": True}, {"event": "e", "_record": _REC, "exc_info": True}),
+        (
+            add_record_exception,
+            {"event": "e", "_record": _REC, "exc_info": True},
+            {"event": "e", "_record": _REC, "exc_info": True},
+        ),
         (add_record_exception, {"event": "e"}, {"event": "e"}),
         # outside a Prefect run nothing is added
         (add_run_ids, {"event": "e"}, {"event": "e"}),

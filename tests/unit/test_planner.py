@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -45,7 +47,7 @@ def test_plan_has_every_step_once_and_respects_every_edge(estate):
         assert position[step_id(app, "smoke")] < position["gate/go-no-go"]
     # the critical path is a chain of real edges whose estimates add up to the plan's
     path = plan.critical_path
-    assert all(a in plan.steps[b].depends_on for a, b in zip(path, path[1:]))
+    assert all(a in plan.steps[b].depends_on for a, b in itertools.pairwise(path))
     assert sum(plan.steps[s].estimate_s for s in path) == pytest.approx(plan.estimate_s)
 
 
@@ -75,7 +77,7 @@ def test_topological_order_is_valid_or_names_a_real_cycle(graph):
     except CycleError as exc:
         cycle = exc.cycle
         assert cycle[0] == cycle[-1]
-        for before, after in zip(cycle, cycle[1:]):
+        for before, after in itertools.pairwise(cycle):
             assert before in graph[after], f"{before} -> {after} is not an edge"
     else:
         assert sorted(order) == sorted(graph)

@@ -104,7 +104,7 @@ def test_exception_raised_into_the_waiting_thread_kills_the_group(tmp_path: Path
     def step() -> None:
         try:
             run_program(argv, timeout_s=60, log_name="tree", grace_s=1)
-        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+        except BaseException as exc:
             seen.append(exc)
 
     worker = threading.Thread(target=step)
@@ -122,7 +122,7 @@ def test_kill_all_stops_every_started_program(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     second = start_program(["sh", "-c", "sleep 100"], timeout_s=60, log_name="other")
     handle = start_program(first, timeout_s=60, log_name="tree")
-    pids = _pids(first_pids) + [second.pid]
+    pids = [*_pids(first_pids), second.pid]
     assert set(live_process_groups()) >= {handle.pid, second.pid}
     assert kill_all(grace_s=1) >= 2
     _assert_all_gone(pids)
@@ -150,7 +150,9 @@ def test_term_ignoring_program_is_killed_after_the_grace_period(tmp_path: Path) 
 
 def test_non_zero_exit_is_permanent_with_the_last_stderr_lines() -> None:
     with pytest.raises(ProgramExited) as caught:
-        run_program(["sh", "-c", "echo first >&2; echo 'pg_restore: error: boom' >&2; exit 3"], timeout_s=10, log_name="restore bzk")
+        run_program(
+            ["sh", "-c", "echo first >&2; echo 'pg_restore: error: boom' >&2; exit 3"], timeout_s=10, log_name="restore bzk"
+        )
     error = caught.value
     assert isinstance(error, PermanentStepError)
     assert error.returncode == 3
@@ -197,7 +199,9 @@ def test_stderr_lines_are_logged_with_sensitive_env_values_scrubbed() -> None:
             log_name="pg_dump bzk",
         )
     lines = [e for e in logs if e["event"] == "program_output"]
-    assert [(e["program"], e["name"], e["line"]) for e in lines] == [("sh", "pg_dump bzk", "auth failed with [redacted] for migrate")]
+    assert [(e["program"], e["name"], e["line"]) for e in lines] == [
+        ("sh", "pg_dump bzk", "auth failed with [redacted] for migrate")
+    ]
     assert secret not in repr(logs)
     started = next(e for e in logs if e["event"] == "program_started")
     assert started["env_names"] == ["PGPASSWORD", "PGUSER"]
@@ -205,13 +209,20 @@ def test_stderr_lines_are_logged_with_sensitive_env_values_scrubbed() -> None:
 
 def test_inherited_pg_variables_do_not_reach_a_program_given_an_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PGDATABASE", "somewhere_else")
-    result = run_program(["sh", "-c", 'echo "${PGDATABASE:-unset} $PGHOST"'], env={"PGHOST": "db1"}, timeout_s=10,
-                         log_name="env", capture_stdout=True)
+    result = run_program(
+        ["sh", "-c", 'echo "${PGDATABASE:-unset} $PGHOST"'],
+        env={"PGHOST": "db1"},
+        timeout_s=10,
+        log_name="env",
+        capture_stdout=True,
+    )
     assert result.stdout == b"unset db1\n"
 
 
 def test_streamed_stdout_is_cut_off_by_the_timeout(tmp_path: Path) -> None:
-    handle = start_program(["sh", "-c", "while :; do echo chunk; sleep 0.01; done"], timeout_s=0.5, log_name="producer", grace_s=1)
+    handle = start_program(
+        ["sh", "-c", "while :; do echo chunk; sleep 0.01; done"], timeout_s=0.5, log_name="producer", grace_s=1
+    )
     assert handle.stdout is not None
     received = handle.stdout.read()  # returns at EOF, i.e. once the group is killed
     assert received.startswith(b"chunk\n")
@@ -292,8 +303,9 @@ def _group_members(pgid: int) -> list[int]:
 def _crash_a_parent(mode: str) -> tuple[dict[int, list[int]], list[int]]:
     """Run the crashing parent; return {pgid: member pids seen before the kill} and the
     guardian pids it had."""
-    done = subprocess.run([sys.executable, "-c", _CRASHING_PARENT, mode], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", _CRASHING_PARENT, mode], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
     assert done.returncode == -signal.SIGKILL, done.stderr
     groups: dict[int, list[int]] = {}
     guardians: list[int] = []
@@ -329,8 +341,10 @@ def test_programs_do_not_outlive_a_sigkilled_python_process(mode: str) -> None:
 
 
 def test_the_guardian_is_one_small_process_outside_every_group_and_without_our_stdin() -> None:
-    with start_program(["sleep", "100"], timeout_s=60, log_name="one") as first, \
-         start_program(["sleep", "100"], timeout_s=60, log_name="two") as second:
+    with (
+        start_program(["sleep", "100"], timeout_s=60, log_name="one") as first,
+        start_program(["sleep", "100"], timeout_s=60, log_name="two") as second,
+    ):
         guardian = guardian_pid()
         assert guardian is not None
         stat = Path(f"/proc/{guardian}/stat").read_bytes()

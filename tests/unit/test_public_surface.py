@@ -15,8 +15,20 @@ from cutover.orchestration.deployments import deployment
 def test_the_public_names_are_exactly_these_and_each_is_there():
     assert sorted(cutover.__all__) == sorted(
         [
-            "CutoverError", "PermanentStepError", "Plan", "Problem", "Runbook", "RunbookError", "SandboxError",
-            "Step", "StepError", "TransientStepError", "UnsafeChange", "__version__", "build_plan", "load_runbook",
+            "CutoverError",
+            "PermanentStepError",
+            "Plan",
+            "Problem",
+            "Runbook",
+            "RunbookError",
+            "SandboxError",
+            "Step",
+            "StepError",
+            "TransientStepError",
+            "UnsafeChange",
+            "__version__",
+            "build_plan",
+            "load_runbook",
         ]
     )
     for name in cutover.__all__:

@@ -38,14 +38,23 @@ REFUSED = [
     ("drop table public.persons", "a smoke query starts with SELECT, WITH, VALUES, TABLE or SHOW, not DROP"),
     ("select 1; drop table public.persons", "one statement only: a smoke query has no ';' between statements"),
     ("select 1;\nselect 2", "one statement only: a smoke query has no ';' between statements"),
-    ("with gone as (delete from persons returning *) select count(*) from gone", "a smoke query only reads: DELETE is not allowed"),
+    (
+        "with gone as (delete from persons returning *) select count(*) from gone",
+        "a smoke query only reads: DELETE is not allowed",
+    ),
     ("with x as (insert into t values (1) returning 1) select 1", "a smoke query only reads: INSERT is not allowed"),
     ("select * into copy_of_persons from persons", "a smoke query only reads: INTO is not allowed"),
     ("select * from persons for update", "a smoke query only reads: UPDATE is not allowed"),
     ("select * from persons for share", "a smoke query only reads: FOR SHARE locks rows"),
     ("select nextval('persons_id_seq')", "a smoke query only reads: nextval() has side effects"),
-    ("select pg_terminate_backend(pid) from pg_stat_activity", "a smoke query only reads: pg_terminate_backend() has side effects"),
-    ("select set_config('default_transaction_read_only', 'off', false)", "a smoke query only reads: set_config() has side effects"),
+    (
+        "select pg_terminate_backend(pid) from pg_stat_activity",
+        "a smoke query only reads: pg_terminate_backend() has side effects",
+    ),
+    (
+        "select set_config('default_transaction_read_only', 'off', false)",
+        "a smoke query only reads: set_config() has side effects",
+    ),
     ("SELECT PG_SLEEP (3600)", "a smoke query only reads: pg_sleep() has side effects"),
     ("explain analyze delete from persons", "a smoke query starts with SELECT, WITH, VALUES, TABLE or SHOW, not EXPLAIN"),
     ("update persons set name = 'x'", "a smoke query starts with SELECT, WITH, VALUES, TABLE or SHOW, not UPDATE"),
@@ -78,6 +87,6 @@ def test_actions_outside_smoke_may_write():
     text = MINIMAL.replace(
         "    depends_on: [gis]\n",
         "    depends_on: [gis]\n"
-        "    finalize: [{sql: {site: new, database: portal, query: \"update settings set moved = true\"}}]\n",
+        '    finalize: [{sql: {site: new, database: portal, query: "update settings set moved = true"}}]\n',
     )
     parse_runbook(text, "rb.yaml", {})

@@ -7,11 +7,11 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cutover.journal import MemoryJournal, attempt_key, begin_rollback, end_rollback, unfinished_rollback
 from cutover.plan import build_plan
 from cutover.plan.rollback import plan_rollback, rollback_id
 from cutover.runbook import load_runbook, parse_runbook
 from cutover.runbook.synthetic import estate_yaml
-from cutover.journal import MemoryJournal, attempt_key, begin_rollback, end_rollback, unfinished_rollback
 from tasks.journal import variable_name
 from tests.unit.test_planner import acyclic_estates
 

@@ -39,14 +39,18 @@ BROKEN = [
     ),
     pytest.param(
         ("password: env:OLD_PG_PASSWORD", "password: hunter2"),
-        ["rb.yaml:7:70: sites.old.postgres.password: inline secret is not allowed; write a reference "
-         "instead of the value: env:NAME (an environment variable) or secret:NAME (a Prefect Secret block)"],
+        [
+            "rb.yaml:7:70: sites.old.postgres.password: inline secret is not allowed; write a reference "
+            "instead of the value: env:NAME (an environment variable) or secret:NAME (a Prefect Secret block)"
+        ],
         id="inline-password",
     ),
     pytest.param(
         ("api_key: env:PDNS_API_KEY", "api_key: 12345678"),
-        ["rb.yaml:13:12: dns.api_key: inline secret is not allowed; write a reference instead of the value: "
-         "env:NAME (an environment variable) or secret:NAME (a Prefect Secret block)"],
+        [
+            "rb.yaml:13:12: dns.api_key: inline secret is not allowed; write a reference instead of the value: "
+            "env:NAME (an environment variable) or secret:NAME (a Prefect Secret block)"
+        ],
         id="inline-api-key-as-number",
     ),
     pytest.param(
@@ -81,8 +85,10 @@ BROKEN = [
     ),
     pytest.param(
         ("  - name: portal\n", "  - name: gis\n"),
-        ["rb.yaml:22:11: applications[1].name: duplicate application 'gis' (also applications[0])",
-         "rb.yaml:23:18: applications[1].depends_on[0]: 'gis' depends on itself"],
+        [
+            "rb.yaml:22:11: applications[1].name: duplicate application 'gis' (also applications[0])",
+            "rb.yaml:23:18: applications[1].depends_on[0]: 'gis' depends on itself",
+        ],
         id="duplicate-application",
     ),
     pytest.param(
@@ -102,7 +108,9 @@ BROKEN = [
     ),
     pytest.param(
         ("port: 5433", 'port: "${NEW_PORT}"'),
-        ["rb.yaml:9:39: sites.new.postgres.port: environment variable NEW_PORT is not set (set it, or give a default: ${NEW_PORT:-value})"],
+        [
+            "rb.yaml:9:39: sites.new.postgres.port: environment variable NEW_PORT is not set (set it, or give a default: ${NEW_PORT:-value})"
+        ],
         id="unset-environment-variable",
     ),
     pytest.param(
@@ -139,7 +147,9 @@ def test_secret_value_is_never_echoed_in_a_problem():
 
 
 def test_interpolation_uses_environment_and_defaults():
-    text = MINIMAL.replace("port: 5433", 'port: "${NEW_PORT:-6543}"').replace("host: 127.0.0.1, port: 2222", 'host: "${SSH_HOST}", port: 2222')
+    text = MINIMAL.replace("port: 5433", 'port: "${NEW_PORT:-6543}"').replace(
+        "host: 127.0.0.1, port: 2222", 'host: "${SSH_HOST}", port: 2222'
+    )
     runbook = parse_runbook(text, "rb.yaml", {"SSH_HOST": "10.0.0.9"})
     assert runbook.sites["new"].postgres.port == 6543
     assert runbook.sites["new"].ssh.host == "10.0.0.9"

@@ -29,7 +29,9 @@ def worker() -> Iterator[FuzzWorker]:
     started.close()
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(text=runbooks())
 def test_any_runbook_is_valid_or_refused_with_positioned_problems_within_bounds(worker, text):
     outcome = worker.run(text)  # raises on a traceback, a broken property, the memory or time limit
@@ -93,7 +95,8 @@ CLI_CASES = {
     "timeout-1e41": DEMO_TEXT.replace("timeout_s: 1800", "timeout_s: 1e41"),
     "writing-smoke-query": DEMO_TEXT.replace("select count(*) > 0 from public.persons", "drop table public.persons"),
     "deep-nesting": DEMO_TEXT + "x: " + "[" * 5000 + "]" * 5000 + "\n",
-    "alias-bomb": DEMO_TEXT + "".join(f"b{i}: &b{i} [" + ", ".join([f"*b{i - 1}" if i else '"lol"'] * 10) + "]\n" for i in range(12)),
+    "alias-bomb": DEMO_TEXT
+    + "".join(f"b{i}: &b{i} [" + ", ".join([f"*b{i - 1}" if i else '"lol"'] * 10) + "]\n" for i in range(12)),
     "not-utf8": "cutover: caf\udce9\n",
 }
 
@@ -105,7 +108,10 @@ def test_the_cli_exits_0_or_2_with_positioned_lines_and_never_a_traceback(tmp_pa
     path.write_bytes(CLI_CASES[case].encode("utf-8", "surrogateescape"))
     done = subprocess.run(
         [sys.executable, "-m", "cutover", command, str(path)],
-        capture_output=True, text=True, timeout=60, preexec_fn=_limited(1 << 30),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limited(1 << 30),
     )
     assert "Traceback" not in done.stdout + done.stderr
     if case == "demo":

@@ -26,12 +26,15 @@ def edited(*edits: tuple[str, str]) -> str:
 
 
 def test_key_and_type_errors_and_meaning_errors_come_together():
-    text = edited(
-        ("    depends_on: [gis]", "    depend_on: [gis]"),  # a key error in one application
-        ("port: 5433", "port: five"),  # a type error in a site
-        ("  end: 2027-07-19T06:00:00+02:00", "  end: 2027-07-15T06:00:00+02:00"),  # meaning: the window
-        ("database: portal, query", "database: portl, query"),  # meaning: inside the broken application
-    ) + "gates: [{name: go, applications: [gis, portl]}]\n"  # meaning: a gate
+    text = (
+        edited(
+            ("    depends_on: [gis]", "    depend_on: [gis]"),  # a key error in one application
+            ("port: 5433", "port: five"),  # a type error in a site
+            ("  end: 2027-07-19T06:00:00+02:00", "  end: 2027-07-15T06:00:00+02:00"),  # meaning: the window
+            ("database: portal, query", "database: portl, query"),  # meaning: inside the broken application
+        )
+        + "gates: [{name: go, applications: [gis, portl]}]\n"
+    )  # meaning: a gate
     assert problems_of(text) == [
         "rb.yaml:4:8: window.end: the window ends before it starts",
         "rb.yaml:9:39: sites.new.postgres.port: should be a valid integer, unable to parse string as an integer",
@@ -43,7 +46,9 @@ def test_key_and_type_errors_and_meaning_errors_come_together():
 
 def test_a_broken_database_entry_still_counts_as_a_database_of_its_sites():
     # jobs is out of bounds, but the smoke query's database 'portal' exists: no second problem
-    text = edited(("{name: portal, from: old, to: new, method: stream}", "{name: portal, from: old, to: new, method: stream, jobs: 99}"))
+    text = edited(
+        ("{name: portal, from: old, to: new, method: stream}", "{name: portal, from: old, to: new, method: stream, jobs: 99}")
+    )
     assert problems_of(text) == ["rb.yaml:25:66: applications[1].databases[0].jobs: must be at most 32"]
 
 
@@ -67,7 +72,9 @@ def test_a_wrong_site_is_not_reported_as_an_unknown_one():
 
 
 def test_an_unreadable_application_name_hides_no_other_problem_and_invents_none():
-    text = edited(("  - name: gis\n", "  - name: GIS\n"), ("{name: gis, from: old, to: new}", "{name: gis, from: old, to: nowhere}"))
+    text = edited(
+        ("  - name: gis\n", "  - name: GIS\n"), ("{name: gis, from: old, to: new}", "{name: gis, from: old, to: nowhere}")
+    )
     assert problems_of(text) == [
         "rb.yaml:17:11: applications[0].name: must be lowercase letters, digits, '-' or '_', starting with a letter",
         "rb.yaml:19:36: applications[0].databases[0].to: unknown site 'nowhere'",

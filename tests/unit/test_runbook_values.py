@@ -50,7 +50,9 @@ REFUSED = [
     ),
     pytest.param(
         ("{name: gis, from: old, to: new}", "{name: gis, from: old, to: new, roles: {pg_monitor: {password: env:X}}}"),
-        ["rb.yaml:19:49: applications[0].databases[0].roles.pg_monitor: role names starting with 'pg_' are reserved by PostgreSQL"],
+        [
+            "rb.yaml:19:49: applications[0].databases[0].roles.pg_monitor: role names starting with 'pg_' are reserved by PostgreSQL"
+        ],
         id="role-name-reserved-by-postgres",
     ),
     pytest.param(
@@ -66,8 +68,10 @@ REFUSED = [
     ),
     pytest.param(
         ("applications:\n", "gates: [{name: go_no_go}]\napplications:\n"),
-        ["rb.yaml:16:16: gates[0].name: must be lowercase letters, digits or '-', starting with a letter "
-         "(a gate name is part of a Prefect pause key)"],
+        [
+            "rb.yaml:16:16: gates[0].name: must be lowercase letters, digits or '-', starting with a letter "
+            "(a gate name is part of a Prefect pause key)"
+        ],
         id="gate-name-with-underscore",
     ),
     pytest.param(
@@ -107,28 +111,39 @@ REFUSED = [
     ),
     pytest.param(
         ("{name: gis.example.test., to: 192.0.2.10}", "{name: 'gis..example.test.', to: 192.0.2.10}"),
-        ["rb.yaml:21:16: applications[0].dns[0].name: DNS labels are 1-63 letters, digits, '-' or '_', not starting or ending with '-'"],
+        [
+            "rb.yaml:21:16: applications[0].dns[0].name: DNS labels are 1-63 letters, digits, '-' or '_', not starting or ending with '-'"
+        ],
         id="record-name-with-empty-label",
     ),
     pytest.param(
         ("{name: gis.example.test., to: 192.0.2.10}", "{name: gis.example.test., type: CNAME, to: 'x;y.example.'}"),
-        ["rb.yaml:21:9: applications[0].dns[0]: to: DNS labels are 1-63 letters, digits, '-' or '_', not starting or ending with '-'"],
+        [
+            "rb.yaml:21:9: applications[0].dns[0]: to: DNS labels are 1-63 letters, digits, '-' or '_', not starting or ending with '-'"
+        ],
         id="cname-target-not-a-dns-name",
     ),
     pytest.param(
         ("  - name: gis\n", "  - name: gis\n    smoke: [{http: {url: 'http://user:pw@gis.example.test/'}}]\n"),
-        ["rb.yaml:18:26: applications[0].smoke[0].http.url: a password in a URL is an inline secret; put it in a header with a reference"],
+        [
+            "rb.yaml:18:26: applications[0].smoke[0].http.url: a password in a URL is an inline secret; put it in a header with a reference"
+        ],
         id="url-with-password",
     ),
     pytest.param(
-        ("  - name: gis\n", "  - name: gis\n    smoke: [{http: {url: 'http://gis/', headers: {'X-A': \"a\\r\\nSet-Cookie: x\"}}}]\n"),
+        (
+            "  - name: gis\n",
+            "  - name: gis\n    smoke: [{http: {url: 'http://gis/', headers: {'X-A': \"a\\r\\nSet-Cookie: x\"}}}]\n",
+        ),
         ["rb.yaml:18:58: applications[0].smoke[0].http.headers.X-A: control character U+000D is not allowed in a value"],
         id="header-value-with-carriage-return",
     ),
     pytest.param(
         ("  - name: gis\n", "  - name: gis\n    smoke: [{http: {url: 'http://gis/', json: {at: 2027-07-16}}}]\n"),
-        ["rb.yaml:18:47: applications[0].smoke[0].http.json: json must be JSON: mappings, lists, strings, numbers, true, false, "
-         "null (no dates, no .inf)"],
+        [
+            "rb.yaml:18:47: applications[0].smoke[0].http.json: json must be JSON: mappings, lists, strings, numbers, true, false, "
+            "null (no dates, no .inf)"
+        ],
         id="json-body-that-is-not-json",
     ),
     pytest.param(
@@ -150,20 +165,50 @@ def test_value_that_is_not_what_its_key_needs_is_a_located_problem(edit, expecte
 
 
 BOUNDS = [
-    pytest.param("defaults: {timeout_s: 1e41}", ["rb.yaml:28:23: defaults.timeout_s: must be at most 604800 seconds (7 days)"], id="timeout-1e41"),
-    pytest.param("defaults: {timeout_s: .inf}", ["rb.yaml:28:23: defaults.timeout_s: should be a finite number"], id="timeout-infinite"),
-    pytest.param("defaults: {check_timeout_s: .nan}", ["rb.yaml:28:29: defaults.check_timeout_s: should be a finite number"], id="check-timeout-nan"),
+    pytest.param(
+        "defaults: {timeout_s: 1e41}",
+        ["rb.yaml:28:23: defaults.timeout_s: must be at most 604800 seconds (7 days)"],
+        id="timeout-1e41",
+    ),
+    pytest.param(
+        "defaults: {timeout_s: .inf}", ["rb.yaml:28:23: defaults.timeout_s: should be a finite number"], id="timeout-infinite"
+    ),
+    pytest.param(
+        "defaults: {check_timeout_s: .nan}",
+        ["rb.yaml:28:29: defaults.check_timeout_s: should be a finite number"],
+        id="check-timeout-nan",
+    ),
     pytest.param("defaults: {retries: 1000}", ["rb.yaml:28:21: defaults.retries: must be at most 20"], id="retries"),
-    pytest.param("defaults: {retry_delay_s: 86400}", ["rb.yaml:28:27: defaults.retry_delay_s: must be at most 3600 seconds (1 hours)"], id="retry-delay"),
+    pytest.param(
+        "defaults: {retry_delay_s: 86400}",
+        ["rb.yaml:28:27: defaults.retry_delay_s: must be at most 3600 seconds (1 hours)"],
+        id="retry-delay",
+    ),
     pytest.param(
         "defaults: {retries: 20, retry_delay_s: 10}",
         ["rb.yaml:28:21: defaults.retries: 20 retries doubling from 10 s would wait 2913 hours for one step; at most 24 hours"],
         id="retries-waiting-for-months",
     ),
-    pytest.param("defaults: {concurrency: {dumps_per_host: 100000}}", ["rb.yaml:28:42: defaults.concurrency.dumps_per_host: must be at most 64"], id="dumps-per-host"),
-    pytest.param("defaults: {stream_below_bytes: 1.0e+18}", ["rb.yaml:28:32: defaults.stream_below_bytes: must be at most 1125899906842624 bytes (1 PiB)"], id="stream-below-bytes"),
-    pytest.param("defaults: {timeout_s: 1" + "0" * 5000 + "}", ["rb.yaml:28:23: defaults.timeout_s: cannot read this value: too many digits"], id="five-thousand-digits"),
-    pytest.param("gates: [{name: go, timeout_s: 1e9}]", ["rb.yaml:28:31: gates[0].timeout_s: must be at most 604800 seconds (7 days)"], id="gate-timeout"),
+    pytest.param(
+        "defaults: {concurrency: {dumps_per_host: 100000}}",
+        ["rb.yaml:28:42: defaults.concurrency.dumps_per_host: must be at most 64"],
+        id="dumps-per-host",
+    ),
+    pytest.param(
+        "defaults: {stream_below_bytes: 1.0e+18}",
+        ["rb.yaml:28:32: defaults.stream_below_bytes: must be at most 1125899906842624 bytes (1 PiB)"],
+        id="stream-below-bytes",
+    ),
+    pytest.param(
+        "defaults: {timeout_s: 1" + "0" * 5000 + "}",
+        ["rb.yaml:28:23: defaults.timeout_s: cannot read this value: too many digits"],
+        id="five-thousand-digits",
+    ),
+    pytest.param(
+        "gates: [{name: go, timeout_s: 1e9}]",
+        ["rb.yaml:28:31: gates[0].timeout_s: must be at most 604800 seconds (7 days)"],
+        id="gate-timeout",
+    ),
 ]
 
 
@@ -175,10 +220,26 @@ def test_number_past_its_bound_is_a_located_problem(added, expected):
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("{name: gis, from: old, to: new}", "{name: gis, from: old, to: new, jobs: 64}", "applications[0].databases[0].jobs: must be at most 32"),
-        ("{name: gis, from: old, to: new}", "{name: gis, from: old, to: new, size_bytes: 1.0e+18}", "applications[0].databases[0].size_bytes: must be at most 1125899906842624 bytes (1 PiB)"),
-        ("{name: gis.example.test., to: 192.0.2.10}", "{name: gis.example.test., to: 192.0.2.10, ttl: 1.0e+6}", "applications[0].dns[0].ttl: must be at most 86400"),
-        ('query: "select 1", expect: 1}', 'query: "select 1", expect: 1}\n      - http: {url: "http://portal/", expect_status: 1000}', "applications[1].smoke[1].http.expect_status: must be at most 599"),
+        (
+            "{name: gis, from: old, to: new}",
+            "{name: gis, from: old, to: new, jobs: 64}",
+            "applications[0].databases[0].jobs: must be at most 32",
+        ),
+        (
+            "{name: gis, from: old, to: new}",
+            "{name: gis, from: old, to: new, size_bytes: 1.0e+18}",
+            "applications[0].databases[0].size_bytes: must be at most 1125899906842624 bytes (1 PiB)",
+        ),
+        (
+            "{name: gis.example.test., to: 192.0.2.10}",
+            "{name: gis.example.test., to: 192.0.2.10, ttl: 1.0e+6}",
+            "applications[0].dns[0].ttl: must be at most 86400",
+        ),
+        (
+            'query: "select 1", expect: 1}',
+            'query: "select 1", expect: 1}\n      - http: {url: "http://portal/", expect_status: 1000}',
+            "applications[1].smoke[1].http.expect_status: must be at most 599",
+        ),
     ],
     ids=["jobs", "size", "ttl", "http-status"],
 )

@@ -35,8 +35,12 @@ def test_status_of_a_stopped_sandbox_lists_every_service_down_without_secrets(tm
     assert result.exit_code == 1
     lines = result.stdout.strip().splitlines()
     assert [line.split()[:2] for line in lines] == [
-        ["postgres@onprem", "DOWN"], ["postgres@cloud", "DOWN"], ["sshd", "DOWN"], ["powerdns", "DOWN"],
-        ["gis@onprem", "DOWN"], ["gis@cloud", "DOWN"],
+        ["postgres@onprem", "DOWN"],
+        ["postgres@cloud", "DOWN"],
+        ["sshd", "DOWN"],
+        ["powerdns", "DOWN"],
+        ["gis@onprem", "DOWN"],
+        ["gis@cloud", "DOWN"],
     ]
     assert "secret" not in result.stdout + result.stderr
 

@@ -75,22 +75,62 @@ def test_a_zombie_counts_as_gone():
 
 def fake_sandbox(directory: Path, pid: int) -> SandboxInfo:
     """A recorded sandbox whose every pid is ``pid`` (which is not one of its processes)."""
+
     def pg(site: str) -> PostgresInfo:
         data = directory / "postgres" / site / "data"
         data.mkdir(parents=True)
         (data / "postmaster.pid").write_text(f"{pid}\n{data}\n")
-        return PostgresInfo(site=site, host="127.0.0.1", port=1, user="migrate", password="pg-secret-1234",
-                            data_dir=str(data), socket_dir=str(data.parent / "socket"), bin_dir="/nonexistent", pid=pid)
+        return PostgresInfo(
+            site=site,
+            host="127.0.0.1",
+            port=1,
+            user="migrate",
+            password="pg-secret-1234",
+            data_dir=str(data),
+            socket_dir=str(data.parent / "socket"),
+            bin_dir="/nonexistent",
+            pid=pid,
+        )
 
-    apps = {"gis": AppInfo(name="gis", port=2, databases=["gis"], db_user="gis_app", db_password="app-secret-1234",
-                           old_url="http://127.0.0.2:2", new_url="http://127.0.0.3:2", hostname="gis.werkendam.test.")}
+    apps = {
+        "gis": AppInfo(
+            name="gis",
+            port=2,
+            databases=["gis"],
+            db_user="gis_app",
+            db_password="app-secret-1234",
+            old_url="http://127.0.0.2:2",
+            new_url="http://127.0.0.3:2",
+            hostname="gis.werkendam.test.",
+        )
+    }
     info = SandboxInfo(
-        dir=str(directory), scale=1, onprem=pg("onprem"), cloud=pg("cloud"),
-        ssh=SshInfo(host="127.0.0.1", port=3, user="root", private_key="KEY-secret-1234", private_key_file="/nonexistent",
-                    host_key="ssh-ed25519 AAAA", work_dir=str(directory), pg_bin_dir="/nonexistent", pid=pid),
-        powerdns=PowerDnsInfo(api_url="http://127.0.0.1:4", api_key="api-secret-1234", server_id="localhost",
-                              dns_host="127.0.0.1", dns_port=5, zone="werkendam.test.", pid=pid),
-        apps=apps, app_pids={"gis@onprem": pid, "gis@cloud": pid},
+        dir=str(directory),
+        scale=1,
+        onprem=pg("onprem"),
+        cloud=pg("cloud"),
+        ssh=SshInfo(
+            host="127.0.0.1",
+            port=3,
+            user="root",
+            private_key="KEY-secret-1234",
+            private_key_file="/nonexistent",
+            host_key="ssh-ed25519 AAAA",
+            work_dir=str(directory),
+            pg_bin_dir="/nonexistent",
+            pid=pid,
+        ),
+        powerdns=PowerDnsInfo(
+            api_url="http://127.0.0.1:4",
+            api_key="api-secret-1234",
+            server_id="localhost",
+            dns_host="127.0.0.1",
+            dns_port=5,
+            zone="werkendam.test.",
+            pid=pid,
+        ),
+        apps=apps,
+        app_pids={"gis@onprem": pid, "gis@cloud": pid},
     )
     info.save()
     return info

@@ -21,4 +21,6 @@ def test_schema_forbids_unknown_keys_and_names_yaml_keys():
 def test_runbook_reference_is_current():
     from cutover.runbook.reference import REFERENCE_PATH, reference_markdown
 
-    assert Path(REFERENCE_PATH).read_text() == reference_markdown(), "run: .venv/bin/cutover schema -f markdown -o docs/runbook-reference.md"
+    assert Path(REFERENCE_PATH).read_text() == reference_markdown(), (
+        "run: .venv/bin/cutover schema -f markdown -o docs/runbook-reference.md"
+    )

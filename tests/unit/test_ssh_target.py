@@ -37,7 +37,9 @@ def test_private_keys_of_each_supported_type_load(tmp_path: Path, key_type: str)
 
 
 def test_unreadable_private_key_error_does_not_quote_it() -> None:
-    garbage = "-----BEGIN OPENSSH " "PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbC1kby1ub3QtbGVhaw==\n-----END OPENSSH PRIVATE KEY-----\n"
+    garbage = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbC1kby1ub3QtbGVhaw==\n-----END OPENSSH PRIVATE KEY-----\n"
+    )
     with pytest.raises(PermanentStepError) as caught:
         load_private_key(garbage, "cutover@host:22")
     assert "c2VjcmV0" not in str(caught.value)
@@ -81,4 +83,3 @@ def test_silent_server_times_out_as_transient(keypair: tuple[str, str]) -> None:
         port = listener.getsockname()[1]
         with pytest.raises(TransientStepError, match=rf"127.0.0.1:{port}"):
             connect(SshTarget("127.0.0.1", port, "cutover", private, public, connect_timeout_s=0.5))
-

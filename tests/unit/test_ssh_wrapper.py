@@ -12,7 +12,7 @@ from cutover.errors import PermanentStepError
 from cutover.ssh.remote_process import describe, env_header, wrap
 
 TRICKY = {
-    "PGPASSWORD": "it's a \"secret\" with $(rm -rf /) and `ticks`",
+    "PGPASSWORD": 'it\'s a "secret" with $(rm -rf /) and `ticks`',
     "MULTI_LINE": "line one\nline two\n",
     "EMPTY": "",
 }

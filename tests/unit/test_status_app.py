@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-
 import warnings
 
 import pytest
@@ -106,11 +105,18 @@ def test_signal_wakes_every_waiter_once_per_version():
 
 def test_log_records_become_structured_redacted_lines():
     record = {
-        "id": "l1", "timestamp": "2026-12-01T23:10:50.036641Z", "level": 40, "name": "cutover.phases.database",
+        "id": "l1",
+        "timestamp": "2026-12-01T23:10:50.036641Z",
+        "level": 40,
+        "name": "cutover.phases.database",
         "message": "stream_finished address=127.0.0.3:2222 bytes=123 step_id=gis/stream/gis url=postgresql://u:s3cretpw@h/db",
-        "task_run_id": "t1", "flow_run_id": "f1",
+        "task_run_id": "t1",
+        "flow_run_id": "f1",
     }
     line = parse_record(record, {})
     assert (line.event, line.level, line.application, line.step_id) == ("stream_finished", "error", "gis", "gis/stream/gis")
     assert line.fields["bytes"] == "123" and "s3cretpw" not in line.text
-    assert parse_record({**record, "message": "Finished in state Completed()"}, {"t1": "zaaksysteem/verify/zaken"}).application == "zaaksysteem"
+    assert (
+        parse_record({**record, "message": "Finished in state Completed()"}, {"t1": "zaaksysteem/verify/zaken"}).application
+        == "zaaksysteem"
+    )

@@ -12,8 +12,10 @@ def test_every_automation_is_a_valid_event_trigger():
     specs = automation_specs(silent_minutes=10, point_of_no_return_phases=("finalize",))
     triggers = {spec.name: EventTrigger.model_validate(spec.trigger) for spec in specs}
     assert set(triggers) == {
-        "cutover: decision waiting", "cutover: step failed for good",
-        "cutover: past the point of no return", "cutover: gone silent",
+        "cutover: decision waiting",
+        "cutover: step failed for good",
+        "cutover: past the point of no return",
+        "cutover: gone silent",
     }
     assert triggers["cutover: decision waiting"].expect == {ev.GATE_WAITING, ev.DECISION_WAITING, ev.GATE_OVERDUE}
     assert triggers["cutover: past the point of no return"].match.root[ev.LABEL_PHASE] == ["finalize"]

@@ -45,13 +45,24 @@ async def publish_all(publisher, states, settle=0.05):
 def test_statuspage_opens_one_scheduled_maintenance_then_updates_it(tmp_path):
     seen, transport = recording(lambda r: httpx.Response(201 if r.method == "POST" else 200, json={"id": "inc42"}))
     service = AtlassianStatuspage("pg1", "key-abc", {"burgerzaken": "cmpB", "gis": "cmpG"}, state_file=tmp_path / "s.json")
-    asyncio.run(publish_all(Publisher(service, transport), [public(), public(), public("completed", (("burgerzaken", "live"), ("gis", "live")), 100)]))
-    assert [(r.method, r.url.path) for r in seen] == [("POST", "/v1/pages/pg1/incidents"), ("PATCH", "/v1/pages/pg1/incidents/inc42")]
+    asyncio.run(
+        publish_all(
+            Publisher(service, transport),
+            [public(), public(), public("completed", (("burgerzaken", "live"), ("gis", "live")), 100)],
+        )
+    )
+    assert [(r.method, r.url.path) for r in seen] == [
+        ("POST", "/v1/pages/pg1/incidents"),
+        ("PATCH", "/v1/pages/pg1/incidents/inc42"),
+    ]
     assert all(r.headers["authorization"] == "OAuth key-abc" for r in seen)
     first = json.loads(seen[0].content)["incident"]
     assert first["status"] == "in_progress" and first["scheduled_for"] == "2027-07-16T18:00:00+02:00"
     assert first["scheduled_until"] == "2027-07-19T06:00:00+02:00"
-    assert first["components"] == {"cmpB": "under_maintenance", "cmpG": "operational"} and set(first["component_ids"]) == {"cmpB", "cmpG"}
+    assert first["components"] == {"cmpB": "under_maintenance", "cmpG": "operational"} and set(first["component_ids"]) == {
+        "cmpB",
+        "cmpG",
+    }
     last = json.loads(seen[1].content)["incident"]
     assert last["status"] == "completed" and set(last["components"].values()) == {"operational"}
     assert json.loads((tmp_path / "s.json").read_text()) == {"incident_id": "inc42"}, "a restarted page updates the same incident"
@@ -63,13 +74,19 @@ def test_cachet_schedule_and_component_statuses(tmp_path):
 
     seen, transport = recording(answer)
     service = Cachet("https://status.example.org", "tok", {"burgerzaken": 3, "gis": 4}, state_file=tmp_path / "c.json")
-    asyncio.run(publish_all(Publisher(service, transport), [public(), public("attention", (("burgerzaken", "attention"), ("gis", "live")))]))
+    asyncio.run(
+        publish_all(
+            Publisher(service, transport), [public(), public("attention", (("burgerzaken", "attention"), ("gis", "live")))]
+        )
+    )
     calls = [(r.method, r.url.path) for r in seen]
     assert calls[:3] == [("POST", "/api/v1/schedules"), ("PUT", "/api/v1/components/3"), ("PUT", "/api/v1/components/4")]
     assert calls[3] == ("PUT", "/api/v1/schedules/7")
     assert all(r.headers["x-cachet-token"] == "tok" for r in seen)
     schedule = json.loads(seen[0].content)
-    assert schedule["status"] == 1 and schedule["scheduled_at"] == "2027-07-16 18:00" and schedule["components"] == {"3": 3, "4": 1}
+    assert (
+        schedule["status"] == 1 and schedule["scheduled_at"] == "2027-07-16 18:00" and schedule["components"] == {"3": 3, "4": 1}
+    )
     assert json.loads(seen[4].content) == {"status": 4}, "an application that needs attention is a major outage"
 
 

@@ -50,10 +50,22 @@ def test_applications_move_from_planned_to_live(plan):
 def test_a_failed_attempt_that_is_retried_is_not_attention_but_a_failure_for_good_is(plan):
     state = CutoverState("gemeente-werkendam", plan)
     state.apply(step_event("cutover.step.started", "gis/stream/gis", "stream", 1, task_run="t1"))
-    state.apply(step_event("cutover.step.failed", "gis/stream/gis", "stream", 2, payload={"error": "pg_restore exited 1 on 127.0.0.3"}, task_run="t1"))
+    state.apply(
+        step_event(
+            "cutover.step.failed",
+            "gis/stream/gis",
+            "stream",
+            2,
+            payload={"error": "pg_restore exited 1 on 127.0.0.3"},
+            task_run="t1",
+        )
+    )
     assert statuses(state)["gis"] == "moving"
     failed = step_event("cutover.step.failed", "gis/stream/gis", "stream", 3)
-    failed.update(event="prefect.task-run.Failed", resource={"prefect.resource.id": "prefect.task-run.t1", "prefect.resource.name": "gis/stream/gis"})
+    failed.update(
+        event="prefect.task-run.Failed",
+        resource={"prefect.resource.id": "prefect.task-run.t1", "prefect.resource.name": "gis/stream/gis"},
+    )
     state.apply(failed)
     assert statuses(state)["gis"] == "attention"
     assert public_state(state, None, None)["state"] == "attention"
@@ -113,9 +125,20 @@ def test_a_gate_step_waiting_shows_as_pending_with_its_flow_run(plan):
 def test_the_public_state_carries_no_internals(plan):
     state = CutoverState("gemeente-werkendam", plan)
     state.apply(step_event("cutover.step.started", "burgerzaken/stream/bzk", "stream", 1, task_run="t1"))
-    state.apply(step_event("cutover.step.progress", "burgerzaken/stream/bzk", "stream", 2, payload={"bytes_sent": 18081, "rate_bps": 5432}))
-    state.apply(step_event("cutover.step.failed", "burgerzaken/stream/bzk", "stream", 3,
-                           payload={"error": "connection to 127.0.0.3:5433 database bzk password=hunter2 refused"}))
+    state.apply(
+        step_event(
+            "cutover.step.progress", "burgerzaken/stream/bzk", "stream", 2, payload={"bytes_sent": 18081, "rate_bps": 5432}
+        )
+    )
+    state.apply(
+        step_event(
+            "cutover.step.failed",
+            "burgerzaken/stream/bzk",
+            "stream",
+            3,
+            payload={"error": "connection to 127.0.0.3:5433 database bzk password=hunter2 refused"},
+        )
+    )
     eta = run_eta(state, T0 + timedelta(seconds=10), None)
     for lang in ("en", "nl"):
         text = json.dumps(localized(public_state(state, eta, None), lang))
@@ -139,9 +162,19 @@ def test_eta_says_behind_when_a_step_overruns_its_rehearsals(plan):
 def test_team_view_shows_throughput_and_links_into_the_prefect_ui(plan):
     state = CutoverState("gemeente-werkendam", plan)
     state.apply(step_event("cutover.step.started", "gis/stream/gis", "stream", 1, task_run="t9"))
-    state.apply(step_event("cutover.step.progress", "gis/stream/gis", "stream", 3, payload={"bytes_sent": 5_000_000, "rate_bps": 2_500_000, "elapsed_s": 2.0}))
+    state.apply(
+        step_event(
+            "cutover.step.progress",
+            "gis/stream/gis",
+            "stream",
+            3,
+            payload={"bytes_sent": 5_000_000, "rate_bps": 2_500_000, "elapsed_s": 2.0},
+        )
+    )
     team = team_state(state, None, "http://ui.example", T0 + timedelta(seconds=4))
-    assert team["throughput"] == [{"step_id": "gis/stream/gis", "sent": "5.0 MB", "rate": "2.5 MB/s", "percent": None, "elapsed": "2.0 s"}]
+    assert team["throughput"] == [
+        {"step_id": "gis/stream/gis", "sent": "5.0 MB", "rate": "2.5 MB/s", "percent": None, "elapsed": "2.0 s"}
+    ]
     row = next(r for a in team["applications"] for r in a["steps"] if r["step_id"] == "gis/stream/gis")
     assert row["link"] == "http://ui.example/runs/task-run/t9" and row["status"] == "running"
     assert team["run"]["link"] == "http://ui.example/runs/flow-run/run-1"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from cutover.plan import build_plan
 from cutover.plan.timeline import StepSample, forecast, methods_from_steps, percentile, step_estimates, timeline_text
 from cutover.runbook import load_runbook
 
-T0 = datetime(2027, 7, 16, 16, 0, tzinfo=timezone.utc)
+T0 = datetime(2027, 7, 16, 16, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,9 @@ def test_a_step_without_rehearsal_keeps_the_planners_default(runbook):
 
 def test_rehearsals_give_p50_and_p90_per_step(runbook):
     plan = stream_plan(runbook)
-    samples = [StepSample(f"r{i}", "burgerzaken/stream/bzk", seconds, 1_000_000) for i, seconds in enumerate([10, 20, 30, 40, 50])]
+    samples = [
+        StepSample(f"r{i}", "burgerzaken/stream/bzk", seconds, 1_000_000) for i, seconds in enumerate([10, 20, 30, 40, 50])
+    ]
     estimate = step_estimates(plan, samples)["burgerzaken/stream/bzk"]
     assert (estimate.p50_s, estimate.p90_s, estimate.runs) == (30, 46, 5)
 
@@ -82,7 +84,10 @@ def test_plan_timeline_text_warns_when_p90_ends_after_the_window(runbook):
 
 
 def test_methods_come_from_the_step_ids_runs_took():
-    assert methods_from_steps(["gis/stream/gis", "zaaksysteem/export/zaken", "gis/freeze"]) == {"gis/gis": "stream", "zaaksysteem/zaken": "file"}
+    assert methods_from_steps(["gis/stream/gis", "zaaksysteem/export/zaken", "gis/freeze"]) == {
+        "gis/gis": "stream",
+        "zaaksysteem/zaken": "file",
+    }
 
 
 def test_rehearsal_samples_are_the_cutover_flows_forward_steps():

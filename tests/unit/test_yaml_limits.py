@@ -48,7 +48,10 @@ def _limited_cli(path: str, memory: int) -> subprocess.CompletedProcess[str]:
 
     return subprocess.run(
         [sys.executable, "-m", "cutover", "validate", path],
-        capture_output=True, text=True, timeout=30, preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=limit,
     )
 
 
@@ -66,11 +69,19 @@ def test_billion_laughs_through_the_cli_stays_within_a_small_memory_bound(tmp_pa
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("a:\n" + "".join("  " * i + "-\n" for i in range(1, 40)), f"rb.yaml:33:65: nested deeper than {LIMITS.max_depth} levels"),
+        (
+            "a:\n" + "".join("  " * i + "-\n" for i in range(1, 40)),
+            f"rb.yaml:33:65: nested deeper than {LIMITS.max_depth} levels",
+        ),
         ("a: " + "[" * 40 + "]" * 40 + "\n", f"rb.yaml:1:35: nested deeper than {LIMITS.max_depth} levels"),
-        ("a: &a " + "[" * 20 + "1" + "]" * 20 + "\nb: " + "[" * 15 + "*a" + "]" * 15 + "\n",
-         f"rb.yaml:2:19: this alias nests the runbook deeper than {LIMITS.max_depth} levels"),
-        ("a: [" + ", ".join(["1"] * (LIMITS.max_values + 10)) + "]\n", f"rb.yaml:1:{5 + 3 * (LIMITS.max_values - 3)}: the runbook holds more than {LIMITS.max_values} values"),
+        (
+            "a: &a " + "[" * 20 + "1" + "]" * 20 + "\nb: " + "[" * 15 + "*a" + "]" * 15 + "\n",
+            f"rb.yaml:2:19: this alias nests the runbook deeper than {LIMITS.max_depth} levels",
+        ),
+        (
+            "a: [" + ", ".join(["1"] * (LIMITS.max_values + 10)) + "]\n",
+            f"rb.yaml:1:{5 + 3 * (LIMITS.max_values - 3)}: the runbook holds more than {LIMITS.max_values} values",
+        ),
         ("a: &a [1, *a]\n", "rb.yaml:1:11: alias *a is inside the value it refers to"),
         (MINIMAL + "---\nmore: 1\n", "rb.yaml:28:1: a runbook is one YAML document; this starts a second one"),
     ],
@@ -85,7 +96,9 @@ def test_a_text_larger_than_the_limit_is_refused_before_parsing():
 
 
 def test_raw_control_characters_are_each_located_and_named():
-    text = MINIMAL.replace("cutover: test-estate", "cutover: test\0estate").replace("zone: example.test.", "zone: exa\x1bmple.test.")
+    text = MINIMAL.replace("cutover: test-estate", "cutover: test\0estate").replace(
+        "zone: example.test.", "zone: exa\x1bmple.test."
+    )
     assert problems_of(text) == [
         "rb.yaml:1:14: control character U+0000 (NUL) is not allowed in a runbook",
         "rb.yaml:14:12: control character U+001B (ESC) is not allowed in a runbook",
@@ -132,7 +145,9 @@ def test_an_aliased_value_is_checked_where_it_is_used_and_located_where_it_is_wr
 
 
 def test_aliases_within_the_limits_expand_like_written_values():
-    text = MINIMAL.replace("  - name: gis\n", "  - name: gis\n    freeze: &maintenance [{http: {url: 'http://gis/maintenance'}}]\n")
+    text = MINIMAL.replace(
+        "  - name: gis\n", "  - name: gis\n    freeze: &maintenance [{http: {url: 'http://gis/maintenance'}}]\n"
+    )
     text = text.replace("    depends_on: [gis]\n", "    depends_on: [gis]\n    freeze: *maintenance\n")
     runbook = parse_runbook(text, "rb.yaml", {})
     assert runbook.applications[0].freeze == runbook.applications[1].freeze
@@ -184,8 +199,10 @@ def test_a_directory_is_a_problem_not_a_traceback(tmp_path):
 
 
 def test_multiline_messages_from_yaml_syntax_errors_stay_on_one_line():
-    found = problems_of(textwrap.dedent("""\
+    found = problems_of(
+        textwrap.dedent("""\
         cutover: "unclosed
         window: {}
-        """))
+        """)
+    )
     assert len(found) == 1 and found[0].startswith("rb.yaml:")

@@ -46,7 +46,13 @@ ROWS_PER_SCALE: dict[str, dict[str, int]] = {
 # Measured size per unit of scale (MB above an empty database), PostgreSQL 15: about 55 MB
 # in all at scale 1, 1.1 GB at scale 20. Used to start the biggest builds first.
 MB_PER_SCALE: dict[str, float] = {
-    "documenten": 11.0, "bzk": 10.5, "zaken": 10.3, "portaal": 8.9, "gis": 5.7, "heffingen": 5.0, "woz": 4.0,
+    "documenten": 11.0,
+    "bzk": 10.5,
+    "zaken": 10.3,
+    "portaal": 8.9,
+    "gis": 5.7,
+    "heffingen": 5.0,
+    "woz": 4.0,
 }
 
 # The table an application's /health counts, by database (the first database of each app).
@@ -93,11 +99,19 @@ def connect(pg: PostgresInfo, dbname: str, autocommit: bool = False) -> psycopg.
     """A connection as the cluster's migration superuser; SandboxError when it fails."""
     try:
         return psycopg.connect(
-            host=pg.host, port=pg.port, user=pg.user, password=pg.password, dbname=dbname,
-            sslmode="disable", connect_timeout=10, autocommit=autocommit,
+            host=pg.host,
+            port=pg.port,
+            user=pg.user,
+            password=pg.password,
+            dbname=dbname,
+            sslmode="disable",
+            connect_timeout=10,
+            autocommit=autocommit,
         )
     except psycopg.Error as exc:
-        raise SandboxError(f"cannot connect to the {pg.site} cluster at {pg.host}:{pg.port}/{dbname}: {_first_line(exc)}") from exc
+        raise SandboxError(
+            f"cannot connect to the {pg.site} cluster at {pg.host}:{pg.port}/{dbname}: {_first_line(exc)}"
+        ) from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -114,7 +128,9 @@ def ensure_roles(pg: PostgresInfo, apps: dict[str, AppInfo]) -> None:
                     admin.execute(sql.SQL("create role {} nologin").format(sql.Identifier(owner_role(app.name))))
                 if app.db_user not in existing:
                     admin.execute(
-                        sql.SQL("create role {} login password {}").format(sql.Identifier(app.db_user), sql.Literal(app.db_password))
+                        sql.SQL("create role {} login password {}").format(
+                            sql.Identifier(app.db_user), sql.Literal(app.db_password)
+                        )
                     )
             except psycopg.Error as exc:
                 raise SandboxError(f"creating the roles of {app.name} on {pg.host}:{pg.port} failed: {_first_line(exc)}") from exc
@@ -139,37 +155,39 @@ def build_database(pg: PostgresInfo, database: str, scale: int, name: str | None
             if row[0] == done:
                 return False
             if row[0] and row[0].startswith(_DONE.format(scale="")):
-                raise SandboxError(f"database {name} on {pg.host}:{pg.port} holds an estate of another scale ({row[0]}); run `cutover sandbox down --purge` first")
+                raise SandboxError(
+                    f"database {name} on {pg.host}:{pg.port} holds an estate of another scale ({row[0]}); run `cutover sandbox down --purge` first"
+                )
             log.info("sandbox_estate_rebuild", database=name, reason="incomplete")
             admin.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
-        admin.execute(
-            sql.SQL("create database {} owner {}").format(sql.Identifier(name), sql.Identifier(owner_role(app)))
-        )
+        admin.execute(sql.SQL("create database {} owner {}").format(sql.Identifier(name), sql.Identifier(owner_role(app))))
     script = (_SCRIPTS / f"{database}.sql").read_text()
     try:
-        with connect(pg, name) as conn:
-            with conn.transaction():
-                conn.execute(sql.SQL("set local role {}").format(sql.Identifier(owner_role(app))))
-                for table, rows in row_counts(database, scale).items():
-                    conn.execute("select set_config(%s, %s, true)", (f"estate.{table}", str(rows)))
-                # No parameters: psycopg sends the whole script as one simple query.
-                conn.execute(script.encode())
-                conn.execute(sql.SQL("grant connect on database {} to {}").format(sql.Identifier(name), sql.Identifier(app_role(app))))
-                conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(name), sql.Literal(done)))
+        with connect(pg, name) as conn, conn.transaction():
+            conn.execute(sql.SQL("set local role {}").format(sql.Identifier(owner_role(app))))
+            for table, rows in row_counts(database, scale).items():
+                conn.execute("select set_config(%s, %s, true)", (f"estate.{table}", str(rows)))
+            # No parameters: psycopg sends the whole script as one simple query.
+            conn.execute(script.encode())
+            conn.execute(
+                sql.SQL("grant connect on database {} to {}").format(sql.Identifier(name), sql.Identifier(app_role(app)))
+            )
+            conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(name), sql.Literal(done)))
     except psycopg.Error as exc:
         raise SandboxError(f"building database {name} on {pg.host}:{pg.port} failed: {_first_line(exc)}") from exc
     log.info("sandbox_estate_built", database=name, scale=scale)
     return True
 
 
-def build(pg: PostgresInfo, apps: dict[str, AppInfo], scale: int, workers: int = 3,
-          on_done: Callable[[str], None] | None = None) -> None:
+def build(
+    pg: PostgresInfo, apps: dict[str, AppInfo], scale: int, workers: int = 3, on_done: Callable[[str], None] | None = None
+) -> None:
     """Create the roles and build every database of the estate, ``workers`` at a time."""
     ensure_roles(pg, apps)
     databases = [db for app in apps.values() for db in app.databases]
     # Biggest first, so the longest build does not start last.
     databases.sort(key=lambda db: -MB_PER_SCALE[db])
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="estate") as pool:
-        for database, _ in zip(databases, pool.map(lambda db: build_database(pg, db, scale), databases)):
+        for database, _ in zip(databases, pool.map(lambda db: build_database(pg, db, scale), databases), strict=False):
             if on_done:
                 on_done(database)
