@@ -24,7 +24,7 @@ from tasks.steps import compensate
 log = structlog.get_logger()
 
 
-def _worth_retrying(task, task_run, state) -> bool:
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     """Retry only what waiting may fix (see cutover.errors.worth_retrying)."""
     try:
         state.result()
@@ -54,7 +54,7 @@ def run_rollback(
     journal = run_journal(flow_run_id)
     rules.begin_rollback(journal, attempt_key)
     log.warning("rollback_started", compensations=[c.id for c in compensations])
-    futures: dict[str, PrefectFuture] = {}
+    futures: dict[str, PrefectFuture[Any]] = {}
     for comp in compensations:
         step = plan.steps[comp.step]
         task = compensate.with_options(
@@ -70,6 +70,7 @@ def run_rollback(
             attempt_key=attempt_key,
             flow_run_id=flow_run_id,
             wait_for=[futures[d] for d in comp.depends_on],
+            return_state=False,
         )
     wait(list(futures.values()))
     done, failed, by_hand = [], {}, []
@@ -98,4 +99,4 @@ def failure_message(state: Any) -> str:
         state.result()
     except BaseException as exc:  # the task's exception is the message we want
         return str(exc)[:300]
-    return state.message or state.name
+    return str(state.message or state.name)

@@ -32,7 +32,7 @@ import structlog
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import State, StateType
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.states import Failed
@@ -101,7 +101,7 @@ def submit_steps(
     attempt_key: str,
     flow_run_id: str,
     only: set[str],
-    futures: dict[str, PrefectFuture],
+    futures: dict[str, PrefectFuture[Any]],
 ) -> None:
     """Every step of ``only``, in plan order, as the one step task named by its step id,
     waiting for its dependencies and given the results of the steps it reads."""
@@ -116,10 +116,11 @@ def submit_steps(
             flow_run_id=flow_run_id,
             upstream={sid: futures[sid] for sid in step.reads},
             wait_for=[futures[d] for d in step.depends_on],
+            return_state=False,
         )
 
 
-def wait_or_stop(futures: dict[str, PrefectFuture]) -> None:
+def wait_or_stop(futures: dict[str, PrefectFuture[Any]]) -> None:
     """Wait for the submitted steps. When the wait is interrupted (the run is cancelled:
     Prefect raises in this thread), end their programs now, local and remote: the steps'
     threads would otherwise run on until their programs finished."""
@@ -173,7 +174,9 @@ def run_name() -> str:
 
 
 @flow(name="cutover", flow_run_name=run_name, persist_result=True, log_prints=True)
-def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600, outside_window: bool = False) -> dict[str, Any]:
+def cutover(
+    runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600, outside_window: bool = False
+) -> dict[str, Any] | State[Any]:
     """Run the cutover a runbook describes. Ends Completed only when every step finished
     and verified; otherwise Failed, with the summary of what did and did not happen (and
     what a rollback undid). First of all, the preflight: a red item stops the run before
@@ -218,7 +221,7 @@ def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600,
     ensure_limits(loaded)
 
     after = after_point_of_no_return(plan)
-    futures: dict[str, PrefectFuture] = {}
+    futures: dict[str, PrefectFuture[Any]] = {}
     submit_steps(runbook_path, loaded, plan, attempt_key, flow_run_id, set(plan.steps) - after, futures)
     wait_or_stop(futures)
     rollback: dict[str, Any] | None = None

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
@@ -37,7 +38,7 @@ def run_name() -> str:
 @flow(name="cutover-preflight", flow_run_name=run_name, persist_result=True, log_prints=True)
 def preflight(
     runbook: str = "runbooks/demo.yaml", lower_ttl: bool = False, live: bool = False, outside_window: bool = False
-) -> dict[str, Any]:
+) -> dict[str, Any] | State[Any]:
     """Check everything ``runbook`` needs; with ``lower_ttl``, then lower the TTL of every
     record the cutover will switch. ``live``/``outside_window``: judge the window as a
     cutover run would (being outside it is red unless ``outside_window``)."""

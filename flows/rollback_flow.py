@@ -21,7 +21,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterTags
-from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.objects import State, StateType
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Failed
 
@@ -106,7 +106,9 @@ def run_name() -> str:
 
 
 @flow(name="cutover-rollback", flow_run_name=run_name, persist_result=True, log_prints=True)
-def rollback(cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_writes_lost: bool = False) -> dict[str, Any]:
+def rollback(
+    cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_writes_lost: bool = False
+) -> dict[str, Any] | State[Any]:
     """Roll back cutover flow run ``cutover_run`` (its id), which ran ``runbook``."""
     runbook_path = str(Path(runbook).resolve())
     try:

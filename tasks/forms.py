@@ -16,10 +16,15 @@ from prefect.input import RunInput
 from cutover.decisions import GO, NO_GO, ROLL_BACK, ROLL_FORWARD
 
 
+def _one_of(*values: str) -> Any:
+    """``Literal[values]``: a list to pick from in the form, and an enum in its schema."""
+    return Literal[values]
+
+
 def _decided_by(approvers: list[str]) -> tuple[Any, Any]:
     if approvers:
         return (
-            Literal[tuple(approvers)],  # type: ignore[valid-type]
+            _one_of(*approvers),
             pydantic.Field(title="Decided by", description="who takes this decision (one of the gate's approvers)"),
         )
     return (
@@ -30,12 +35,12 @@ def _decided_by(approvers: list[str]) -> tuple[Any, Any]:
 
 def gate_form(approvers: list[str]) -> type[RunInput]:
     """The go/no-go form; ``approvers``: who may answer (empty: anyone who gives a name)."""
-    return pydantic.create_model(  # type: ignore[call-overload, no-any-return]
+    model: type[RunInput] = pydantic.create_model(
         "GateDecision",
         __base__=RunInput,
         __doc__="Go switches DNS for the applications this gate holds; no-go rolls back every application.",
         decision=(
-            Literal[GO, NO_GO],  # type: ignore[valid-type]
+            _one_of(GO, NO_GO),
             pydantic.Field(
                 title="Decision",
                 description="go: the DNS switch goes ahead. no-go: nothing is switched and every application is rolled back.",
@@ -44,16 +49,17 @@ def gate_form(approvers: list[str]) -> type[RunInput]:
         decided_by=_decided_by(approvers),
         reason=(str, pydantic.Field("", title="Reason", description="why (recorded with the decision)")),
     )
+    return model
 
 
 def point_of_no_return_form() -> type[RunInput]:
     """Asked when a step fails after the point of no return."""
-    return pydantic.create_model(  # type: ignore[call-overload, no-any-return]
+    model: type[RunInput] = pydantic.create_model(
         "PointOfNoReturnDecision",
         __base__=RunInput,
         __doc__="Roll forward (the run ends Failed; fix the cause and retry it) or roll back (the writes since the switch are lost).",
         decision=(
-            Literal[ROLL_FORWARD, ROLL_BACK],  # type: ignore[valid-type]
+            _one_of(ROLL_FORWARD, ROLL_BACK),
             pydantic.Field(
                 title="Decision",
                 description="roll forward: nothing is undone, the run ends Failed, retry it once the cause is fixed. "
@@ -71,3 +77,4 @@ def point_of_no_return_form() -> type[RunInput]:
         decided_by=_decided_by([]),
         reason=(str, pydantic.Field("", title="Reason", description="why (recorded with the decision)")),
     )
+    return model

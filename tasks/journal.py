@@ -30,6 +30,11 @@ def variable_name(scope: str, key: str) -> str:
     return name
 
 
+def _storage() -> Any:
+    """Prefect's result storage (a file system block); called outside an event loop."""
+    return get_default_result_storage()
+
+
 class VariablesJournal:
     """A :class:`cutover.journal.Journal` of Prefect variables named ``cutover-<scope>-<key>``."""
 
@@ -39,7 +44,7 @@ class VariablesJournal:
     def read(self, key: str, default: Any = None) -> Any:
         value = Variable.get(variable_name(self.scope, key), default=default)
         if isinstance(value, dict) and set(value) == {"stored"}:
-            return json.loads(get_default_result_storage().read_path(value["stored"]))
+            return json.loads(_storage().read_path(value["stored"]))
         return value
 
     def write(self, key: str, value: Any) -> None:
@@ -47,7 +52,7 @@ class VariablesJournal:
         text = json.dumps(value)
         if len(text) > _VARIABLE_VALUE_MAX:
             path = f"cutover-journal/{name}.json"
-            get_default_result_storage().write_path(path, text.encode())
+            _storage().write_path(path, text.encode())
             value = {"stored": path}
         Variable.set(name, value, tags=["cutover"], overwrite=True)
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
 from prefect.input import RunInput, keyset_from_paused_state
 from prefect.input.actions import create_flow_run_input
@@ -30,8 +31,6 @@ from tasks.forms import gate_form, point_of_no_return_form
 
 log = structlog.get_logger()
 
-F = TypeVar("F", bound=RunInput)
-
 SERVER_DEADLINE_S = 30 * 86400  # the server fails a run paused this long; we stop long before
 
 
@@ -40,7 +39,7 @@ class PauseEnded(RuntimeError):
 
 
 def ask(
-    form: type[F],
+    form: type[RunInput],
     *,
     key: str,
     description: str,
@@ -48,8 +47,8 @@ def ask(
     patience_s: float,
     when_overdue: Callable[[int], bool],
     poll_s: float = 2.0,
-) -> F | None:
-    """Pause the run with ``form`` until someone answers it; return the answer.
+) -> dict[str, Any] | None:
+    """Pause the run with ``form`` until someone answers it; return the answer (the form's fields).
 
     Each time ``patience_s`` passes without an answer, ``when_overdue(n)`` is called (n = 1,
     2, ...): True keeps waiting, False stops: the run goes on without an answer (None).
@@ -58,13 +57,13 @@ def ask(
     if context is None or context.flow_run is None:
         raise RuntimeError("only a flow run can pause for an answer")
     flow_run_id = context.flow_run.id
-    proposed = Paused(timeout_seconds=SERVER_DEADLINE_S, reschedule=False, pause_key=key)
+    proposed: State[Any] = Paused(timeout_seconds=SERVER_DEADLINE_S, reschedule=False, pause_key=key)
     keyset = keyset_from_paused_state(proposed)
-    proposed.state_details.run_input_keyset = keyset
+    proposed.state_details.run_input_keyset = {str(k): v for k, v in keyset.items()}
     with get_client(sync_client=True) as client:
         state = propose_state_sync(client, proposed, flow_run_id=flow_run_id)
         if state.is_running():  # answered already (a pause with this key happened before)
-            return form.load(keyset, flow_run_id=flow_run_id)
+            return _answer(form, keyset, flow_run_id)
         if not state.is_paused():
             raise PauseEnded(f"the run could not pause: it is {state.name}")
         form.with_initial_data(description=description).save(keyset, flow_run_id=flow_run_id)
@@ -76,7 +75,7 @@ def ask(
             time.sleep(poll_s)
             current = client.read_flow_run(flow_run_id).state
             if current is not None and current.is_running():
-                return form.load(keyset, flow_run_id=flow_run_id)
+                return _answer(form, keyset, flow_run_id)
             if current is None or not current.is_paused():
                 raise PauseEnded(f"the run left its pause without an answer: it is {current.name if current else 'gone'}")
             if time.monotonic() - started >= patience_s * (overdue + 1):
@@ -102,8 +101,14 @@ def prefect_ask(
     if answer is None:
         return None
     return Answer(
-        decision=str(answer.decision),
-        decided_by=str(answer.decided_by),
-        reason=str(getattr(answer, "reason", "") or ""),
-        acknowledge_writes_lost=bool(getattr(answer, "acknowledge_writes_lost", False)),
+        decision=str(answer["decision"]),
+        decided_by=str(answer["decided_by"]),
+        reason=str(answer.get("reason") or ""),
+        acknowledge_writes_lost=bool(answer.get("acknowledge_writes_lost", False)),
     )
+
+
+def _answer(form: type[RunInput], keyset: Any, flow_run_id: Any) -> dict[str, Any]:
+    loaded = form.load(keyset, flow_run_id=flow_run_id)
+    assert isinstance(loaded, RunInput), "loaded in a thread without an event loop"
+    return loaded.model_dump()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import time
+from typing import Any
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.events import emit_event
@@ -25,7 +26,7 @@ class TransferProgress:
 
     def __init__(self, description: str, cutover: str = "", step_id: str = "", phase: str = "") -> None:
         self.description = description
-        self.artifact_id = None
+        self.artifact_id: Any = None
         self.last = 0.0
         self.resource = step_resource(cutover, step_id, phase) if step_id else None
         self.context = contextvars.copy_context()

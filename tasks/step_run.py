@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from prefect.events import emit_event
@@ -20,6 +20,8 @@ from cutover.log import bind_step, redact_text
 from cutover.results import StepResult
 
 log = structlog.get_logger()
+
+T = TypeVar("T")
 
 
 def _figures(result: Any) -> dict[str, Any]:
@@ -49,7 +51,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def run_step(cutover: str, step_id: str, phase: str, work: Callable[[], Any], *, done: str = "completed") -> Any:
+def run_step(cutover: str, step_id: str, phase: str, work: Callable[[], T], *, done: str = "completed") -> T:
     """Run ``work`` as step ``step_id``: log and emit its start, then its end (event
     ``cutover.step.<done>``: ``completed``, or ``compensated`` for a rollback step) or failure."""
     resource = step_resource(cutover, step_id, phase)

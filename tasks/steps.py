@@ -85,7 +85,7 @@ def run(runbook_path: str, step: Step, attempt_key: str, flow_run_id: str, upstr
     """Run ``step`` of the run's attempt ``attempt_key``; its result (persisted and cached)."""
     ctx = context(runbook_path, step, attempt_key, flow_run_id, upstream)
     with _slots(slot_names(ctx.runbook, step)):
-        return run_step(ctx.runbook.cutover, step.id, step.phase, lambda: RUN[step.phase](ctx))  # type: ignore[no-any-return]
+        return run_step(ctx.runbook.cutover, step.id, step.phase, lambda: RUN[step.phase](ctx))
 
 
 @task(name="rollback")
@@ -94,4 +94,4 @@ def compensate(runbook_path: str, step: Step, attempt_key: str, flow_run_id: str
     ctx = context(runbook_path, step, attempt_key, flow_run_id, {})
     return run_step(
         ctx.runbook.cutover, rollback_id(step.id), "rollback", lambda: COMPENSATE[step.phase](ctx), done="compensated"
-    )  # type: ignore[no-any-return]
+    )

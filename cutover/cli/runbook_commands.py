@@ -6,9 +6,12 @@ from __future__ import annotations
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from cutover.runbook.model import Runbook
 
 from cutover.errors import RunbookError
 
@@ -21,7 +24,7 @@ class PlanFormat(StrEnum):
     mermaid = "mermaid"
 
 
-def load_or_exit(path: Path):
+def load_or_exit(path: Path) -> Runbook:
     """Load a runbook, or print every problem (one line each) and exit 2."""
     from cutover.runbook import load_runbook
 

@@ -149,7 +149,7 @@ def _error_text(response: httpx.Response) -> str:
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"]
+        return str(body["error"])
     text = response.text.strip().splitlines()
     return text[0][:300] if text else response.reason_phrase
 

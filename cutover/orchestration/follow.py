@@ -69,8 +69,9 @@ def start_run(api_url: str, deployment: str, parameters: dict[str, Any]) -> str:
         except PrefectHTTPStatusError as exc:
             detail = exc.response.text[:300] if exc.response is not None else str(exc)
             raise OrchestrationError(f"{api_url} refused a run of {deployment}: {detail}") from exc
-    log.info("flow_run_created", deployment=deployment, flow_run_id=str(flow_run.id))
-    return str(flow_run.id)
+    created = str(flow_run.id)  # type: ignore[union-attr]  # run_deployment is sync here (no event loop)
+    log.info("flow_run_created", deployment=deployment, flow_run_id=created)
+    return created
 
 
 def retry_run(api_url: str, flow_run_id: str) -> datetime:
@@ -95,9 +96,9 @@ def retry_run(api_url: str, flow_run_id: str) -> datetime:
         if flow_run.deployment_id is None:
             raise OrchestrationError(f"flow run {flow_run_id} did not come from a deployment; no worker can rerun it")
         scheduled_at = datetime.now(UTC)
-        response = client.set_flow_run_state(flow_run.id, Scheduled(message="Rerun by cutover rerun"), force=True)
+        response: Any = client.set_flow_run_state(flow_run.id, Scheduled(message="Rerun by cutover rerun"), force=True)
         if response.status != SetStateStatus.ACCEPT:
-            reason = response.details.reason if response.details else response.status.value
+            reason = getattr(response.details, "reason", None) or response.status.value
             raise OrchestrationError(f"{api_url} did not reschedule flow run {flow_run_id}: {reason}")
     log.info("flow_run_rescheduled", flow_run_id=flow_run_id)
     return scheduled_at
@@ -219,9 +220,10 @@ def follow_run(
             state = flow_run.state
             _print_task_changes(client, task_filter, task_states, since, out)
             if state is not None:
-                if state.name != last_flow_state:
-                    last_flow_state = state.name
-                    out(_line(state.timestamp, "flow run", state.name + (f": {state.message}" if state.message else "")))
+                name = state.name or state.type.value
+                if name != last_flow_state:
+                    last_flow_state = name
+                    out(_line(state.timestamp, "flow run", name + (f": {state.message}" if state.message else "")))
                 if state.is_paused():
                     pause = f"{state.id}:{state.state_details.pause_key}"
                     if pause not in pauses_seen:
@@ -239,7 +241,7 @@ def follow_run(
                     return RunOutcome(
                         flow_run_id=flow_run_id,
                         state_type=state.type.value,
-                        state_name=state.name,
+                        state_name=state.name or state.type.value,
                         message=state.message or "",
                         result=read_result(state),
                         task_states={name: s for name, s in task_states.values()},
@@ -248,7 +250,7 @@ def follow_run(
                 return RunOutcome(
                     flow_run_id=flow_run_id,
                     state_type=state.type.value if state else "UNKNOWN",
-                    state_name=state.name if state else "unknown",
+                    state_name=(state.name or state.type.value) if state else "unknown",
                     message="still running when following stopped",
                     final=False,
                     task_states={name: s for name, s in task_states.values()},

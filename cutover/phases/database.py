@@ -239,9 +239,10 @@ def stream_database(move: Move, progress: Callable[[int], None] | None = None) -
     )
     client = ssh_connect(move.target_host())
     try:
+        assert producer.stdout is not None, "pg_dump was started with its output piped"
         result = stream_to_remote(
             client,
-            producer.stdout,
+            producer.stdout,  # type: ignore[arg-type]  # a pipe of bytes
             restore,
             env=move.target().libpq_env(),
             timeout_s=move.runbook.defaults.timeout_s,

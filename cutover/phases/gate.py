@@ -30,10 +30,23 @@ def decide(ctx: StepContext) -> GateResult:
     spec = runbook.gate(step.gate or "")
     covered = [a.name for a in runbook.applications] if spec.applications == "all" else list(spec.applications)
     changes = dns.planned_changes(runbook, [runbook.application(name) for name in covered])
-    base = {"gate": spec.name, "applications": covered, "dns_changes": changes, "dns_plan": dns_plan_digest(changes)}
+    plan_digest = dns_plan_digest(changes)
+
+    def result(approve: bool, decided_by: str, reason: str) -> GateResult:
+        return GateResult(
+            gate=spec.name,
+            applications=covered,
+            approve=approve,
+            decided_by=decided_by,
+            reason=reason,
+            at=_now(),
+            dns_changes=changes,
+            dns_plan=plan_digest,
+        )
+
     if spec.auto_approve:
         log.info("gate_auto_approved", gate=spec.name)
-        return GateResult(**base, approve=True, decided_by="auto_approve", reason="every check before it passed", at=_now())
+        return result(True, "auto_approve", "every check before it passed")
     if ctx.ask is None:
         raise PermanentStepError(f"gate {spec.name}: nobody can be asked here (no pause)")
     approvers = runbook.approvers(spec)
@@ -80,19 +93,13 @@ def decide(ctx: StepContext) -> GateResult:
             approvers=approvers,
         )
         if answer is None:
-            outcome = GateResult(
-                **base,
-                approve=False,
-                decided_by="nobody",
-                reason=f"no decision within {units.duration(spec.timeout_s)} (on_timeout: no_go)",
-                at=_now(),
-            )
+            outcome = result(False, "nobody", f"no decision within {units.duration(spec.timeout_s)} (on_timeout: no_go)")
             break
         decided_by = answer.decided_by.strip()
         if approvers and decided_by not in approvers:  # the form refuses this; an answer sent around it is asked again
             log.warning("gate_answer_refused", gate=spec.name, decided_by=decided_by, approvers=approvers)
             continue
-        outcome = GateResult(**base, approve=answer.decision == GO, decided_by=decided_by, reason=answer.reason, at=_now())
+        outcome = result(answer.decision == GO, decided_by, answer.reason)
         break
     log.info("gate_decided", gate=spec.name, approve=outcome.approve, decided_by=outcome.decided_by, reason=outcome.reason)
     decided = {k: v for k, v in outcome.to_dict().items() if k != "dns_changes"}

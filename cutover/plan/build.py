@@ -20,10 +20,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from cutover.plan.graph import critical_path, topological_order
 from cutover.plan.phases import PHASES
 from cutover.runbook.model import Application, DatabaseMove, Runbook
+
+StepInfo = dict[str, Any]
+"""What the planner collects about a step before it becomes a :class:`Step`."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ class Plan:
     def order(self) -> list[str]:
         return list(self.steps)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         """The plan as JSON-able data (``cutover plan --format json``, the journal's
         ``plan-<attempt>``); :meth:`from_dict` reads it back exactly."""
         return {
@@ -80,7 +84,7 @@ class Plan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> Plan:
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
         steps = {
             item["id"]: Step(
                 id=item["id"],
@@ -143,12 +147,12 @@ def build_plan(
     maps a step id or a phase to seconds (from rehearsals), overriding the defaults;
     ``methods`` maps ``"app/db"`` to the method an earlier run used (a rollback plans the
     steps that run took)."""
-    sizes = sizes or {}
-    chosen_methods = methods or {}
-    estimates = estimates or {}
+    known_sizes: Mapping[str, int] = sizes or {}
+    chosen_methods: Mapping[str, str] = methods or {}
+    known_estimates: Mapping[str, float] = estimates or {}
     preds: dict[str, list[str]] = {}
-    info: dict[str, dict] = {}
-    methods: dict[str, str] = {}
+    info: dict[str, StepInfo] = {}
+    planned_methods: dict[str, str] = {}
     apps = runbook.applications
     consumers: dict[str, list[str]] = {a.name: [] for a in apps}
     for app in apps:
@@ -157,7 +161,7 @@ def build_plan(
     by_name = {a.name: a for a in apps}
     ponr = runbook.point_of_no_return
 
-    def add(sid: str, phase: str, app: Application | None, deps: list[str], **extra) -> None:
+    def add(sid: str, phase: str, app: Application | None, deps: list[str], **extra: Any) -> None:
         preds[sid] = deps
         info[sid] = {"phase": phase, "application": app.name if app else None, **extra}
 
@@ -173,9 +177,9 @@ def build_plan(
         ready: list[str] = []
         for db in app.databases:
             key = f"{a}/{db.name}"
-            method = chosen_methods.get(key) or choose_method(runbook, db, sizes.get(key))
-            methods[key] = method
-            size = sizes.get(key, db.size_bytes)
+            method = chosen_methods.get(key) or choose_method(runbook, db, known_sizes.get(key))
+            planned_methods[key] = method
+            size = known_sizes.get(key, db.size_bytes)
             common = {"database": db.name, "method": method, "size": size, "on_rollback": db.on_rollback}
             if method == "stream":
                 add(step_id(a, "stream", db.name), "stream", app, [step_id(a, "freeze")], **common)
@@ -217,7 +221,7 @@ def build_plan(
         add(gate_id(gate.name), "gate", None, deps, gate=gate.name)
 
     order = topological_order(preds)
-    durations = {sid: round(_estimate(sid, info[sid], estimates), 1) for sid in order}  # tenths: exact in JSON
+    durations = {sid: round(_estimate(sid, info[sid], known_estimates), 1) for sid in order}  # tenths: exact in JSON
     path, total = critical_path(preds, durations, order)
     reads = _reads(info, preds)
     steps = {}
@@ -238,10 +242,10 @@ def build_plan(
             irreversible=ponr in PHASES[phase].after_point,
             reads=reads.get(sid, ()),
         )
-    return Plan(runbook.cutover, steps, path, total, methods)
+    return Plan(runbook.cutover, steps, path, total, planned_methods)
 
 
-def _reads(info: dict[str, dict], preds: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+def _reads(info: dict[str, StepInfo], preds: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
     """The results each step is given: a verify and a source check their application's
     freeze (the fingerprint); a gate the verify, files and smoke steps of the applications
     it holds (its evidence); a DNS switch the gate that held it (the change set approved)."""
@@ -266,7 +270,7 @@ def _reads(info: dict[str, dict], preds: dict[str, list[str]]) -> dict[str, tupl
     return reads
 
 
-def _estimate(sid: str, meta: dict, estimates: Mapping[str, float]) -> float:
+def _estimate(sid: str, meta: StepInfo, estimates: Mapping[str, float]) -> float:
     if sid in estimates:
         return float(estimates[sid])
     phase = meta["phase"]
@@ -275,5 +279,5 @@ def _estimate(sid: str, meta: dict, estimates: Mapping[str, float]) -> float:
     size = meta.get("size")
     throughput = PHASES[phase].throughput
     if size and throughput:
-        return max(1.0, size / throughput)
+        return max(1.0, float(size) / throughput)
     return PHASES[phase].estimate_s

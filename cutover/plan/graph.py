@@ -78,10 +78,10 @@ def critical_path(
     if not finish:
         return [], 0.0
     end = max(order, key=lambda n: finish[n])
-    path = []
-    node: str | None = end
-    while node is not None:
-        path.append(node)
-        node = via[node]
+    path: list[str] = []
+    current: str | None = end
+    while current is not None:
+        path.append(current)
+        current = via[current]
     path.reverse()
     return path, finish[end]

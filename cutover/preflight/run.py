@@ -142,7 +142,7 @@ def _secrets(report: Report, runbook: Runbook) -> set[str]:
 def _postgres(report: Report, runbook: Runbook, missing: set[str], target_marker: Callable[[str], bool] | None) -> dict[str, int]:
     """Every source and target cluster: reachable, privileges, tools; source sizes by
     ``app/db`` (what the disk checks need)."""
-    from cutover.postgres import dump
+    from cutover.postgres import dump, privileges
     from cutover.postgres.endpoint import connect
 
     sizes: dict[str, int] = {}
@@ -157,13 +157,14 @@ def _postgres(report: Report, runbook: Runbook, missing: set[str], target_marker
             endpoint = endpoints.postgres(runbook, site_name)
             with connect(endpoint, "postgres", autocommit=True) as admin:
                 version = dump.server_version(admin)
-                role = admin.execute(
-                    """select rolsuper, rolcreatedb, rolcreaterole,
-                              pg_has_role(current_user, 'pg_signal_backend', 'member'),
-                              pg_has_role(current_user, 'pg_read_all_data', 'member')
-                       from pg_roles where rolname = current_user"""
-                ).fetchone()
-                superuser, createdb, createrole, signal, read_all = role
+                role = privileges.role_privileges(admin)
+                superuser, createdb, createrole, signal, read_all = (
+                    role.superuser,
+                    role.createdb,
+                    role.createrole,
+                    role.signal_backend,
+                    role.read_all_data,
+                )
                 report.add(
                     "postgres",
                     subject,
@@ -207,7 +208,7 @@ def _source_databases(
     read_all: bool,
     sizes: dict[str, int],
 ) -> None:
-    from cutover.postgres import freeze
+    from cutover.postgres import freeze, privileges
     from cutover.postgres.endpoint import connect
 
     for app in runbook.applications:
@@ -215,13 +216,11 @@ def _source_databases(
             if db.from_ != site_name:
                 continue
             key = f"{app.name}/{db.name}"
-            row = admin.execute(
-                "select pg_database_size(datname), pg_get_userbyid(datdba) from pg_database where datname = %s", (db.name,)
-            ).fetchone()
-            if row is None:
+            found = privileges.size_and_owner(admin, db.name)
+            if found is None:
                 report.add("source", key, Status.fail, f"database {db.name} does not exist on {site_name}")
                 continue
-            size, owner = int(row[0]), row[1]
+            size, owner = found
             sizes[key] = size
             problems = []
             if not superuser and owner != endpoint.user:
@@ -232,11 +231,7 @@ def _source_databases(
                 problems.append("ending open sessions at the freeze needs pg_signal_backend")
             if not superuser and not read_all:
                 with connect(endpoint, db.name, autocommit=True) as conn:
-                    unreadable = conn.execute(
-                        """select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace
-                           where c.relkind in ('r', 'p', 'S', 'm') and n.nspname not in ('pg_catalog', 'information_schema')
-                             and n.nspname not like 'pg_toast%%' and not has_table_privilege(c.oid, 'SELECT')"""
-                    ).fetchone()[0]
+                    unreadable = privileges.unreadable_tables(conn)
                 if unreadable:
                     problems.append(f"{endpoint.user} cannot read {unreadable} table(s) of {db.name} (grant pg_read_all_data)")
             if problems:

@@ -15,6 +15,7 @@ consequence of a problem already reported.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cutover.runbook.model import Action, Runbook
 from cutover.runbook.readonly_sql import read_only_problem
@@ -45,12 +46,12 @@ def check(runbook: Runbook, broken: frozenset[Path_] = frozenset()) -> list[Find
     return found
 
 
-def _apps(runbook: Runbook) -> list[tuple[int, object]]:
+def _apps(runbook: Runbook) -> list[tuple[int, Any]]:
     """(index, application) for the applications that exist, even half-validated."""
     return [(i, app) for i, app in enumerate(runbook.applications or []) if app is not None]
 
 
-def _items(items: list | None) -> list[tuple[int, object]]:
+def _items(items: list[Any] | None) -> list[tuple[int, Any]]:
     return [(j, item) for j, item in enumerate(items or []) if item is not None]
 
 

@@ -130,7 +130,7 @@ def _structure_problems(exc: ValidationError, located: Located, filename: str, u
             if isinstance(given, str) and len(given) <= 100:
                 message += did_you_mean(given, expected)
         elif kind == "string_pattern_mismatch":
-            message = PATTERN_MESSAGES.get(ctx.get("pattern"), "does not have the form this key needs")
+            message = PATTERN_MESSAGES.get(str(ctx.get("pattern")), "does not have the form this key needs")
         elif kind == "string_too_long":
             message = f"at most {ctx.get('max_length')} characters"
         elif kind in ("less_than_equal", "greater_than_equal", "greater_than", "less_than"):

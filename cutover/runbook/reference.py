@@ -118,7 +118,7 @@ def _constrained_label(args: tuple[Any, ...]) -> str | None:
     for item in metadata:
         for inner in [item, *getattr(item, "metadata", [])]:
             label = CHECK_LABELS.get(getattr(getattr(inner, "func", None), "__name__", ""))
-            label = label or PATTERN_LABELS.get(getattr(inner, "pattern", None))
+            label = label or PATTERN_LABELS.get(str(getattr(inner, "pattern", "")))
             if label:
                 return label
     return None

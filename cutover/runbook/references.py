@@ -76,7 +76,8 @@ def resolve(reference: str, environ: Mapping[str, str] | None = None) -> str:
         try:
             from prefect.blocks.system import Secret
 
-            value = str(Secret.load(name).get())
+            block = Secret.load(name)
+            value = str(block.get())  # type: ignore[union-attr]  # called outside an event loop: the block itself
         except ValueError as exc:
             raise UnresolvedSecret(f"Prefect Secret block {name!r} was not found") from exc
     from cutover.log import register_secret

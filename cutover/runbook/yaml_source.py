@@ -216,7 +216,8 @@ class _Builder:
         self.constructor = yaml.SafeLoader("")
 
     def feed(self, event: yaml.Event) -> None:
-        pos = (event.start_mark.line + 1, event.start_mark.column + 1)
+        mark = event.start_mark
+        pos = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
         if isinstance(event, yaml.DocumentStartEvent):
             self.documents += 1
             if self.documents > 1:
@@ -227,7 +228,7 @@ class _Builder:
             value = _SKIP if skip else self._scalar(event, path, pos)
             self._place(value, path, pos, event.anchor, 1, 0, len(self.entries))
         elif isinstance(event, yaml.AliasEvent):
-            self._alias(event.anchor, pos)
+            self._alias(event.anchor or "", pos)
         elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             self._count(1, pos)
             self._open(event, pos)
@@ -296,11 +297,11 @@ class _Builder:
     def _scalar(self, event: yaml.ScalarEvent, path: Path_, pos: tuple[int, int]) -> Any:
         tag = event.tag
         if tag is None or tag == "!":
-            tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+            tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)  # type: ignore[no-untyped-call]
         if tag not in SCALAR_TAGS:
             self.problems.append(YamlProblem(*pos, path, f"YAML tag {_short_tag(tag)} is not supported"))
             return _BAD
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+        node = yaml.ScalarNode(tag, event.value, style=event.style)  # the marks only serve PyYAML's own messages
         try:
             value = self.constructor.yaml_constructors[tag](self.constructor, node)
         except (ValueError, OverflowError, yaml.YAMLError) as exc:
@@ -327,13 +328,13 @@ class _Builder:
         return value
 
     def _alias(self, name: str, pos: tuple[int, int]) -> None:
-        anchor = self.anchors.get(name, _SKIP)
-        if anchor is _SKIP:
+        if name not in self.anchors:
             self._count(1, pos)
             path, skip = self._slot()
             self.problems.append(YamlProblem(*pos, path, f"alias *{name} refers to no anchor &{name} before it"))
             self._place(_SKIP if skip else _BAD, path, pos, None, 1, 0, len(self.entries))
             return
+        anchor = self.anchors[name]
         if anchor is None:
             raise UnreadableYaml([YamlProblem(*pos, (), f"alias *{name} is inside the value it refers to")])
         self.alias_count += anchor.values

@@ -280,15 +280,15 @@ def up(directory: str | Path, scale: int | None = None) -> SandboxInfo:
     failures = [(name, f.exception()) for name, f in futures.items() if f.exception() is not None]
     info.save()  # whatever started is recorded, so that down can stop it
     if failures:
-        name, exc = failures[0]
+        name, first = failures[0]
         if fresh:
             try:
                 down(directory)
             except SandboxError as cleanup:
                 log.warning("sandbox_cleanup_failed", error=str(cleanup))
-        if isinstance(exc, SandboxError):
-            raise exc
-        raise SandboxError(f"starting {name} in {directory} failed: {type(exc).__name__}: {exc}") from exc
+        if isinstance(first, SandboxError):
+            raise first
+        raise SandboxError(f"starting {name} in {directory} failed: {type(first).__name__}: {first}") from first
     log.info("sandbox_up", dir=str(directory), scale=info.scale, seconds=round(time.monotonic() - started, 2), **timings)
     return info
 

@@ -45,7 +45,7 @@ class PortPicker:
         for _ in range(200):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
                 probe.bind((hosts[0], 0))
-                port = probe.getsockname()[1]
+                port = int(probe.getsockname()[1])
             if port not in self._given and port_is_free(port, hosts, udp=udp):
                 self._given.add(port)
                 return port

@@ -25,6 +25,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -83,6 +84,17 @@ class StatusPage:
             request.query_params.get("lang"), request.cookies.get(LANG_COOKIE), request.headers.get("accept-language")
         )
 
+    def _public_event(self, lang: str, version: int) -> bytes:
+        """The public state as one server-sent event of ``version``."""
+        payload = {
+            "at": self._event_at(),
+            "version": version,
+            "updated": self.hub.public.get("updated"),
+            "state": self.hub.public.get("state"),
+            "html": self._public_main(lang),
+        }
+        return sse("state", payload, version)
+
     def _public(self, lang: str) -> dict[str, Any]:
         return self.hub.rendered(f"public-{lang}", lambda: localized(self.hub.public, lang))
 
@@ -129,20 +141,7 @@ class StatusPage:
             while True:
                 if self.hub.views.version > version:
                     version = self.hub.views.version
-                    yield self.hub.rendered(
-                        f"public-sse-{lang}",
-                        lambda version=version: sse(
-                            "state",
-                            {
-                                "at": self._event_at(),
-                                "version": version,
-                                "updated": self.hub.public.get("updated"),
-                                "state": self.hub.public.get("state"),
-                                "html": self._public_main(lang),
-                            },
-                            version,
-                        ),
-                    )
+                    yield self.hub.rendered(f"public-sse-{lang}", partial(self._public_event, lang, version))
                 elif not await self.hub.views.wait_newer(version, KEEPALIVE_S):
                     yield b": keep-alive\n\n"
 

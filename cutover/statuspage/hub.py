@@ -13,7 +13,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cutover.plan.build import Plan
 from cutover.statuspage.eta import Eta, run_eta
@@ -25,6 +25,9 @@ RENDER_DELAY_S = 0.1
 LOG_LINES_KEPT = 5000
 # the forecast moves with the clock too: refresh the views this often without events
 TICK_S = 15.0
+
+
+R = TypeVar("R")
 
 
 class Signal:
@@ -125,12 +128,12 @@ class Hub:
 
     # --- output to the viewers ----------------------------------------------------
 
-    def rendered(self, key: str, render: Callable[[], Any]) -> Any:
+    def rendered(self, key: str, render: Callable[[], R]) -> R:
         """``render()``'s result for the current version, computed once per ``key``."""
         cache_key = (key, self.views.version)
         if cache_key not in self._renders:
             self._renders[cache_key] = render()
-        return self._renders[cache_key]
+        return self._renders[cache_key]  # type: ignore[no-any-return]  # what render() gave for this key
 
     def lines_after(self, version: int) -> list[LogLine]:
         return [line for v, line in self.log_lines if v > version]

@@ -88,7 +88,7 @@ def pick_language(query: str | None, cookie: str | None, accept_language: str | 
     """The language for a request (see the module docstring)."""
     for explicit in (query, cookie):
         if explicit in LANGUAGES:
-            return explicit  # type: ignore[return-value]
+            return explicit
     ranked: list[tuple[float, int, str]] = []
     for index, part in enumerate((accept_language or "").split(",")):
         tag, _, params = part.strip().partition(";")

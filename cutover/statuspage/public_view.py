@@ -115,7 +115,10 @@ def _when(iso: str | None, lang: str, with_day: bool = True) -> str:
 
 def localized(public: dict[str, Any], lang: str) -> dict[str, Any]:
     """The public state with its words in ``lang``, for the template and the feed."""
-    t = lambda key, **v: i18n.text(lang, key, **v)  # noqa: E731
+
+    def t(key: str, **values: Any) -> str:
+        return i18n.text(lang, key, **values)
+
     eta = public.get("eta")
     if eta is None:
         eta_text = t("eta.unknown")

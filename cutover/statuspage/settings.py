@@ -13,6 +13,7 @@ log line that somehow carried one is cleaned here as well.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -38,16 +39,16 @@ class StatusPageSettings:
 def team_token(token_file: Path | None = None, environ: dict[str, str] | None = None) -> str | None:
     """The team token: the file's first line when a file is given, else the variable."""
     if token_file is not None:
-        value = token_file.read_text().strip().splitlines()
-        return value[0].strip() if value and value[0].strip() else None
+        lines = token_file.read_text().strip().splitlines()
+        return lines[0].strip() if lines and lines[0].strip() else None
     value = (environ if environ is not None else os.environ).get(TOKEN_VARIABLE, "").strip()
     return value or None
 
 
-def register_runbook_secrets(runbook: Any, environ: dict[str, str] | None = None) -> int:
+def register_runbook_secrets(runbook: Any, environ: Mapping[str, str] | None = None) -> int:
     """Register the values of the runbook's ``env:`` secret references found in the
     environment; returns how many were found."""
-    environ = os.environ if environ is None else environ
+    values: Mapping[str, str] = os.environ if environ is None else environ
     found = 0
 
     def walk(value: Any) -> None:
@@ -59,7 +60,7 @@ def register_runbook_secrets(runbook: Any, environ: dict[str, str] | None = None
             for item in value:
                 walk(item)
         elif isinstance(value, str) and value.startswith("env:"):
-            secret = environ.get(value[4:])
+            secret = values.get(value[4:])
             if secret:
                 register_secret(secret)
                 found += 1

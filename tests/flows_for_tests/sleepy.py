@@ -65,7 +65,7 @@ def sleepy(
             poll_s=1,
         )
         assert decision is not None, "nobody answered the test gate"
-        decided_by, approved = decision.decided_by, decision.decision == GO
+        decided_by, approved = decision["decided_by"], decision["decision"] == GO
     runbook_found = Path(runbook).is_file() if runbook else True
     return {
         "ok": ok and approved and runbook_found,
