@@ -41,6 +41,7 @@ def gate_markdown(
     steps: Mapping[str, Step],
     dns_changes: list[DnsChange],
     patience: str,
+    rolled_back: Mapping[str, str] | None = None,
 ) -> str:
     """The go/no-go form's description: per application the verification of every database,
     every files entry and every smoke check, then the exact DNS changes the switch will make."""
@@ -51,6 +52,15 @@ def gate_markdown(
         f"**Go** switches DNS for {len(applications)} application(s): {', '.join(applications)}.",
         "**No-go** switches nothing and rolls back every application (the old site comes back).",
         "",
+    ]
+    if rolled_back:
+        lines += [
+            f"**Already rolled back**, {len(rolled_back)} application(s), back on the old site whatever you decide:",
+            "",
+            *[f"- {name}: {why}" for name, why in rolled_back.items()],
+            "",
+        ]
+    lines += [
         f"Who decides: {', '.join(approvers) if approvers else 'anyone, giving their name'}. {patience}",
         "",
         "### Databases verified",

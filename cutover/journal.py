@@ -9,11 +9,13 @@ attempt of it carries the **attempt key** (``<flow run id>`` or ``<flow run id>.
 rollbacks) in the entry's name. The estate's journal (scoped by the cutover's name) holds
 what outlives runs: the TTL lowerings. Entries:
 
-* ``generation``: how many rollbacks the run has been through. Part of every step's cache
-  key, dump directory and target marker (through the attempt key), so retrying a
-  rolled-back run starts over (freezes again) instead of skipping undone steps.
-* ``rollback``: the last rollback: which attempt it undoes and whether it finished. An
-  unfinished one must be finished (``cutover rollback RUN``) before the run may be retried.
+* ``generations``: per application, how many rollbacks it went through (see
+  :class:`Attempts`), and how many rollbacks the run went through. Part of every step's
+  cache key, dump directory and target marker (through the attempt key), so retrying a
+  rolled-back application starts over (freezes again) instead of skipping undone steps.
+* ``rollback``: the last rollback: which applications' attempts it undoes and whether it
+  finished. An unfinished one must be finished (``cutover rollback RUN``) before the run
+  may be retried.
 * ``plan-<attempt>``: the plan the attempt ran, written before its first step; the rollback
   and the summary read it instead of planning again.
 * ``dns-<attempt>-<application>``: written *before* a DNS switch changes anything (old
@@ -26,6 +28,8 @@ what outlives runs: the TTL lowerings. Entries:
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -53,30 +57,75 @@ class MemoryJournal:
 # --- generations and rollbacks --------------------------------------------------------
 
 
-def generation(journal: Journal) -> int:
-    return int(journal.read("generation", 0) or 0)
+@dataclass(frozen=True)
+class Attempts:
+    """The keys the steps of a run work under, now. Each application has a generation: how
+    many rollbacks it went through in this run. A step of an application works under
+    ``<flow run id>`` (generation 0) or ``<flow run id>.g<N>``: that key is in its cache
+    key, dump directory, target marker and DNS journal, so after a rollback its steps run
+    again while the steps of applications that were not rolled back stay done. A gate
+    works under the generations of the applications it holds. The run itself (its plan,
+    audit log, measured sizes) works under the number of rollbacks it went through."""
+
+    flow_run_id: str
+    generations: dict[str, int] = field(default_factory=dict)
+    rollbacks: int = 0
+
+    def _key(self, generation: int) -> str:
+        return self.flow_run_id if generation == 0 else f"{self.flow_run_id}.g{generation}"
+
+    def of(self, application: str) -> str:
+        return self._key(self.generations.get(application, 0))
+
+    def of_gate(self, applications: Iterable[str]) -> str:
+        gens = [self.generations.get(name, 0) for name in applications]
+        if len(set(gens)) <= 1:
+            return self._key(gens[0] if gens else 0)
+        return f"{self.flow_run_id}.g" + "-".join(str(g) for g in gens)
+
+    @property
+    def run(self) -> str:
+        return self._key(self.rollbacks)
+
+
+def attempts(flow_run_id: str, journal: Journal) -> Attempts:
+    entry = journal.read("generations") or {}
+    return Attempts(flow_run_id, dict(entry.get("applications", {})), int(entry.get("rollbacks", 0)))
 
 
 def attempt_key(flow_run_id: str, journal: Journal, generation_: int | None = None) -> str:
-    """The key the steps of this run's current generation work under."""
-    gen = generation(journal) if generation_ is None else generation_
-    return flow_run_id if gen == 0 else f"{flow_run_id}.g{gen}"
+    """The key of the run as a whole (its plan, audit log): ``<id>`` or ``<id>.g<rollbacks>``."""
+    return Attempts(flow_run_id, rollbacks=attempts(flow_run_id, journal).rollbacks if generation_ is None else generation_).run
 
 
-def begin_rollback(journal: Journal, attempt: str) -> None:
-    """A rollback of ``attempt`` begins: a later retry of the run starts from the freeze."""
-    journal.write("rollback", {"of": attempt, "finished": False})
-    journal.write("generation", generation(journal) + 1)
+def begin_rollback(journal: Journal, flow_run_id: str, undoing: Mapping[str, str], run_key: str) -> None:
+    """A rollback begins of each application's attempt in ``undoing`` (application -> the
+    key it worked under): their generations, and the run's count of rollbacks, go up (once:
+    finishing an unfinished rollback again changes nothing), so a retry moves them again
+    from the freeze; and it is recorded as unfinished until :func:`end_rollback`."""
+    journal.write("rollback", {"of": dict(undoing), "run": run_key, "finished": False})
+    current = attempts(flow_run_id, journal)
+    generations = {**current.generations}
+    moved = False
+    for name, key in undoing.items():
+        if current.of(name) == key:
+            generations[name] = generations.get(name, 0) + 1
+            moved = True
+    if moved:
+        journal.write("generations", {"applications": generations, "rollbacks": current.rollbacks + 1})
 
 
-def end_rollback(journal: Journal, attempt: str, finished: bool) -> None:
-    journal.write("rollback", {"of": attempt, "finished": finished})
+def end_rollback(journal: Journal, finished: bool) -> None:
+    entry = dict(journal.read("rollback") or {})
+    entry["finished"] = finished
+    journal.write("rollback", entry)
 
 
-def unfinished_rollback(journal: Journal) -> str | None:
-    """The attempt key an unfinished rollback of this run was undoing, if there is one."""
+def unfinished_rollback(journal: Journal) -> dict[str, Any] | None:
+    """The unfinished rollback of this run (``of``: application -> the key it was undoing;
+    ``run``: the run's key then), if there is one."""
     entry = journal.read("rollback")
-    return entry["of"] if entry and not entry.get("finished") else None
+    return dict(entry) if entry and not entry.get("finished") else None
 
 
 # --- what single steps keep -------------------------------------------------------------

@@ -59,17 +59,31 @@ def summarize(
                 "verified": verify_step is not None and _state_word(states.get(verify_step)) == "passed",
             }
     applications = {}
+    sent_back = (rollback or {}).get("applications") or {}
     for app in runbook.applications:
         phase_steps = {
             s.phase: s.id for s in plan.steps.values() if s.application == app.name and s.database is None and s.item is None
         }
         dns_state = states.get(phase_steps.get("dns_switch", ""))
+        finalized = states.get(phase_steps.get("finalize", ""))
+        if app.name in sent_back and (rollback or {}).get("rolled_back"):
+            where = "old site"
+        elif app.name in sent_back:
+            where = "needs attention: rollback incomplete"
+        elif finalized is not None and finalized.is_completed():
+            where = "new site"
+        elif dns_state is not None and dns_state.is_completed():
+            where = "new site (not finalized)"
+        else:
+            where = "old site (not moved)"
         applications[app.name] = {
             "smoke": _state_word(states.get(phase_steps.get("smoke", ""))),
             "dns": "no records"
             if not app.dns
             else ("switched" if dns_state and dns_state.is_completed() else _state_word(dns_state)),
             "post_switch": _state_word(states.get(phase_steps.get("post_switch", ""))) if app.dns else "no records",
+            "site": where,
+            **({"rolled_back": sent_back[app.name]} if app.name in sent_back else {}),
         }
     failed = [sid for sid, state in states.items() if state is not None and (state.is_failed() or state.is_crashed())]
     not_done = [sid for sid, state in states.items() if state is None or not state.is_completed()]
@@ -98,7 +112,14 @@ def rollback_lines(summary: dict[str, Any], bullet: str) -> list[str]:
             lines.append("Rollback refused: the loss of those writes was not acknowledged.")
     rollback = summary.get("rollback")
     if rollback is not None:
-        if rollback["rolled_back"]:
+        if rollback.get("partial") and rollback["rolled_back"]:
+            sent = rollback.get("applications") or {}
+            lines.append(
+                f"Partly cut over: {len(sent)} application(s) rolled back to the old site ("
+                + "; ".join(f"{name}: {why}" for name, why in sent.items())
+                + "); the others went on. Fix the cause and retry the run: it moves the rolled-back ones."
+            )
+        elif rollback["rolled_back"]:
             lines.append("Rolled back: every step that had started was undone, in reverse order.")
         else:
             lines.append("ROLLBACK INCOMPLETE. Left to do by hand, in this order:")
@@ -128,9 +149,16 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {key} | {db['method']} | {db['rows'] if db['rows'] is not None else '-'} | {units.size(db['bytes'])} | `{sha}` | {db['duration_s']} s | {'yes' if db['verified'] else 'no'} |"
         )
-    lines += ["", "## Applications", "", "| application | smoke | DNS | after the switch |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Applications",
+        "",
+        "| application | where it is now | smoke | DNS | after the switch |",
+        "|---|---|---|---|---|",
+    ]
     for name, app in summary["applications"].items():
-        lines.append(f"| {name} | {app['smoke']} | {app['dns']} | {app['post_switch']} |")
+        why = f" ({app['rolled_back']})" if app.get("rolled_back") else ""
+        lines.append(f"| {name} | {app.get('site', '-')}{why} | {app['smoke']} | {app['dns']} | {app['post_switch']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,7 @@ at the world again). Shared by the cutover flow (automatic rollback) and the rol
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import structlog
@@ -44,19 +45,29 @@ def retry_options(runbook: Runbook) -> dict[str, Any]:
 
 
 def run_rollback(
-    runbook_path: str, runbook: Runbook, plan: Plan, started: set[str], attempt_key: str, flow_run_id: str
+    runbook_path: str,
+    runbook: Runbook,
+    plan: Plan,
+    started: set[str],
+    keys: Mapping[str, str],
+    run_key: str,
+    flow_run_id: str,
+    applications: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """Undo the ``started`` steps of attempt ``attempt_key`` of flow run ``flow_run_id``; return what
-    was undone, what failed, and what is left to do by hand."""
-    compensations = plan_rollback(plan, started)
-    # from here on, a retry of the run must start from the freeze again, and not before
-    # this rollback has finished
+    """Undo the ``started`` steps of ``applications`` (default: all of the plan's), each
+    under its application's attempt key in ``keys``; return what was undone, what failed,
+    and what is left to do by hand."""
+    apps = set(applications) if applications is not None else {s.application for s in plan.steps.values() if s.application}
+    compensations = plan_rollback(plan, {sid for sid in started if plan.steps[sid].application in apps})
+    # from here on, a retry of the run must start these applications from the freeze again,
+    # and not before this rollback has finished
     journal = run_journal(flow_run_id)
-    rules.begin_rollback(journal, attempt_key)
+    rules.begin_rollback(journal, flow_run_id, {name: keys[name] for name in sorted(apps)}, run_key)
     log.warning("rollback_started", compensations=[c.id for c in compensations])
     futures: dict[str, PrefectFuture[Any]] = {}
     for comp in compensations:
         step = plan.steps[comp.step]
+        attempt_key = keys[step.application or ""]
         task = compensate.with_options(
             name=comp.id,
             task_run_name=comp.id,
@@ -69,6 +80,7 @@ def run_rollback(
             step=step,
             attempt_key=attempt_key,
             flow_run_id=flow_run_id,
+            run_key=run_key,
             wait_for=[futures[d] for d in comp.depends_on],
             return_state=False,
         )
@@ -84,8 +96,8 @@ def run_rollback(
         by_hand.append(
             {"step": comp.step, "to_do": comp.text, "why": failed.get(comp.step, "not run: waits for a failed compensation")}
         )
-    outcome = {"rolled_back": not by_hand, "undone": done, "failed": failed, "by_hand": by_hand}
-    rules.end_rollback(journal, attempt_key, finished=not by_hand)
+    outcome = {"rolled_back": not by_hand, "undone": done, "failed": failed, "by_hand": by_hand, "applications": sorted(apps)}
+    rules.end_rollback(journal, finished=not by_hand)
     if by_hand:
         log.error("rollback_incomplete", failed=list(failed), left=[item["step"] for item in by_hand])
     else:

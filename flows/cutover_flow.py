@@ -37,13 +37,14 @@ from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from cutover import journal as run_journal_rules
+from cutover import journal as rules
 from cutover.errors import RunbookError
-from cutover.journal import Journal
+from cutover.journal import Attempts, Journal
 from cutover.log import configure_logging
 from cutover.phases import point_of_no_return as ponr
 from cutover.phases import workspace
 from cutover.plan import build_plan
+from cutover.plan.affected import affected_by
 from cutover.plan.build import Plan, Step
 from cutover.plan.inputs import step_inputs
 from cutover.plan.phases import PHASES
@@ -94,30 +95,148 @@ def after_point_of_no_return(plan: Plan) -> set[str]:
     return after
 
 
-def submit_steps(
+def stages(plan: Plan) -> list[set[str]]:
+    """The steps in three stages: before any gate; the gates and what waits for them
+    before the point of no return; from the point of no return on. A failure in the
+    first two rolls back by itself (what, the runbook's on_failure says); in the last,
+    the run asks."""
+    after = after_point_of_no_return(plan)
+    held = set()
+    for sid, step in plan.steps.items():
+        if sid not in after and (step.phase == "gate" or any(dep in held for dep in step.depends_on)):
+            held.add(sid)
+    return [set(plan.steps) - after - held, held, after]
+
+
+def submit_step(
     runbook_path: str,
     runbook: Runbook,
-    plan: Plan,
+    step: Step,
     attempt_key: str,
     flow_run_id: str,
-    only: set[str],
-    futures: dict[str, PrefectFuture[Any]],
-) -> None:
-    """Every step of ``only``, in plan order, as the one step task named by its step id,
-    waiting for its dependencies and given the results of the steps it reads."""
-    for step in plan.steps.values():
-        if step.id not in only:
-            continue
-        task_ = steps.run.with_options(**_options(runbook, step, attempt_key))
-        futures[step.id] = task_.submit(
-            runbook_path=runbook_path,
-            step=step,
-            attempt_key=attempt_key,
-            flow_run_id=flow_run_id,
-            upstream={sid: futures[sid] for sid in step.reads},
-            wait_for=[futures[d] for d in step.depends_on],
-            return_state=False,
+    run_key: str,
+    upstream: dict[str, Any],
+    wait_for: list[Any],
+    rolled_back: dict[str, str],
+) -> PrefectFuture[Any]:
+    """One step as the one step task named by its step id."""
+    return steps.run.with_options(**_options(runbook, step, attempt_key)).submit(
+        runbook_path=runbook_path,
+        step=step,
+        attempt_key=attempt_key,
+        flow_run_id=flow_run_id,
+        run_key=run_key,
+        upstream=upstream,
+        rolled_back=rolled_back if step.phase == "gate" else {},
+        wait_for=wait_for,
+        return_state=False,
+    )
+
+
+class Progress:
+    """What the run did so far: a future per submitted step, the applications still going
+    to the new site, and those rolled back (with why)."""
+
+    def __init__(self, runbook_path: str, runbook: Runbook, plan: Plan, attempts: Attempts, flow_run_id: str) -> None:
+        self.runbook_path, self.runbook, self.plan, self.attempts, self.flow_run_id = (
+            runbook_path,
+            runbook,
+            plan,
+            attempts,
+            flow_run_id,
         )
+        self.keys = {app.name: attempts.of(app.name) for app in runbook.applications}
+        self.futures: dict[str, PrefectFuture[Any]] = {}
+        self.active = [app.name for app in runbook.applications]
+        self.rolled_back: dict[str, str] = {}
+        self.rollbacks: list[dict[str, Any]] = []
+
+    def attempt_of(self, step: Step) -> str:
+        if step.application is not None:
+            return self.attempts.of(step.application)
+        return self.attempts.of_gate(self.held(step))
+
+    def held(self, gate: Step) -> list[str]:
+        """The applications a gate holds that are still going (in plan order)."""
+        covered = {self.plan.steps[dep].application for dep in gate.depends_on}
+        return [name for name in self.active if name in covered]
+
+    def submit(self, stage: set[str]) -> None:
+        """Every step of ``stage`` of the applications still going, in plan order, waiting for
+        its dependencies and given the results of the steps it reads."""
+        for step in self.plan.steps.values():
+            if step.id not in stage or step.id in self.futures:
+                continue
+            if step.application is not None and step.application not in self.active:
+                continue
+            if step.application is None and not self.held(step):
+                continue  # a gate for applications that were all rolled back
+            self.futures[step.id] = submit_step(
+                self.runbook_path,
+                self.runbook,
+                step,
+                self.attempt_of(step),
+                self.flow_run_id,
+                self.attempts.run,
+                upstream={sid: self.futures[sid] for sid in step.reads if self.going(sid)},
+                wait_for=[self.futures[d] for d in step.depends_on if self.going(d)],
+                rolled_back=dict(self.rolled_back),
+            )
+        wait_or_stop(self.futures)
+
+    def going(self, step_id: str) -> bool:
+        """Whether ``step_id`` was submitted and belongs to an application still going."""
+        return step_id in self.futures and self.plan.steps[step_id].application in (None, *self.active)
+
+    def failures(self) -> list[str]:
+        return [sid for sid, future in self.futures.items() if failed(future.state)]
+
+    def started(self) -> set[str]:
+        return {sid for sid, future in self.futures.items() if started(future.state)}
+
+    def unfinished(self, stage: set[str]) -> list[str]:
+        """The steps of ``stage`` that were submitted and did not complete: failed, crashed,
+        or never run because a step they wait for did not complete."""
+        return [sid for sid in stage if sid in self.futures and self.going(sid) and not self.futures[sid].state.is_completed()]
+
+    def roll_back(self, failures: list[str]) -> bool:
+        """Roll back what ``failures`` (steps before the point of no return that did not
+        complete) take with them, by the runbook's on_failure; a gate that did not pass (a
+        no-go) takes every application still going. True when some applications go on."""
+        failed_apps = [a for a in dict.fromkeys(self.plan.steps[sid].application for sid in failures) if a]
+        if any(self.plan.steps[sid].phase == "gate" for sid in failures):
+            reasons = {name: "no-go at the gate" for name in self.active}
+        else:
+            reasons = {name: why for name, why in affected_by(self.runbook, failed_apps).items() if name in self.active}
+        log.warning("rolling_back", applications=reasons)
+        outcome = run_rollback(
+            self.runbook_path,
+            self.runbook,
+            self.plan,
+            self.started(),
+            self.keys,
+            self.attempts.run,
+            self.flow_run_id,
+            list(reasons),
+        )
+        outcome["why"] = reasons
+        self.rollbacks.append(outcome)
+        self.rolled_back.update(reasons)
+        self.active = [name for name in self.active if name not in reasons]
+        return bool(self.active) and outcome["rolled_back"]
+
+    def rollback_summary(self) -> dict[str, Any] | None:
+        """Every rollback of the run as one: what was undone, in order, and what is left."""
+        if not self.rollbacks:
+            return None
+        return {
+            "rolled_back": all(r["rolled_back"] for r in self.rollbacks),
+            "undone": [step for r in self.rollbacks for step in r["undone"]],
+            "failed": {k: v for r in self.rollbacks for k, v in r["failed"].items()},
+            "by_hand": [item for r in self.rollbacks for item in r["by_hand"]],
+            "applications": dict(self.rolled_back),
+            "partial": bool(self.active),
+        }
 
 
 def wait_or_stop(futures: dict[str, PrefectFuture[Any]]) -> None:
@@ -142,14 +261,21 @@ def failed(state: Any) -> bool:
 
 @task(name="point-of-no-return", task_run_name="point-of-no-return", cache_policy=NO_CACHE)
 def ask_past_the_point(
-    runbook_path: str, attempt_key: str, flow_run_id: str, run_count: int, failed_steps: dict[str, str], timeout_s: int
+    runbook_path: str,
+    run_key: str,
+    attempt_keys: dict[str, str],
+    flow_run_id: str,
+    run_count: int,
+    failed_steps: dict[str, str],
+    timeout_s: int,
 ) -> dict[str, Any]:
     """Pause and ask the operator: roll forward or roll back (cutover.phases.point_of_no_return)."""
     runbook = runbook_at(runbook_path)
     return ponr.ask_operator(
         runbook,
         run_journal(flow_run_id),
-        attempt_key=attempt_key,
+        run_key=run_key,
+        attempt_keys=attempt_keys,
         flow_run_id=flow_run_id,
         run_count=run_count,
         failed=failed_steps,
@@ -191,17 +317,19 @@ def cutover(
     flow_run_id = str(flow_run.id or "local")
     STOPPING.clear()  # a flow run in a process that ran a cancelled one before (tests) starts afresh
     journal: Journal = run_journal(flow_run_id)
-    if run_journal_rules.unfinished_rollback(journal):
+    if rules.unfinished_rollback(journal):
         return Failed(
             message=f"a rollback of this run did not finish; finish it first (cutover rollback {flow_run_id}), then retry"
         )
-    attempt_key = run_journal_rules.attempt_key(flow_run_id, journal)
-    audit = workspace.run_dir(loaded.cutover, attempt_key) / "audit.jsonl"
+    now = rules.attempts(flow_run_id, journal)
+    run_key = now.run  # the run's own things (plan, audit log, sizes); each step works under its application's key
+    keys = {app.name: now.of(app.name) for app in loaded.applications}
+    audit = workspace.run_dir(loaded.cutover, run_key) / "audit.jsonl"
     configure_logging(audit_file=audit, console=True)
-    log.info("cutover_started", cutover=loaded.cutover, attempt_key=attempt_key, audit_file=str(audit))
+    log.info("cutover_started", cutover=loaded.cutover, attempt_key=run_key, audit_file=str(audit))
 
-    checked = preflight.with_options(cache_policy=NO_CACHE, tags=[f"{ATTEMPT_TAG}{attempt_key}", "phase:preflight"])(
-        runbook_path, live=True, outside_window=outside_window, attempt_key=attempt_key
+    checked = preflight.with_options(cache_policy=NO_CACHE, tags=[f"{ATTEMPT_TAG}{run_key}", "phase:preflight"])(
+        runbook_path, live=True, outside_window=outside_window, attempt_keys=keys
     )
     if not checked["ok"]:
         report = Report.from_dict(checked)
@@ -212,60 +340,85 @@ def cutover(
         )
     sizes = measure_sizes.with_options(
         task_run_name="preflight/sizes",
-        cache_key_fn=lambda *_: f"{loaded.cutover}:{attempt_key}:preflight/sizes",
+        cache_key_fn=lambda *_: f"{loaded.cutover}:{run_key}:preflight/sizes",
         persist_result=True,
     )(runbook_path)
     plan = build_plan(loaded, sizes=sizes)
-    plans.remember(journal, flow_run_id, attempt_key, plan)  # the rollback and the summary read the plan that ran
+    plans.remember(journal, flow_run_id, run_key, plan)  # the rollback and the summary read the plan that ran
     log.info("plan_built", steps=len(plan.steps), critical_path_s=round(plan.estimate_s), methods=plan.methods)
     ensure_limits(loaded)
 
-    after = after_point_of_no_return(plan)
-    futures: dict[str, PrefectFuture[Any]] = {}
-    submit_steps(runbook_path, loaded, plan, attempt_key, flow_run_id, set(plan.steps) - after, futures)
-    wait_or_stop(futures)
-    rollback: dict[str, Any] | None = None
+    run = Progress(runbook_path, loaded, plan, now, flow_run_id)
+    before_gates, held, after = stages(plan)
     decision: dict[str, Any] | None = None
-    failures = [sid for sid, future in futures.items() if failed(future.state)]
-    if not failures:
-        submit_steps(runbook_path, loaded, plan, attempt_key, flow_run_id, after, futures)
-        wait_or_stop(futures)
-        failures = [sid for sid, future in futures.items() if failed(future.state)]
+    going = True
+    for stage in (before_gates, held):
+        run.submit(stage)
+        unfinished = run.unfinished(stage)
+        if any(failed(run.futures[sid].state) for sid in unfinished):
+            going = run.roll_back(unfinished)
+        if not going:
+            break
+    if going:
+        before = set(run.futures)
+        run.submit(after)
+        failures = [sid for sid in run.failures() if sid not in before]
         if failures:
             crossed = past_point_of_no_return(
                 plan,
-                started={sid for sid, future in futures.items() if started(future.state)},
-                completed={sid for sid, future in futures.items() if future.state.is_completed()},
-                dns_switched=lambda: ponr.switched_anything(loaded, journal, attempt_key),
+                started=run.started(),
+                completed={sid for sid, future in run.futures.items() if future.state.is_completed()},
+                dns_switched=lambda: ponr.switched_anything(loaded, journal, keys),
             )
-            if crossed:
-                decision = ask_past_the_point.with_options(tags=[f"{ATTEMPT_TAG}{attempt_key}", "decision"])(
+            if not crossed:  # a switch that switched nothing: as before the point
+                run.roll_back(failures)
+            else:
+                decision = ask_past_the_point.with_options(tags=[f"{ATTEMPT_TAG}{run_key}", "decision"])(
                     runbook_path,
-                    attempt_key,
+                    run_key,
+                    keys,
                     flow_run_id,
                     flow_run.run_count or 1,
-                    {sid: failure_message(futures[sid].state) for sid in failures},
+                    {sid: failure_message(run.futures[sid].state) for sid in failures},
                     decision_timeout_s,
                 )
-    if failures and (decision is None or (decision["roll_back"] and decision["acknowledged"])):
-        done = {sid for sid, future in futures.items() if started(future.state)}
-        rollback = run_rollback(runbook_path, loaded, plan, done, attempt_key, flow_run_id)
+                if decision["roll_back"] and decision["acknowledged"]:
+                    _roll_back_all(run)
 
-    states = {sid: futures[sid].state if sid in futures else None for sid in plan.steps}
-    results = {sid: future.result() for sid, future in futures.items() if future.state.is_completed()}
-    errors = {sid: failure_message(futures[sid].state) for sid in failures}
+    states = {sid: run.futures[sid].state if sid in run.futures else None for sid in plan.steps}
+    results = {sid: future.result() for sid, future in run.futures.items() if future.state.is_completed()}
+    errors = {sid: failure_message(run.futures[sid].state) for sid in run.failures()}
+    rollback = run.rollback_summary()
     summary = summarize(loaded, plan, states, results, rollback=rollback, decision=decision, errors=errors)
     create_markdown_artifact(summary_markdown(summary), key=SUMMARY_ARTIFACT, description=f"Cutover {loaded.cutover}: summary")
-    log.info("cutover_finished", ok=summary["ok"], failed=summary["failed_steps"], rolled_back=bool(rollback))
+    log.info("cutover_finished", ok=summary["ok"], failed=summary["failed_steps"], rolled_back=list(run.rolled_back))
     if not summary["ok"]:
         return Failed(message=_failure_message(loaded.cutover, errors, rollback, decision), data=summary)
     return summary
+
+
+def _roll_back_all(run: Progress) -> None:
+    """Past the point of no return, an acknowledged rollback undoes every application still going."""
+    reasons = {name: "rolled back past the point of no return" for name in run.active}
+    outcome = run_rollback(
+        run.runbook_path, run.runbook, run.plan, run.started(), run.keys, run.attempts.run, run.flow_run_id, list(reasons)
+    )
+    outcome["why"] = reasons
+    run.rollbacks.append(outcome)
+    run.rolled_back.update(reasons)
+    run.active = []
 
 
 def _failure_message(name: str, errors: dict[str, str], rollback: dict[str, Any] | None, decision: dict[str, Any] | None) -> str:
     failed = "; ".join(f"{sid} ({error})" for sid, error in errors.items())
     what = f"cutover {name} did not complete: failed {failed or 'steps not run'}"
     if rollback is not None:
+        if rollback["rolled_back"] and rollback.get("partial"):
+            back = ", ".join(rollback["applications"])
+            return (
+                what
+                + f"; partly cut over: rolled back {back} (undone: {', '.join(rollback['undone']) or 'nothing had changed'}); the others went on"
+            )
         if rollback["rolled_back"]:
             return what + "; rolled back: " + (", ".join(rollback["undone"]) or "nothing had changed")
         return (

@@ -12,6 +12,7 @@ the source. A run that is still running or paused is refused: cancel it or answe
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -20,7 +21,7 @@ import structlog
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterTags
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import State, StateType
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Failed
@@ -48,17 +49,14 @@ def attempt_tag(run_key: str) -> str:
     return f"{ATTEMPT_TAG}{run_key}"
 
 
-def started_steps(cutover_run: str, run_key: str) -> dict[str, StateType]:
-    """Step id -> latest state type, for every step task run of generation ``run_key``."""
-    found: dict[str, tuple[Any, StateType]] = {}
+def task_runs_of(cutover_run: str) -> dict[str, list[tuple[Any, StateType, list[str]]]]:
+    """Step id -> (when, latest state type, tags) of every step task run of the run."""
+    found: dict[str, list[tuple[Any, StateType, list[str]]]] = {}
     with get_client(sync_client=True) as client:
         offset = 0
         while True:
             page = client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(cutover_run)])),
-                task_run_filter=TaskRunFilter(tags=TaskRunFilterTags(all_=[attempt_tag(run_key)])),
-                limit=_PAGE,
-                offset=offset,
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(cutover_run)])), limit=_PAGE, offset=offset
             )
             for task_run in page:
                 if task_run.name.startswith(PREFIX) or task_run.state is None:
@@ -66,18 +64,26 @@ def started_steps(cutover_run: str, run_key: str) -> dict[str, StateType]:
                 if task_run.start_time is None and task_run.state.type != StateType.COMPLETED:
                     continue  # never began: ended (Crashed, Cancelled) while it waited; a Cached one counts
                 when = task_run.start_time or task_run.created
-                seen = found.get(task_run.name)
-                if seen is None or when >= seen[0]:
-                    found[task_run.name] = (when, task_run.state.type)
+                found.setdefault(task_run.name, []).append((when, task_run.state.type, list(task_run.tags)))
             if len(page) < _PAGE:
                 break
             offset += _PAGE
-    return {
-        name: state_type for name, (_, state_type) in found.items() if state_type not in (StateType.PENDING, StateType.SCHEDULED)
-    }
+    return found
 
 
-def plan_that_ran(runbook: Any, journal: Any, flow_run_id: str, attempt_key: str, steps: dict[str, StateType]) -> Any:
+def started_steps(runs: dict[str, list[tuple[Any, StateType, list[str]]]], expected_tag: dict[str, str]) -> dict[str, StateType]:
+    """Step id -> latest state type, for every step whose task runs carry the tag of its
+    application's attempt being undone (``expected_tag``: step id -> tag)."""
+    steps: dict[str, StateType] = {}
+    for name, seen in runs.items():
+        tag = expected_tag.get(name)
+        mine = sorted((r for r in seen if tag in r[2]), key=lambda r: r[0])
+        if mine and mine[-1][1] not in (StateType.PENDING, StateType.SCHEDULED):
+            steps[name] = mine[-1][1]
+    return steps
+
+
+def plan_that_ran(runbook: Any, journal: Any, flow_run_id: str, attempt_key: str, steps: Collection[str]) -> Any:
     """The plan the attempt ran (the journal's ``plan-<attempt>``); for a run from before
     plans were kept, the runbook planned again with the methods its task runs show."""
     plan = plans.recall(journal, flow_run_id, attempt_key)
@@ -126,17 +132,24 @@ def rollback(
     # an unfinished rollback is finished (its compensations are idempotent); otherwise the
     # run's current generation is undone
     journal = run_journal(cutover_run)
-    run_key = rules.unfinished_rollback(journal) or rules.attempt_key(cutover_run, journal)
+    pending = rules.unfinished_rollback(journal)
+    if pending is not None:  # finish it: the same keys again (compensations are idempotent)
+        keys, run_key = dict(pending["of"]), str(pending["run"])
+    else:
+        now = rules.attempts(cutover_run, journal)
+        keys, run_key = {app.name: now.of(app.name) for app in loaded.applications}, now.run
     configure_logging(console=True)
-    steps = started_steps(cutover_run, run_key)
-    plan = plan_that_ran(loaded, journal, cutover_run, run_key, steps)
+    runs = task_runs_of(cutover_run)
+    plan = plan_that_ran(loaded, journal, cutover_run, run_key, runs)
+    expected = {sid: attempt_tag(keys[step.application]) for sid, step in plan.steps.items() if step.application in keys}
+    steps = started_steps(runs, expected)
     crossed = past_point_of_no_return(
         plan,
         started=set(steps),
         completed={sid for sid, state in steps.items() if state == StateType.COMPLETED},
-        dns_switched=lambda: switched_anything(loaded, journal, run_key),
+        dns_switched=lambda: switched_anything(loaded, journal, keys),
     )
-    writes = writes_since_switch(loaded, journal, run_key) if crossed else {}
+    writes = writes_since_switch(loaded, journal, keys) if crossed else {}
     log.warning(
         "rollback_requested", cutover_run=cutover_run, run_key=run_key, started=len(steps), past_point_of_no_return=bool(crossed)
     )
@@ -146,7 +159,7 @@ def rollback(
             message=f"flow run {cutover_run} is past the point of no return (rows written on the target since the switch: "
             f"{counted}); roll back with acknowledge_writes_lost to accept that those writes will not be on the source"
         )
-    outcome = run_rollback(runbook_path, loaded, plan, set(steps), run_key, cutover_run)
+    outcome = run_rollback(runbook_path, loaded, plan, set(steps), keys, run_key, cutover_run, list(keys))
     outcome.update({"cutover_run": cutover_run, "writes_since_switch": writes})
     create_markdown_artifact(
         rollback_markdown(loaded.cutover, outcome), key="cutover-rollback", description=f"Rollback of {cutover_run}"

@@ -19,13 +19,14 @@ ARTIFACT = "cutover-preflight"
 
 
 @task(name="preflight", task_run_name="preflight")
-def preflight(runbook_path: str, live: bool, outside_window: bool, attempt_key: str | None = None) -> dict[str, Any]:
-    """The report as a dict (``ok``, ``items``). ``attempt_key``: in a cutover run, the
-    run's attempt, whose own target databases (from an earlier attempt) are fine."""
+def preflight(runbook_path: str, live: bool, outside_window: bool, attempt_keys: dict[str, str] | None = None) -> dict[str, Any]:
+    """The report as a dict (``ok``, ``items``). ``attempt_keys``: in a cutover run, each
+    application's attempt, whose own target databases (from an earlier try) are fine."""
     runbook = runbook_at(runbook_path)
 
-    def own(comment: str) -> bool:
-        return attempt_key is not None and comment in (f"{MARKER_PREFIX}{attempt_key}", f"{MARKER_PREFIX}{attempt_key}:imported")
+    def own(application: str, comment: str) -> bool:
+        key = (attempt_keys or {}).get(application)
+        return key is not None and comment in (f"{MARKER_PREFIX}{key}", f"{MARKER_PREFIX}{key}:imported")
 
     report = check_everything(
         runbook,

@@ -37,12 +37,20 @@ from tasks.step_run import emit, run_step
 SLOT_LEASE_S = 60.0  # the shortest lease the Prefect API accepts
 
 
-def context(runbook_path: str, step: Step, attempt_key: str, flow_run_id: str, upstream: dict[str, Any]) -> StepContext:
+def context(
+    runbook_path: str,
+    step: Step,
+    attempt_key: str,
+    flow_run_id: str,
+    run_key: str,
+    upstream: dict[str, Any],
+    rolled_back: dict[str, str] | None = None,
+) -> StepContext:
     runbook = runbook_at(runbook_path)
     journal = run_journal(flow_run_id)
-    plan = plans.recall(journal, flow_run_id, attempt_key)
+    plan = plans.recall(journal, flow_run_id, run_key)
     if plan is None:
-        raise PermanentStepError(f"{step.id}: no plan was kept for attempt {attempt_key} of the run")
+        raise PermanentStepError(f"{step.id}: no plan was kept for attempt {run_key} of the run")
     return StepContext(
         runbook=runbook,
         plan=plan,
@@ -55,6 +63,7 @@ def context(runbook_path: str, step: Step, attempt_key: str, flow_run_id: str, u
         progress=TransferProgress(f"{step.id}: bytes to the target", runbook.cutover, step.id, step.phase),
         emit=lambda event, resource, payload: emit(runbook.cutover, event, resource, payload, phase=step.phase),
         ask=prefect_ask,
+        rolled_back=rolled_back or {},
     )
 
 
@@ -81,17 +90,27 @@ def _slots(names: list[str]) -> Iterator[None]:
 
 
 @task(name="step")
-def run(runbook_path: str, step: Step, attempt_key: str, flow_run_id: str, upstream: dict[str, Any]) -> StepResult:
-    """Run ``step`` of the run's attempt ``attempt_key``; its result (persisted and cached)."""
-    ctx = context(runbook_path, step, attempt_key, flow_run_id, upstream)
+def run(
+    runbook_path: str,
+    step: Step,
+    attempt_key: str,
+    flow_run_id: str,
+    run_key: str,
+    upstream: dict[str, Any],
+    rolled_back: dict[str, str] | None = None,
+) -> StepResult:
+    """Run ``step`` under ``attempt_key``, as part of the run's attempt ``run_key`` (whose
+    plan it reads); its result (persisted and cached). ``rolled_back``: the applications
+    this attempt sent back to the old site, and why (a gate shows them)."""
+    ctx = context(runbook_path, step, attempt_key, flow_run_id, run_key, upstream, rolled_back)
     with _slots(slot_names(ctx.runbook, step)):
         return run_step(ctx.runbook.cutover, step.id, step.phase, lambda: RUN[step.phase](ctx))
 
 
 @task(name="rollback")
-def compensate(runbook_path: str, step: Step, attempt_key: str, flow_run_id: str) -> CompensationResult:
+def compensate(runbook_path: str, step: Step, attempt_key: str, flow_run_id: str, run_key: str) -> CompensationResult:
     """Undo ``step`` of the attempt ``attempt_key`` (see cutover.phases.registry)."""
-    ctx = context(runbook_path, step, attempt_key, flow_run_id, {})
+    ctx = context(runbook_path, step, attempt_key, flow_run_id, run_key, {})
     return run_step(
         ctx.runbook.cutover, rollback_id(step.id), "rollback", lambda: COMPENSATE[step.phase](ctx), done="compensated"
     )

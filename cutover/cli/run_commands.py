@@ -96,9 +96,10 @@ def print_summary(summary: dict[str, Any]) -> None:
     applications = summary.get("applications") or {}
     if applications:
         width = max(len(name) for name in applications)
-        print(f"\n{'application':<{width}}  {'smoke':<8} dns")
+        print(f"\n{'application':<{width}}  {'smoke':<8} {'dns':<9} where it is now")
         for name, app in applications.items():
-            print(f"{name:<{width}}  {app.get('smoke') or '-':<8} {app.get('dns') or '-'}")
+            why = f" ({app['rolled_back']})" if app.get("rolled_back") else ""
+            print(f"{name:<{width}}  {app.get('smoke') or '-':<8} {app.get('dns') or '-':<9} {app.get('site', '-')}{why}")
     failed = summary.get("failed_steps")
     if failed:
         print(f"\nfailed steps: {', '.join(failed)}")

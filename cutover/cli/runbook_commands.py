@@ -50,11 +50,21 @@ def plan(
         bool, typer.Option("--timeline", help="predict the finish (P50/P90) against the window from earlier runs")
     ] = False,
     api: Annotated[str | None, typer.Option("--api", help="Prefect API with the earlier runs (default: PREFECT_API_URL)")] = None,
+    what_if: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--what-if",
+            help="an application that fails for good (repeat for several): what the run would roll back",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Show the steps a cutover will run, their order and the critical path."""
     from cutover.plan import build_plan, render
 
     loaded = load_or_exit(runbook)
+    if what_if:
+        raise typer.Exit(print_what_if(loaded, what_if))
     if timeline:
         from cutover.cli.status_page_commands import print_timeline
 
@@ -62,6 +72,30 @@ def plan(
     built = build_plan(loaded)
     out = {"text": render.as_text, "json": render.as_json, "mermaid": render.as_mermaid}[format.value](built)
     sys.stdout.write(out + "\n")
+
+
+def print_what_if(runbook: Runbook, failing: list[str]) -> int:
+    """Print what a failure of ``failing`` before the point of no return rolls back under the
+    runbook's on_failure, and what goes on; 2 for an application the runbook does not have."""
+    from cutover.plan.affected import affected_by, groups_of
+    from cutover.runbook.suggest import did_you_mean
+
+    names = [app.name for app in runbook.applications]
+    unknown = [name for name in failing if name not in names]
+    if unknown:
+        print(f"cutover plan: --what-if {unknown[0]}: no such application" + did_you_mean(unknown[0], names), file=sys.stderr)
+        return 2
+    back = affected_by(runbook, failing)
+    print(f"on_failure: {runbook.on_failure}; if {', '.join(failing)} failed for good before the point of no return:")
+    print(f"\nrolled back to the old site ({len(back)}):")
+    for name, why in back.items():
+        print(f"  {name}: {why}")
+    going = [name for name in names if name not in back]
+    print(f"\ngo on to their gate and switch ({len(going)}): {', '.join(going) or 'none'}")
+    together = {name: others for name, others in groups_of(runbook).items() if others}
+    if together:
+        print("\nmove together: " + "; ".join(f"{name} with {', '.join(others)}" for name, others in together.items()))
+    return 0
 
 
 class SchemaFormat(StrEnum):

@@ -72,6 +72,7 @@ class StepContext:
     progress: Progress | None = None
     emit: Emit = _no_events
     ask: Ask | None = None
+    rolled_back: Mapping[str, str] = field(default_factory=dict)  # applications sent back in this attempt, and why
 
     @property
     def app(self) -> Application:

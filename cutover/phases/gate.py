@@ -28,7 +28,9 @@ WAITING, OVERDUE, DECIDED = GATE_EVENTS
 def decide(ctx: StepContext) -> GateResult:
     runbook, step = ctx.runbook, ctx.step
     spec = runbook.gate(step.gate or "")
-    covered = [a.name for a in runbook.applications] if spec.applications == "all" else list(spec.applications)
+    named = [a.name for a in runbook.applications] if spec.applications == "all" else list(spec.applications)
+    covered = [name for name in named if name not in ctx.rolled_back]
+    held_back = {name: ctx.rolled_back[name] for name in named if name in ctx.rolled_back}
     changes = dns.planned_changes(runbook, [runbook.application(name) for name in covered])
     plan_digest = dns_plan_digest(changes)
 
@@ -58,8 +60,9 @@ def decide(ctx: StepContext) -> GateResult:
         description=spec.description,
         applications=covered,
         approvers=approvers,
-        evidence={sid: ctx.read(sid) for sid in step.reads},
-        steps={sid: ctx.plan.steps[sid] for sid in step.reads},
+        evidence={sid: ctx.read(sid) for sid in step.reads if sid in ctx.upstream},
+        steps={sid: ctx.plan.steps[sid] for sid in step.reads if sid in ctx.upstream},
+        rolled_back=held_back,
         dns_changes=changes,
         patience=patience,
     )
@@ -68,6 +71,7 @@ def decide(ctx: StepContext) -> GateResult:
         "gate": spec.name,
         "applications": covered,
         "approvers": approvers,
+        "rolled_back": held_back,
         "command": gate_command(ctx.flow_run_id, spec.name),
     }
     payload = {"flow_run_id": ctx.flow_run_id, **question, "timeout_s": spec.timeout_s, "on_timeout": spec.on_timeout}

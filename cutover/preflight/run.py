@@ -39,14 +39,15 @@ def preflight(
     live: bool = False,
     outside_window: bool = False,
     ttl_journal: TtlRecord | None = None,
-    target_marker: Callable[[str], bool] | None = None,
+    target_marker: Callable[[str, str], bool] | None = None,
     now: datetime | None = None,
 ) -> Report:
     """Check everything ``runbook`` needs, here and now; return the report.
 
     ``live``: this is the first step of a cutover run (being outside the window is red
-    unless ``outside_window``; a TTL lowered too recently is red). ``target_marker(comment)``:
-    whether a target database with that comment belongs to this run (a retry finds its own)."""
+    unless ``outside_window``; a TTL lowered too recently is red). ``target_marker(application, comment)``:
+    whether a target database of that application with that comment belongs to this run
+    (a retry finds its own)."""
     report = Report(runbook.cutover)
     now = now or datetime.now(UTC)
     _window(report, runbook, now, live, outside_window)
@@ -139,7 +140,9 @@ def _secrets(report: Report, runbook: Runbook) -> set[str]:
 # --- PostgreSQL -------------------------------------------------------------------------
 
 
-def _postgres(report: Report, runbook: Runbook, missing: set[str], target_marker: Callable[[str], bool] | None) -> dict[str, int]:
+def _postgres(
+    report: Report, runbook: Runbook, missing: set[str], target_marker: Callable[[str, str], bool] | None
+) -> dict[str, int]:
     """Every source and target cluster: reachable, privileges, tools; source sizes by
     ``app/db`` (what the disk checks need)."""
     from cutover.postgres import dump, privileges
@@ -268,7 +271,7 @@ def _dump_tool(report: Report, site_name: str, endpoint: Any, version: tuple[int
 
 
 def _target_databases(
-    report: Report, runbook: Runbook, site_name: str, admin: Any, target_marker: Callable[[str], bool] | None
+    report: Report, runbook: Runbook, site_name: str, admin: Any, target_marker: Callable[[str, str], bool] | None
 ) -> None:
     from cutover.postgres import dump
 
@@ -278,7 +281,7 @@ def _target_databases(
                 continue
             comment = dump.database_comment(admin, db.target) or ""
             key = f"{app.name}/{db.name}"
-            if target_marker is not None and target_marker(comment):
+            if target_marker is not None and target_marker(app.name, comment):
                 report.add("target", key, Status.ok, f"{db.target} on {site_name} is this run's own, from an earlier attempt")
             elif comment.startswith(dump.MARKER_PREFIX):
                 report.add(

@@ -43,6 +43,7 @@ def check(runbook: Runbook, broken: frozenset[Path_] = frozenset()) -> list[Find
     found += _smoke_sql(runbook)
     found += _dns(runbook, broken)
     found += _gates(runbook, broken)
+    found += _groups(runbook, broken)
     return found
 
 
@@ -324,6 +325,29 @@ def _dns(runbook: Runbook, broken: frozenset[Path_]) -> list[Finding]:
             zone = runbook.dns.zone
             if record.name != zone and not record.name.endswith("." + zone):
                 found.append(Finding(path, f"record {record.name} is outside the zone {zone}"))
+    return found
+
+
+def _groups(runbook: Runbook, broken: frozenset[Path_]) -> list[Finding]:
+    """Applications named by move_together groups and by a database's shared_with exist."""
+    found: list[Finding] = []
+    names = _known_apps(runbook, broken)
+    if names is None:
+        return found
+    for i, group in _items(runbook.move_together):
+        for j, name in enumerate(group or []):
+            if name not in names:
+                found.append(Finding(("move_together", i, j), f"unknown application '{name}'" + did_you_mean(name, names)))
+        if group is not None and len(set(group)) < 2:
+            found.append(Finding(("move_together", i), "a group that moves together needs two applications or more"))
+    for i, app in _apps(runbook):
+        for j, db in _items(app.databases):
+            for k, name in enumerate(db.shared_with or []):
+                path = ("applications", i, "databases", j, "shared_with", k)
+                if name not in names:
+                    found.append(Finding(path, f"unknown application '{name}'" + did_you_mean(name, names)))
+                elif name == app.name:
+                    found.append(Finding(path, f"'{app.name}' moves the database itself; shared_with names the others"))
     return found
 
 

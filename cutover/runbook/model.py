@@ -239,6 +239,11 @@ class DatabaseMove(Model):
         "rename", description="what rollback does with the imported target database"
     )
     size_bytes: int | None = Field(None, ge=0, le=MAX_BYTES, description="expected size, for planning")
+    shared_with: list[Name] = Field(
+        [],
+        max_length=100,
+        description="other applications that use this database too: it moves once, with this application, and they all move together",
+    )
 
     @property
     def target(self) -> str:
@@ -358,6 +363,16 @@ class Runbook(Model):
     window: Window = Field(description="when the cutover may run")
     point_of_no_return: Literal["dns_switch", "finalize"] = Field(
         "dns_switch", description="from this phase on, failures pause for a decision instead of rolling back"
+    )
+    on_failure: Literal["roll_back_all", "roll_back_affected"] = Field(
+        "roll_back_all",
+        description="before the point of no return, a failure rolls back every application (roll_back_all), or only the "
+        "application that failed, what depends on it and what moves with it (roll_back_affected); the others go on",
+    )
+    move_together: list[list[Name]] = Field(
+        [],
+        max_length=1000,
+        description="groups of applications that move together: a failure of one rolls back all of them",
     )
     defaults: Defaults = Field(Defaults(), description="retries, timeouts, concurrency")
     sites: dict[Name, Site] = Field(description="the old site and the new one, by name")

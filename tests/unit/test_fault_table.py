@@ -12,6 +12,7 @@ SCENARIO_FILES = (
     "tests/integration/test_crash_and_cancel.py",
     "tests/integration/test_retry_after_failure.py",
     "tests/integration/test_decisions.py",
+    "tests/integration/test_partial_rollback.py",
 )
 
 

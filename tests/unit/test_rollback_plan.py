@@ -7,7 +7,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cutover.journal import MemoryJournal, attempt_key, begin_rollback, end_rollback, unfinished_rollback
+from cutover.journal import MemoryJournal, attempt_key, attempts, begin_rollback, end_rollback, unfinished_rollback
 from cutover.plan import build_plan
 from cutover.plan.rollback import plan_rollback, rollback_id
 from cutover.runbook import load_runbook, parse_runbook
@@ -80,17 +80,24 @@ def test_journal_variable_names_that_clean_up_alike_stay_apart():
     assert variable_name("run", "dns-" + "x" * 300) != variable_name("run", "dns-" + "x" * 301)
 
 
-def test_attempt_key_changes_with_each_rollback():
+def test_attempt_keys_change_for_the_applications_each_rollback_undoes_and_only_for_them():
     run = "0b7f6c2e-1111-4222-8333-444455556666"
     journal = MemoryJournal()
-    assert attempt_key(run, journal, 0) == run
-    assert attempt_key(run, journal, 1) != attempt_key(run, journal, 2) != run
+    now = attempts(run, journal)
+    assert now.of("gis") == now.of("portaal") == now.run == run
     assert attempt_key(run, journal) == run
-    begin_rollback(journal, run)
-    assert unfinished_rollback(journal) == run, "a rollback that began is unfinished until it ends"
-    assert attempt_key(run, journal) == f"{run}.g1", "a retry after a rollback is the run's next generation"
-    end_rollback(journal, run, finished=True)
+    begin_rollback(journal, run, {"gis": now.of("gis")}, now.run)
+    assert unfinished_rollback(journal) == {"of": {"gis": run}, "run": run, "finished": False}
+    later = attempts(run, journal)
+    assert later.of("gis") == f"{run}.g1", "a retry moves the rolled-back application again"
+    assert later.of("portaal") == run, "an application that was not rolled back keeps its finished steps"
+    assert later.run == f"{run}.g1" and later.of_gate(["gis", "portaal"]) == f"{run}.g1-0"
+    begin_rollback(journal, run, {"gis": now.of("gis")}, now.run)  # finishing the same rollback again
+    assert attempts(run, journal).of("gis") == f"{run}.g1", "counted once"
+    end_rollback(journal, finished=True)
     assert unfinished_rollback(journal) is None
+    begin_rollback(journal, run, {"gis": later.of("gis"), "portaal": later.of("portaal")}, later.run)
+    assert attempts(run, journal).of_gate(["gis", "portaal"]) == f"{run}.g2-1"
 
 
 def test_the_point_of_no_return_is_crossed_only_by_what_cannot_be_undone():
