@@ -53,11 +53,19 @@ class ActionOutcome:
         return "ok"
 
 
+# Steps that always look again (smoke, source check, post-switch) and compensations run
+# uncached, and Prefect persists no result without a cache key: their outcomes travel in
+# their completed event (``figures()``), where the report finds them.
+
+
 @dataclass(frozen=True)
 class ActionsResult(StepResult):
     """start, smoke, finalize: every action in order."""
 
     results: list[ActionOutcome] = field(default_factory=list)
+
+    def figures(self) -> dict[str, Any]:
+        return {"checks": [asdict(outcome) for outcome in self.results]}
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,9 @@ class PostSwitchResult(StepResult):
     """The checks through the switched names."""
 
     checks: list[ActionOutcome] = field(default_factory=list)
+
+    def figures(self) -> dict[str, Any]:
+        return {"checks": [asdict(outcome) for outcome in self.checks]}
 
 
 # --- freeze and the source ----------------------------------------------------------------
@@ -100,6 +111,9 @@ class SourceProof:
 @dataclass(frozen=True)
 class SourceCheckResult(StepResult):
     databases: list[SourceProof] = field(default_factory=list)
+
+    def figures(self) -> dict[str, Any]:
+        return {"proofs": {p.database: p.proof for p in self.databases}}
 
 
 # --- moving a database --------------------------------------------------------------------
@@ -241,3 +255,6 @@ class CompensationResult(StepResult):
 
     done: str
     details: dict[str, Any] = field(default_factory=dict)
+
+    def figures(self) -> dict[str, Any]:
+        return {"done": self.done, "details": self.details}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -20,21 +21,23 @@ from uuid import UUID
 import structlog
 
 from cutover import audit
-from cutover.event_names import CUTOVER_FLOW, CUTOVER_PREFIX, STEP_PROGRESS
+from cutover.event_names import CUTOVER_FLOW, CUTOVER_PREFIX, DECISION_DECIDED, STEP_COMPENSATED, STEP_COMPLETED, STEP_PROGRESS
 from cutover.journal import Journal
 from cutover.orchestration import OrchestrationError
 from cutover.orchestration.api import prefect_client, ui_url_for
 from cutover.plan.build import Plan
+from cutover.plan.rollback import PREFIX as ROLLBACK_PREFIX
 from cutover.report import facts
 from cutover.report.record import EventRecord, FlowRunRecord, RunbookFacts, RunRecord, StateChange, TaskRunRecord
+from cutover.results import ActionOutcome, ActionsResult, CompensationResult, PostSwitchResult, SourceCheckResult, SourceProof
 
 log = structlog.get_logger()
 
 ROLLBACK_FLOW = "cutover-rollback"  # flows/rollback_flow.py
+PONR_TASK = "point-of-no-return"  # flows/cutover_flow.py's question past the point of no return
 ATTEMPT_TAG = "attempt:"  # tasks.common.ATTEMPT_TAG: the attempt key a task run belongs to
 _PAGE = 200
 _EVENT_PAGE = 50  # the most the events API returns per page
-_FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 JournalOf = Callable[[str], Journal]
 
@@ -117,13 +120,14 @@ def _task_runs(client: Any, flow_run_ids: list[UUID]) -> list[Any]:
 
 
 def _settled_task_runs(client: Any, flow_run_ids: list[UUID], settle_s: float) -> list[Any]:
-    """The task runs; with ``settle_s``, once every one has a final state (their states
+    """The task runs; with ``settle_s``, once none is still shown running (their states
     reach the server through events, a little after the flow run's own), or when that
-    time has passed."""
+    time has passed. A step that never started (it waited for one that failed) stays
+    pending for good: that is settled too."""
     deadline = time.monotonic() + settle_s
     while True:
         runs = _task_runs(client, flow_run_ids)
-        if all(r.state is not None and r.state.type.value in _FINAL for r in runs) or time.monotonic() >= deadline:
+        if not any(r.state is None or r.state.type.value == "RUNNING" for r in runs) or time.monotonic() >= deadline:
             return runs
         time.sleep(0.5)
 
@@ -132,8 +136,11 @@ def _result(task_run: Any) -> tuple[Any, str]:
     state = task_run.state
     if state is None or state.type.value != "COMPLETED":
         return None, ""
+    if getattr(state.data, "storage_key", "") is None:
+        return None, f"{task_run.name}: Prefect kept no result of it"  # an uncached step: see _recovered
     try:
-        return state.result(raise_on_failure=False), ""
+        # no retries: a result that cannot be read now will not be readable a second later
+        return state.result(raise_on_failure=False, retry_result_failure=False), ""
     except Exception as exc:  # storage gone, a result from another version of the code
         return None, f"{task_run.name}: the persisted result could not be read ({type(exc).__name__})"
 
@@ -187,6 +194,31 @@ def _event(event: Any) -> EventRecord:
         payload=dict(event.payload or {}),
         task_run_id=task_run,
     )
+
+
+def _recovered(task_run: TaskRunRecord, events: list[EventRecord]) -> Any:
+    """The result of a completed step or compensation that Prefect kept no result of (they
+    run uncached: see cutover.results), from the figures its completed event carries."""
+    if task_run.name == PONR_TASK:  # its answer is its decided event
+        decided = [e for e in events if e.task_run_id == task_run.id and e.event == DECISION_DECIDED]
+        return {k: v for k, v in decided[-1].payload.items() if k != "flow_run_id"} if decided else None
+    done = [e for e in events if e.task_run_id == task_run.id and e.event in (STEP_COMPLETED, STEP_COMPENSATED)]
+    if not done:
+        return None
+    payload = done[-1].payload
+    phase = task_run.name.rsplit("/", 1)[-1]
+    try:
+        if task_run.name.startswith(ROLLBACK_PREFIX) and "done" in payload:
+            return CompensationResult(str(payload["done"]), dict(payload.get("details") or {}))
+        if phase in ("start", "smoke", "finalize") and "checks" in payload:
+            return ActionsResult(results=[ActionOutcome(**c) for c in payload["checks"]])
+        if phase == "post-switch" and "checks" in payload:
+            return PostSwitchResult(checks=[ActionOutcome(**c) for c in payload["checks"]])
+        if phase == "source-check" and "proofs" in payload:
+            return SourceCheckResult(databases=[SourceProof(db, str(proof)) for db, proof in payload["proofs"].items()])
+    except (TypeError, AttributeError):  # an event of another version of the code
+        return None
+    return None
 
 
 def _journal_entries(journal: Journal, attempts: list[str]) -> dict[str, Any]:
@@ -243,14 +275,19 @@ def gather(
         run = _flow_run(client, flow_run, flow_name)
         others = [_flow_run(client, r, ROLLBACK_FLOW) for r in _rollback_runs(client, cutover_run)]
         ids = [UUID(run.id), *(UUID(o.id) for o in others)]
-        task_runs = []
-        for raw in _settled_task_runs(client, ids, settle_s):
-            record, missing = _task_run(raw)
-            task_runs.append(record)
-            if missing:
-                notes.append(missing)
         since = (flow_run.created or datetime.now(UTC)) - timedelta(minutes=1)
+        raw_runs = _settled_task_runs(client, ids, settle_s)
         events = [_event(e) for e in _event_pages(client, ids, since)]
+        task_runs = []
+        for raw in raw_runs:
+            record, missing = _task_run(raw)
+            if record.state_type == "COMPLETED" and record.result is None:
+                found = _recovered(record, events)
+                if found is not None:
+                    record, missing = replace(record, result=found, result_missing=""), ""
+            task_runs.append(record)
+            if missing and not record.name.startswith("preflight"):
+                notes.append(missing)
         journal = journal_of(cutover_run)
         attempts = sorted({t.attempt for t in task_runs if t.attempt})
         entries = _journal_entries(journal, attempts)

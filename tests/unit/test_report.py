@@ -182,3 +182,32 @@ def test_dump_files_show_where_they_lived_and_when_they_were_removed_or_say_not_
     assert there.removed_at is None and there.mode is None
     markdown = render(report, "md")
     assert "removed 2027-07-16 16:03:00 UTC" in markdown and "mode not recorded; removed not recorded" in markdown
+
+
+def test_an_uncached_steps_result_is_taken_from_the_figures_of_its_completed_event():
+    from cutover.report.gather import _recovered
+    from cutover.results import ActionOutcome, ActionsResult, CompensationResult, SourceCheckResult, SourceProof
+    from tests.unit.report_records import T0, _task
+
+    smoke = ActionsResult(results=[ActionOutcome("gis.smoke[0] http", "http", url="http://192.0.2.3:8080/health", status=200)])
+    undo = CompensationResult("renamed to gis_rolled_back_1", {"database": "gis/gis"})
+    checked = SourceCheckResult(databases=[SourceProof("gis/gis", "fingerprint")])
+    for name, result, event in (
+        ("gis/smoke", smoke, "cutover.step.completed"),
+        ("gis/source-check", checked, "cutover.step.completed"),
+        ("rollback/gis/stream/gis", undo, "cutover.step.compensated"),
+    ):
+        run = _task(name, 0, None)
+        payload = json.loads(json.dumps({"duration_s": 1.0, **result.figures()}))  # as the event API gives it back
+        assert _recovered(run, [EventRecord(event, T0, name, payload, run.id)]) == result, name
+        assert _recovered(run, [EventRecord(event, T0, name, payload, "another task run")]) is None
+
+
+def test_the_answer_past_the_point_of_no_return_is_taken_from_its_decided_event():
+    from cutover.report.gather import _recovered
+    from tests.unit.report_records import T0, _task
+
+    run = _task("point-of-no-return", 0, None)
+    answer = {"roll_back": False, "acknowledged": False, "decided_by": "Anna", "reason": "look first", "writes": {"gis/gis": 2}}
+    decided = EventRecord("cutover.decision.decided", T0, "point-of-no-return", {"flow_run_id": "x", **answer}, run.id)
+    assert _recovered(run, [decided]) == answer
