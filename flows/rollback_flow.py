@@ -23,16 +23,19 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterTags
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import ObjectNotFound
+from prefect.runtime import flow_run as current_run
 from prefect.states import Failed
 
 from cutover import journal as rules
 from cutover.errors import RunbookError
 from cutover.log import configure_logging
+from cutover.phases import workspace
 from cutover.phases.point_of_no_return import switched_anything, writes_since_switch
 from cutover.plan import build_plan
 from cutover.plan.build import step_id
 from cutover.plan.rollback import PREFIX, past_point_of_no_return
 from cutover.summary import rollback_markdown
+from flows import report_hook
 from flows.compensations import run_rollback
 from tasks import plans
 from tasks.common import ATTEMPT_TAG, runbook_at
@@ -105,7 +108,7 @@ def run_name() -> str:
         return f"rollback of {target or 'nothing'}"
 
 
-@flow(name="cutover-rollback", flow_run_name=run_name, persist_result=True, log_prints=True)
+@flow(name="cutover-rollback", flow_run_name=run_name, persist_result=True, log_prints=True, **report_hook.hooks("rollback"))
 def rollback(cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_writes_lost: bool = False) -> dict[str, Any]:
     """Roll back cutover flow run ``cutover_run`` (its id), which ran ``runbook``."""
     runbook_path = str(Path(runbook).resolve())
@@ -125,7 +128,7 @@ def rollback(cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_
     # run's current generation is undone
     journal = run_journal(cutover_run)
     run_key = rules.unfinished_rollback(journal) or rules.attempt_key(cutover_run, journal)
-    configure_logging(console=True)
+    configure_logging(audit_file=workspace.run_dir(loaded.cutover, run_key) / f"rollback-{current_run.id}.audit.jsonl", console=True)
     steps = started_steps(cutover_run, run_key)
     plan = plan_that_ran(loaded, journal, cutover_run, run_key, steps)
     crossed = past_point_of_no_return(

@@ -10,7 +10,7 @@ import jinja2
 from markupsafe import Markup
 
 from cutover.report.model import Report
-from cutover.report.words import NOT_RECORDED, OUTCOME_CLASS, count, or_not_recorded, seconds, size, when
+from cutover.report.words import NOT_RECORDED, OUTCOME_CLASS, attempt, count, or_not_recorded, seconds, size, when
 
 
 def _clock(value: str | None) -> str:
@@ -47,6 +47,7 @@ def _environment() -> jinja2.Environment:
         seconds=seconds,
         clock=_clock,
         roles=_roles,
+        attempt=attempt,
         css_string=_css_string,
     )
     return env

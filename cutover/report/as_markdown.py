@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from cutover.report.model import Custody, Report
-from cutover.report.words import NOT_RECORDED, count, listing, or_not_recorded, seconds, size, when
+from cutover.report.words import NOT_RECORDED, attempt, count, listing, or_not_recorded, seconds, size, when
 
 
 def _cell(value: object) -> str:
@@ -176,7 +176,8 @@ def render_markdown(report: Report) -> str:
     if not report.decisions:
         lines += ["No decision was asked for.", ""]
     for decision in report.decisions:
-        lines += [f"### {decision.kind} {decision.name}: {decision.decision}", ""]
+        title = f"{decision.kind} {decision.name}".strip()
+        lines += [f"### {title[:1].upper() + title[1:]}: {decision.decision}", ""]
         lines += _facts(
             [
                 ("decided by", decision.decided_by or NOT_RECORDED),
@@ -195,7 +196,7 @@ def render_markdown(report: Report) -> str:
             [
                 (
                     c.application,
-                    c.attempt or "-",
+                    attempt(c.attempt),
                     c.phase,
                     c.check,
                     c.target or "-",
@@ -228,7 +229,7 @@ def render_markdown(report: Report) -> str:
         [
             (
                 t.name,
-                t.attempt or "-",
+                attempt(t.attempt),
                 t.run,
                 t.state,
                 when(t.started),

@@ -91,7 +91,7 @@ def _point_of_no_return(rec: Recorded, run: TaskRunRecord) -> Decision | None:
         evidence.append(f"no answer within {units.duration(float(timeout))} would have rolled forward")
     return Decision(
         kind="point of no return",
-        name=PONR_TASK,
+        name="",
         applications=[],
         asked_at=iso(waiting[0].occurred) if waiting else iso(run.started),
         decided_at=iso(decided[-1].occurred) if decided else iso(run.ended),

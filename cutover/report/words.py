@@ -49,3 +49,12 @@ def or_not_recorded(value: Any) -> str:
 def listing(values: Iterable[str] | None, empty: str = "none") -> str:
     items = list(values or [])
     return ", ".join(items) if items else empty
+
+
+def attempt(key: str | None) -> str:
+    """An attempt key short enough for a table column: the flow run id's first part, and
+    the generation (``f2289179….g1``); the run's section shows them whole."""
+    if not key:
+        return "-"
+    run, _, generation = key.partition(".")
+    return run[:8] + "…" + (f".{generation}" if generation else "")
