@@ -173,7 +173,16 @@ def run_name() -> str:
     return f"{cutover_name} {datetime.now().astimezone().strftime('%Y-%m-%d %H:%M')}"
 
 
-@flow(name="cutover", flow_run_name=run_name, persist_result=True, log_prints=True, **report_hook.hooks("cutover"))
+@flow(
+    name="cutover",
+    flow_run_name=run_name,
+    persist_result=True,
+    log_prints=True,
+    on_completion=report_hook.AT_CUTOVER_END,
+    on_failure=report_hook.AT_CUTOVER_END,
+    on_crashed=report_hook.AT_CUTOVER_END,
+    on_cancellation=report_hook.AT_CUTOVER_END,
+)
 def cutover(runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600, outside_window: bool = False) -> dict[str, Any]:
     """Run the cutover a runbook describes. Ends Completed only when every step finished
     and verified; otherwise Failed, with the summary of what did and did not happen (and

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prefect import Flow
+from prefect.client.schemas.objects import FlowRun, State
+from prefect.flows import FlowStateHook
 
 from cutover import audit
 from cutover.log import audit_file, flush_logging
@@ -36,8 +39,6 @@ log = structlog.get_logger()
 # how long the report waits for the last of them.
 SETTLE_S = 20.0
 
-Hook = Callable[[Any, Any, Any], None]
-
 
 def _keep_beside_the_run(cutover_run: str, runbook_path: str, audit_name: Callable[[Path], str]) -> None:
     journal = run_journal(cutover_run)
@@ -53,7 +54,7 @@ def _keep_beside_the_run(cutover_run: str, runbook_path: str, audit_name: Callab
         audit.keep(journal, audit_name(path), path)
 
 
-def _attach(flow_run: Any, cutover_run: str) -> None:
+def _attach(flow_run: FlowRun, cutover_run: str) -> None:
     from prefect.client.schemas.actions import ArtifactCreate
 
     api_url = configured_api_url()
@@ -73,29 +74,32 @@ def _attach(flow_run: Any, cutover_run: str) -> None:
     log.info("report_attached", flow_run_id=str(flow_run.id), verdict=report.verdict.outcome, digest=digest)
 
 
-def _hook(kind: str) -> Hook:
-    def at_the_end(flow: Any, flow_run: Any, state: Any) -> None:
-        parameters = dict(flow_run.parameters or {})
-        runbook_path = str(Path(str(parameters.get("runbook", "runbooks/demo.yaml"))).resolve())
-        if kind == "rollback":
-            cutover_run = str(parameters.get("cutover_run", ""))
-            audit_name: Callable[[Path], str] = lambda path: f"rollback-{flow_run.id}"  # noqa: E731
-        else:
-            cutover_run = str(flow_run.id)
-            audit_name = lambda path: path.parent.name  # noqa: E731  (the attempt's work directory)
-        try:
-            _keep_beside_the_run(cutover_run, runbook_path, audit_name)
-            _attach(flow_run, cutover_run)
-        except Exception as exc:  # the report must never change how the run ended
-            log.warning(
-                "report_not_attached", flow_run_id=str(flow_run.id), error=redact_text(f"{type(exc).__name__}: {exc}")[:300]
-            )
-
-    at_the_end.__name__ = f"cutover_report_at_{kind}_end"
-    return at_the_end
+def _at_the_end(kind: str, flow_run: FlowRun) -> None:
+    parameters = dict(flow_run.parameters or {})
+    runbook_path = str(Path(str(parameters.get("runbook", "runbooks/demo.yaml"))).resolve())
+    if kind == "rollback":
+        cutover_run = str(parameters.get("cutover_run", ""))
+        audit_name: Callable[[Path], str] = lambda path: f"rollback-{flow_run.id}"  # noqa: E731
+    else:
+        cutover_run = str(flow_run.id)
+        audit_name = lambda path: path.parent.name  # noqa: E731  (the attempt's work directory)
+    try:
+        _keep_beside_the_run(cutover_run, runbook_path, audit_name)
+        _attach(flow_run, cutover_run)
+    except Exception as exc:  # the report must never change how the run ended
+        log.warning("report_not_attached", flow_run_id=str(flow_run.id), error=redact_text(f"{type(exc).__name__}: {exc}")[:300])
 
 
-def hooks(kind: str) -> dict[str, list[Hook]]:
-    """The flow decorator's state hooks for a ``cutover`` or ``rollback`` run."""
-    hook = _hook(kind)
-    return {"on_completion": [hook], "on_failure": [hook], "on_crashed": [hook], "on_cancellation": [hook]}
+def at_cutover_end(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """A cutover run ended (completed, failed, crashed, cancelled): its report."""
+    _at_the_end("cutover", flow_run)
+
+
+def at_rollback_end(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
+    """A rollback run ended: the report of the cutover run it rolled back, on the rollback run."""
+    _at_the_end("rollback", flow_run)
+
+
+# for the flow decorators: every final state
+AT_CUTOVER_END: list[FlowStateHook[..., Any]] = [at_cutover_end]
+AT_ROLLBACK_END: list[FlowStateHook[..., Any]] = [at_rollback_end]

@@ -108,7 +108,16 @@ def run_name() -> str:
         return f"rollback of {target or 'nothing'}"
 
 
-@flow(name="cutover-rollback", flow_run_name=run_name, persist_result=True, log_prints=True, **report_hook.hooks("rollback"))
+@flow(
+    name="cutover-rollback",
+    flow_run_name=run_name,
+    persist_result=True,
+    log_prints=True,
+    on_completion=report_hook.AT_ROLLBACK_END,
+    on_failure=report_hook.AT_ROLLBACK_END,
+    on_crashed=report_hook.AT_ROLLBACK_END,
+    on_cancellation=report_hook.AT_ROLLBACK_END,
+)
 def rollback(cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_writes_lost: bool = False) -> dict[str, Any]:
     """Roll back cutover flow run ``cutover_run`` (its id), which ran ``runbook``."""
     runbook_path = str(Path(runbook).resolve())
@@ -128,7 +137,9 @@ def rollback(cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_
     # run's current generation is undone
     journal = run_journal(cutover_run)
     run_key = rules.unfinished_rollback(journal) or rules.attempt_key(cutover_run, journal)
-    configure_logging(audit_file=workspace.run_dir(loaded.cutover, run_key) / f"rollback-{current_run.id}.audit.jsonl", console=True)
+    configure_logging(
+        audit_file=workspace.run_dir(loaded.cutover, run_key) / f"rollback-{current_run.id}.audit.jsonl", console=True
+    )
     steps = started_steps(cutover_run, run_key)
     plan = plan_that_ran(loaded, journal, cutover_run, run_key, steps)
     crossed = past_point_of_no_return(
