@@ -49,6 +49,7 @@ from cutover.redaction import (
 )
 
 __all__ = [
+    "audit_file",
     "bind_step",
     "configure_logging",
     "forget_secrets",
@@ -297,6 +298,7 @@ def _guard_prefect_api_handlers(*, once: bool = False) -> None:
 # --- configuration ----------------------------------------------------------------------
 
 _SINK_MARK = "_cutover_sink"
+_audit_path: Path | None = None
 
 
 def _use_colors() -> bool:
@@ -396,10 +398,14 @@ def configure_logging(
     plain_renderer = structlog.dev.ConsoleRenderer(
         colors=False, pad_event_to=0, exception_formatter=structlog.dev.plain_traceback
     )
+    global _audit_path
+    _audit_path = None
     if audit_file is not None:
         path = Path(audit_file)
         path.parent.mkdir(parents=True, exist_ok=True)
+        _only_for_this_user(path)
         file_handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+        _audit_path = path
         file_handler.setFormatter(_formatter(structlog.processors.JSONRenderer(default=_json_default), order_file_keys))
         root.addHandler(_mark(file_handler))
     if console:
@@ -423,10 +429,25 @@ def configure_logging(
     _guard_prefect_api_handlers()
 
 
+def _only_for_this_user(path: Path) -> None:
+    """Create the audit file 0600, or make an existing one so: it names hosts, databases and
+    people, and the machine may have other users."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    os.chmod(path, 0o600)
+
+
+def audit_file() -> Path | None:
+    """The audit file of the last :func:`configure_logging` in this process, if it had one
+    (what the end of a run keeps in Prefect, see cutover.audit)."""
+    return _audit_path
+
+
 def reset_logging() -> None:
     """Remove the sinks :func:`configure_logging` installed (closing the audit file after
     flushing what was sent to Prefect) and restore structlog's defaults. For tests, and for
     an entry point that wants its audit file closed before it exits."""
+    global _audit_path
+    _audit_path = None
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, _SINK_MARK, False):

@@ -53,11 +53,19 @@ class ActionOutcome:
         return "ok"
 
 
+# Steps that always look again (smoke, source check, post-switch) and compensations run
+# uncached, and Prefect persists no result without a cache key: their outcomes travel in
+# their completed event (``figures()``), where the report finds them.
+
+
 @dataclass(frozen=True)
 class ActionsResult(StepResult):
     """start, smoke, finalize: every action in order."""
 
     results: list[ActionOutcome] = field(default_factory=list)
+
+    def figures(self) -> dict[str, Any]:
+        return {"checks": [asdict(outcome) for outcome in self.results]}
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,9 @@ class PostSwitchResult(StepResult):
     """The checks through the switched names."""
 
     checks: list[ActionOutcome] = field(default_factory=list)
+
+    def figures(self) -> dict[str, Any]:
+        return {"checks": [asdict(outcome) for outcome in self.checks]}
 
 
 # --- freeze and the source ----------------------------------------------------------------
@@ -101,6 +112,9 @@ class SourceProof:
 class SourceCheckResult(StepResult):
     databases: list[SourceProof] = field(default_factory=list)
 
+    def figures(self) -> dict[str, Any]:
+        return {"proofs": {p.database: p.proof for p in self.databases}}
+
 
 # --- moving a database --------------------------------------------------------------------
 
@@ -123,6 +137,9 @@ class TransferResult(StepResult):
     files: int
     sha256: str  # of the manifest of per-file sha256s
     duration_s: float | None = None
+    # the same manifest over the sha256s the target host computed of what it holds; the
+    # upload refuses a file whose two hashes differ, so a recorded value equals ``sha256``
+    sha256_received: str | None = None
 
     def figures(self) -> dict[str, Any]:
         return {"bytes": self.bytes, "bytes_sent": self.bytes_sent, "sha256": self.sha256}
@@ -134,6 +151,9 @@ class ImportResult(StepResult):
     duration_s: float | None = None
     repaired_bytes: int = 0  # sent again because the uploaded files were damaged or gone
     skipped: bool = False  # already imported by this attempt
+    dump_sha256: str | None = None  # the dump's manifest as checked on the target right before the restore
+    roles_needed: list[str] | None = None  # the roles the database uses, present on the target
+    roles_created: list[str] | None = None  # of those, the ones this step created
 
 
 @dataclass(frozen=True)
@@ -143,6 +163,9 @@ class StreamResult(StepResult):
     sha256: str | None = None  # of the dump stream, as sent (and as received: they matched)
     duration_s: float | None = None
     skipped: bool = False
+    sha256_received: str | None = None  # as the target host counted what it received
+    roles_needed: list[str] | None = None
+    roles_created: list[str] | None = None
 
     def figures(self) -> dict[str, Any]:
         return {k: v for k, v in (("bytes", self.bytes), ("sha256", self.sha256)) if v is not None}
@@ -154,6 +177,9 @@ class VerifyResult(StepResult):
     tables: int
     rows: int
     fingerprint_match: bool = True
+    # the target's fingerprint (``Fingerprint.to_dict()``), beside the source's of the freeze:
+    # what the report shows table by table
+    fingerprint: dict[str, Any] | None = None
 
     def figures(self) -> dict[str, Any]:
         return {"tables": self.tables, "rows": self.rows}
@@ -209,6 +235,10 @@ class RecordSwitched:
     old: list[str]
     new: str
     answered: list[str]  # what the authoritative server answered after the switch
+    old_ttl: int | None = None
+    ttl: int | None = None
+    switched_at: str | None = None  # ISO 8601, UTC: the provider took the change
+    confirmed_at: str | None = None  # the authoritative server answered the new value
 
 
 @dataclass(frozen=True)
@@ -225,3 +255,6 @@ class CompensationResult(StepResult):
 
     done: str
     details: dict[str, Any] = field(default_factory=dict)
+
+    def figures(self) -> dict[str, Any]:
+        return {"done": self.done, "details": self.details}

@@ -53,6 +53,7 @@ from cutover.preflight import Report
 from cutover.process import STOPPING, stop_everything
 from cutover.runbook.model import Runbook
 from cutover.summary import SUMMARY_ARTIFACT, summarize, summary_markdown
+from flows import report_hook
 from flows.compensations import failure_message, retry_options, run_rollback
 from tasks import plans, steps
 from tasks.common import ATTEMPT_TAG, runbook_at, step_tags
@@ -299,7 +300,16 @@ def run_name() -> str:
     return f"{cutover_name} {datetime.now().astimezone().strftime('%Y-%m-%d %H:%M')}"
 
 
-@flow(name="cutover", flow_run_name=run_name, persist_result=True, log_prints=True)
+@flow(
+    name="cutover",
+    flow_run_name=run_name,
+    persist_result=True,
+    log_prints=True,
+    on_completion=report_hook.AT_CUTOVER_END,
+    on_failure=report_hook.AT_CUTOVER_END,
+    on_crashed=report_hook.AT_CUTOVER_END,
+    on_cancellation=report_hook.AT_CUTOVER_END,
+)
 def cutover(
     runbook: str = "runbooks/demo.yaml", decision_timeout_s: int = 3600, outside_window: bool = False
 ) -> dict[str, Any] | State[Any]:

@@ -24,16 +24,19 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import State, StateType
 from prefect.exceptions import ObjectNotFound
+from prefect.runtime import flow_run as current_run
 from prefect.states import Failed
 
 from cutover import journal as rules
 from cutover.errors import RunbookError
 from cutover.log import configure_logging
+from cutover.phases import workspace
 from cutover.phases.point_of_no_return import switched_anything, writes_since_switch
 from cutover.plan import build_plan
 from cutover.plan.build import step_id
 from cutover.plan.rollback import PREFIX, past_point_of_no_return
 from cutover.summary import rollback_markdown
+from flows import report_hook
 from flows.compensations import run_rollback
 from tasks import plans
 from tasks.common import ATTEMPT_TAG, runbook_at
@@ -111,7 +114,16 @@ def run_name() -> str:
         return f"rollback of {target or 'nothing'}"
 
 
-@flow(name="cutover-rollback", flow_run_name=run_name, persist_result=True, log_prints=True)
+@flow(
+    name="cutover-rollback",
+    flow_run_name=run_name,
+    persist_result=True,
+    log_prints=True,
+    on_completion=report_hook.AT_ROLLBACK_END,
+    on_failure=report_hook.AT_ROLLBACK_END,
+    on_crashed=report_hook.AT_ROLLBACK_END,
+    on_cancellation=report_hook.AT_ROLLBACK_END,
+)
 def rollback(
     cutover_run: str, runbook: str = "runbooks/demo.yaml", acknowledge_writes_lost: bool = False
 ) -> dict[str, Any] | State[Any]:
@@ -138,7 +150,9 @@ def rollback(
     else:
         now = rules.attempts(cutover_run, journal)
         keys, run_key = {app.name: now.of(app.name) for app in loaded.applications}, now.run
-    configure_logging(console=True)
+    configure_logging(
+        audit_file=workspace.run_dir(loaded.cutover, run_key) / f"rollback-{current_run.id}.audit.jsonl", console=True
+    )
     runs = task_runs_of(cutover_run)
     plan = plan_that_ran(loaded, journal, cutover_run, run_key, runs)
     expected = {sid: attempt_tag(keys[step.application]) for sid, step in plan.steps.items() if step.application in keys}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from cutover.cli import run_commands, runbook_commands, sandbox_commands, stack_commands, status_page_commands
+from cutover.cli import report_commands, run_commands, runbook_commands, sandbox_commands, stack_commands, status_page_commands
 
 app = typer.Typer(
     name="cutover",
@@ -18,6 +18,7 @@ runbook_commands.register(app)
 run_commands.register(app)
 stack_commands.register(app)
 status_page_commands.register(app)
+report_commands.register(app)
 app.add_typer(sandbox_commands.app, name="sandbox", help="A real estate on this machine: PostgreSQL, OpenSSH, PowerDNS, apps.")
 
 

@@ -181,12 +181,16 @@ def transfer_dump(move: Move, progress: Callable[[int, int], None] | None = None
     finally:
         client.close()
     manifest = "".join(f"{f.sha256}  {name}\n" for name, f in sorted(result.files.items()))
+    digest = hashlib.sha256(manifest.encode()).hexdigest()
     outcome = TransferResult(
         bytes=result.size,
         bytes_sent=result.bytes_sent,
         files=len(result.files),
-        sha256=hashlib.sha256(manifest.encode()).hexdigest(),
+        sha256=digest,
         duration_s=round(time.perf_counter() - start, 2),
+        # every file's sha256 was computed again on the target host and matched (upload_tree
+        # raises otherwise): the manifest received is the manifest sent
+        sha256_received=digest,
     )
     log.info("dump_transferred", database=move.key, **outcome.to_dict())
     return outcome
@@ -201,7 +205,7 @@ def import_dump(move: Move) -> ImportResult:
     checked = transfer_dump(move)
     if checked.bytes_sent:
         log.warning("dump_repaired_before_import", database=move.key, bytes_sent=checked.bytes_sent)
-    _prepare_target(move)
+    needed, created = _prepare_target(move)
     ssh_site = move.runbook.sites[move.db.to].ssh
     assert ssh_site is not None
     command = dump.pg_restore_command(move.db.target, jobs=move.db.jobs, path=move.remote_dump_dir(), bin_dir=ssh_site.pg_bin_dir)
@@ -210,7 +214,14 @@ def import_dump(move: Move) -> ImportResult:
     _mark_imported(move)
     duration = round(time.perf_counter() - start, 2)
     log.info("database_imported", database=move.key, duration_s=duration)
-    return ImportResult(database=move.key, duration_s=duration, repaired_bytes=checked.bytes_sent)
+    return ImportResult(
+        database=move.key,
+        duration_s=duration,
+        repaired_bytes=checked.bytes_sent,
+        dump_sha256=checked.sha256,
+        roles_needed=needed,
+        roles_created=created,
+    )
 
 
 # --- stream method -------------------------------------------------------------------
@@ -221,7 +232,7 @@ def stream_database(move: Move, progress: Callable[[int], None] | None = None) -
     ``progress(bytes_sent_so_far)`` is called as the bytes go (from another thread)."""
     if _already_imported(move):
         return StreamResult(database=move.key, skipped=True)
-    _prepare_target(move)
+    needed, created = _prepare_target(move)
     from cutover.process import start_program
     from cutover.ssh.stream import stream_to_remote
     from cutover.ssh.target import connect as ssh_connect
@@ -259,7 +270,15 @@ def stream_database(move: Move, progress: Callable[[int], None] | None = None) -
     _mark_imported(move)
     duration = round(time.perf_counter() - start, 2)
     log.info("database_streamed", database=move.key, bytes=result.bytes, sha256=result.sha256_local, duration_s=duration)
-    return StreamResult(database=move.key, bytes=result.bytes, sha256=result.sha256_local, duration_s=duration)
+    return StreamResult(
+        database=move.key,
+        bytes=result.bytes,
+        sha256=result.sha256_local,
+        duration_s=duration,
+        sha256_received=result.sha256_remote,
+        roles_needed=needed,
+        roles_created=created,
+    )
 
 
 # --- verify --------------------------------------------------------------------------
@@ -275,7 +294,7 @@ def verify_database(move: Move, frozen: FrozenDatabase) -> VerifyResult:
         raise PermanentStepError(f"{move.key}: target differs from the source: " + "; ".join(differences[:10]))
     rows = taken.total_rows
     log.info("database_verified", database=move.key, tables=len(taken.tables), rows=rows)
-    return VerifyResult(database=move.key, tables=len(taken.tables), rows=rows)
+    return VerifyResult(database=move.key, tables=len(taken.tables), rows=rows, fingerprint=taken.to_dict())
 
 
 # --- writes on the target after the switch ------------------------------------------
@@ -326,8 +345,9 @@ def undo_target_database(move: Move) -> CompensationResult:
 # --- shared --------------------------------------------------------------------------
 
 
-def _prepare_target(move: Move) -> None:
-    """Roles first (a missing one stops us before any data moves), then an empty database."""
+def _prepare_target(move: Move) -> tuple[list[str], list[str]]:
+    """Roles first (a missing one stops us before any data moves), then an empty database.
+    Returns the roles the database uses and those of them created here."""
     source, target = move.source(), move.target()
     with connect(source, move.db.name, autocommit=True) as conn:
         needed = roles.roles_in_use(conn)
@@ -340,11 +360,12 @@ def _prepare_target(move: Move) -> None:
         # databases of one application share roles and are prepared at the same time:
         # one creator at a time per target cluster (released when the connection closes)
         admin.execute("select pg_advisory_lock(hashtext('cutover:ensure-roles'))")
-        roles.ensure_roles(admin, definitions, needed, passwords)
+        created = roles.ensure_roles(admin, definitions, needed, passwords)
         missing = roles.missing_roles(admin, needed)
         if missing:
             raise PermanentStepError(f"{move.key}: roles missing on the target: {', '.join(sorted(missing))}")
         dump.ensure_empty_database(admin, move.db.target, owner, marker=move.marker())
+    return sorted(needed), sorted(created)
 
 
 def _already_imported(move: Move) -> bool:

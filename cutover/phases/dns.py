@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
@@ -79,11 +80,22 @@ def switch_records(
             )
         except UnsafeChange as exc:
             raise PermanentStepError(f"DNS switch of {record.name} {record.type}: {exc}") from exc
+        switched_at = _now()
         if record.name not in entry["switched"]:
             entry["switched"].append(record.name)
             journal.put(entry)
         answered = _await_answer(record.name, record.type, record.to, host, port, timeout_s=runbook.defaults.check_timeout_s)
-        change = RecordSwitched(name=record.name, type=record.type, old=list(old_values), new=record.to, answered=answered)
+        change = RecordSwitched(
+            name=record.name,
+            type=record.type,
+            old=list(old_values),
+            new=record.to,
+            answered=answered,
+            old_ttl=entry["old"].get(record.name, {}).get("ttl"),
+            ttl=record.ttl,
+            switched_at=switched_at,
+            confirmed_at=_now(),
+        )
         log.info("dns_switched", name=change.name, type=change.type, old=change.old, new=change.new, answered=answered)
         switched.append(change)
     return DnsSwitchResult(records=switched)
@@ -172,11 +184,24 @@ def revert_records(runbook: Runbook, app: Application, entry: dict[str, Any] | N
             raise PermanentStepError(
                 f"DNS revert of {record.name} {record.type}: {exc}; set it to {', '.join(old_values)} by hand if that is still right"
             ) from exc
+        reverted_at = _now()
         _await_answer(record.name, record.type, old_values[0], host, port, timeout_s=runbook.defaults.check_timeout_s)
-        change = {"name": record.name, "type": record.type, "values": list(old_values), "changed": wrote}
+        change = {
+            "name": record.name,
+            "type": record.type,
+            "values": list(old_values),
+            "ttl": old["ttl"],
+            "changed": wrote,
+            "reverted_at": reverted_at,
+            "confirmed_at": _now(),
+        }
         log.info("dns_reverted", **change)
         reverted.append(change)
     return CompensationResult(f"{len(reverted)} record(s) back at their old values", {"records": reverted})
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _await_answer(name: str, rtype: str, want: str, host: str, port: int, timeout_s: float) -> list[str]:
