@@ -10,7 +10,6 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 import structlog
-from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 
 from cutover import journal as rules
@@ -18,7 +17,7 @@ from cutover.errors import worth_retrying
 from cutover.plan.build import Plan
 from cutover.plan.rollback import plan_rollback
 from cutover.runbook.model import Runbook
-from tasks.common import step_tags
+from tasks.common import once, step_tags
 from tasks.journal import run_journal
 from tasks.steps import compensate
 
@@ -72,7 +71,7 @@ def run_rollback(
             name=comp.id,
             task_run_name=comp.id,
             tags=[*step_tags(step, attempt_key), "rollback"],
-            cache_policy=NO_CACHE,
+            cache_key_fn=once(f"{runbook.cutover}:{attempt_key}:{comp.id}"),
             **retry_options(runbook),
         )
         futures[comp.id] = task.submit(

@@ -31,7 +31,6 @@ from typing import Any
 import structlog
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, StateType
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
@@ -56,7 +55,7 @@ from cutover.summary import SUMMARY_ARTIFACT, summarize, summary_markdown
 from flows import report_hook
 from flows.compensations import failure_message, retry_options, run_rollback
 from tasks import plans, steps
-from tasks.common import ATTEMPT_TAG, runbook_at, step_tags
+from tasks.common import ATTEMPT_TAG, once, runbook_at, step_tags
 from tasks.journal import run_journal
 from tasks.limits import ensure_limits
 from tasks.pause import prefect_ask
@@ -79,10 +78,10 @@ def _options(runbook: Runbook, step: Step, attempt_key: str) -> dict[str, Any]:
     }
     if not spec.retried:
         options["retries"] = 0
+    key = f"{runbook.cutover}:{attempt_key}:{step.id}:{step_inputs(runbook, step)}"
     if spec.always_rerun:
-        options["cache_policy"] = NO_CACHE
+        options["cache_key_fn"] = once(key)
     else:
-        key = f"{runbook.cutover}:{attempt_key}:{step.id}:{step_inputs(runbook, step)}"
         options["cache_key_fn"] = lambda context, parameters, key=key: key
     return options
 
@@ -260,7 +259,7 @@ def failed(state: Any) -> bool:
     return state is not None and (state.is_failed() or state.is_crashed())
 
 
-@task(name="point-of-no-return", task_run_name="point-of-no-return", cache_policy=NO_CACHE)
+@task(name="point-of-no-return", task_run_name="point-of-no-return", cache_key_fn=once("point-of-no-return"), persist_result=True)
 def ask_past_the_point(
     runbook_path: str,
     run_key: str,
@@ -338,9 +337,9 @@ def cutover(
     configure_logging(audit_file=audit, console=True)
     log.info("cutover_started", cutover=loaded.cutover, attempt_key=run_key, audit_file=str(audit))
 
-    checked = preflight.with_options(cache_policy=NO_CACHE, tags=[f"{ATTEMPT_TAG}{run_key}", "phase:preflight"])(
-        runbook_path, live=True, outside_window=outside_window, attempt_keys=keys
-    )
+    checked = preflight.with_options(
+        cache_key_fn=once(f"{loaded.cutover}:preflight"), persist_result=True, tags=[f"{ATTEMPT_TAG}{run_key}", "phase:preflight"]
+    )(runbook_path, live=True, outside_window=outside_window, attempt_keys=keys)
     if not checked["ok"]:
         report = Report.from_dict(checked)
         log.error("preflight_red", red=[f"{i.area} {i.subject}" for i in report.red])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 from cutover.plan.build import Step
 from cutover.runbook import load_runbook
@@ -32,3 +33,14 @@ def step_tags(step: Step, attempt_key: str) -> list[str]:
     if step.gate:
         tags.append(f"gate:{step.gate}")
     return tags
+
+
+def once(prefix: str) -> Any:
+    """A cache key function for a task that always looks again: a key of its own task run,
+    so its result is persisted (a report reads it later) yet never found by another run
+    (Prefect's NO_CACHE would keep nothing)."""
+
+    def key(context: Any, parameters: Any) -> str:
+        return f"{prefix}:once:{context.task_run.id}"
+
+    return key

@@ -69,7 +69,7 @@ class Recorded:
         now = self._attempts_now()
         plan = self.plan(attempt) if now is not None and attempt == now.run else None
         step = plan.steps.get(step_id.removeprefix(PREFIX)) if plan is not None else None
-        if now is None or step is None:
+        if now is None or plan is None or step is None:
             return attempt
         if step.application is not None:
             return now.of(step.application)
