@@ -294,6 +294,19 @@ _guardian = _Guardian()
 os.register_at_fork(after_in_child=_guardian.after_fork_in_child)
 
 
+def guard_group(pgid: int) -> None:
+    """Have the guardian SIGKILL process group ``pgid`` if this process dies first: for a
+    program started here without :func:`start_program` (in a session of its own, as
+    ``start_new_session=True`` makes it). Call :func:`unguard_group` once it is gone."""
+    _guardian.ensure()
+    _guardian.add(pgid)
+
+
+def unguard_group(pgid: int) -> None:
+    """Forget a group given to :func:`guard_group` (it ended; its id may be reused)."""
+    _guardian.remove(pgid)
+
+
 def guardian_pid() -> int | None:
     """The pid of this process's guardian, or None before the first program (or when it
     could not be started)."""

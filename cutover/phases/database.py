@@ -111,8 +111,9 @@ def unfreeze_database(move: Move) -> None:
 
 
 def check_source_unchanged(move: Move, frozen: FrozenDatabase) -> SourceProof:
-    """Prove the source took no write since its freeze: cheap marker first, the full
-    fingerprint when the marker moved. Raises PermanentStepError naming the table."""
+    """Prove the source took no write since its freeze: the database's own write proof
+    first (:func:`cutover.postgres.freeze.change_marker`), the full fingerprint when that
+    moved. Raises PermanentStepError naming the table."""
     source = move.source()
     with connect(source, "postgres", autocommit=True) as admin:
         if not freeze.is_read_only(admin, move.db.name):
@@ -121,9 +122,10 @@ def check_source_unchanged(move: Move, frozen: FrozenDatabase) -> SourceProof:
     if not moved:
         return SourceProof(database=move.key, proof="marker")
     log.info("source_marker_moved", database=move.key, moved=moved)
+    at_freeze = fingerprint.Fingerprint.from_dict(frozen.fingerprint)
     with connect(source, move.db.name, autocommit=True) as conn:
-        now = fingerprint.fingerprint(conn)
-    differences = fingerprint.compare(fingerprint.Fingerprint.from_dict(frozen.fingerprint), now)
+        now = fingerprint.fingerprint(conn, algorithm=at_freeze.algorithm)
+    differences = fingerprint.compare(at_freeze, now)
     if differences:
         raise PermanentStepError(f"{move.key}: the source changed after the freeze: " + "; ".join(differences[:5]))
     return SourceProof(database=move.key, proof="fingerprint")

@@ -11,12 +11,33 @@ How rows are hashed, and why it is comparable between two clusters:
   order, but an inheritance child can come back with its columns reordered), under fixed
   settings (UTC, ISO dates, exact floats, hex bytea, ``search_path=pg_catalog`` so that
   reg* values are schema-qualified, C money locale);
-* the first 64 bits of the md5 of that text, taken in UTF-8 whatever the database encoding
-  (a move is a common moment to leave LATIN1), are summed as ``numeric`` (cannot
-  overflow), which makes the hash independent of row order and of physical layout;
+* a 64-bit hash of that text, taken of its UTF-8 bytes whatever the database encoding (a
+  move is a common moment to leave LATIN1), is summed as ``numeric`` (cannot overflow),
+  which makes the hash independent of row order and of physical layout;
 * a partitioned table is read once through its root (its partitions are not listed
   separately), a table with inheritance children is read ``ONLY``, so every row is counted
   exactly once on both sides.
+
+The 64-bit hash is one of two *algorithms*, recorded in the fingerprint; two fingerprints
+compare only when taken by the same one:
+
+* ``hash64`` (the default where it can be had): PostgreSQL's own ``hashtextextended``, the
+  hash behind hash partitioning, over the bytes of the text (``COLLATE "C"``). It costs a
+  third of md5's time per row, which is most of a fingerprint's cost beyond reading the
+  rows (bench/verification.py). It is taken of the UTF-8 bytes in a UTF-8 or single-byte
+  database (there the UTF-8 bytes are read back as text of the database's encoding, which
+  any byte sequence without NUL is); other encodings use ``md5-64``. Its values depend on the
+  server's byte order, so a fingerprint carries a *probe* (the hash of a fixed text) and two
+  fingerprints whose probes differ do not compare: a big-endian source and a little-endian
+  target are told to use ``md5-64``, never reported equal or different by accident.
+* ``md5-64``: the first 64 bits of md5, the same on every server.
+
+Several connections can share the work (:func:`fingerprint_parallel`): one reads the
+catalog and exports its snapshot, the others import it (``SET TRANSACTION SNAPSHOT``) and
+read tables, largest first, so every part still describes one snapshot. A fingerprint can
+also be taken in a snapshot exported by someone else, such as the transaction whose
+snapshot ``pg_dump --snapshot`` reads (:mod:`cutover.postgres.dump`): then it describes
+exactly the dumped data.
 
 Schema objects are compared by kind, name and a detail string (owner, column types,
 definitions as PostgreSQL renders them, effective privileges). View bodies are left out on
@@ -29,8 +50,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import re
+import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +82,22 @@ _RENDER_SETTINGS = {
 _USER_SCHEMA = (
     "{n}.nspname not in ('pg_catalog', 'information_schema') and {n}.nspname !~ '^pg_toast' and {n}.nspname !~ '^pg_temp_'"
 )
+
+MD5_64 = "md5-64"
+HASH64 = "hash64"
+ALGORITHMS = (HASH64, MD5_64)
+# What a fingerprint without an algorithm (one persisted by an earlier version) was taken with.
+_LEGACY_ALGORITHM = MD5_64
+_PROBE_TEXT = "cutover fingerprint probe"
+
+# The per-row 64-bit value, as SQL over {row} (the row rendered as text).
+_ROW_HASH = {
+    MD5_64: "('x' || left(md5(convert_to({row}::text, 'UTF8')), 16))::bit(64)::bigint",
+    # the text already is UTF-8 (or SQL_ASCII: bytes as they are)
+    HASH64: 'hashtextextended(({row}::text) collate "C", 0)',
+    # a single-byte database: its UTF-8 bytes, read back as text of the database encoding
+    HASH64 + "/single-byte": "hashtextextended(convert_from(convert_to({row}::text, 'UTF8'), {encoding}) collate \"C\", 0)",
+}
 
 _MAX_DETAIL_IN_MESSAGE = 160
 _SEQUENCES_PER_QUERY = 200
@@ -89,6 +129,8 @@ class Fingerprint:
     schema_objects: list[tuple[str, str, str]]  # (kind, name, detail), sorted
     schema_hash: str
     duration_s: float = field(default=0.0, compare=False)
+    algorithm: str = _LEGACY_ALGORITHM
+    probe: str = ""  # the row hash of a fixed text on the server that took it (hash64)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +144,8 @@ class Fingerprint:
             "schema_objects": [list(o) for o in self.schema_objects],
             "schema_hash": self.schema_hash,
             "duration_s": self.duration_s,
+            "algorithm": self.algorithm,
+            "probe": self.probe,
         }
 
     @classmethod
@@ -117,6 +161,8 @@ class Fingerprint:
             schema_objects=[(o[0], o[1], o[2]) for o in data["schema_objects"]],
             schema_hash=data["schema_hash"],
             duration_s=data.get("duration_s", 0.0),
+            algorithm=data.get("algorithm", _LEGACY_ALGORITHM),
+            probe=data.get("probe", ""),
         )
 
     @property
@@ -124,65 +170,280 @@ class Fingerprint:
         return sum(t.rows for t in self.tables.values())
 
 
-def fingerprint(conn: psycopg.Connection[Any]) -> Fingerprint:
+def fingerprint(conn: psycopg.Connection[Any], *, algorithm: str | None = None, snapshot: str | None = None) -> Fingerprint:
     """The fingerprint of the database ``conn`` is connected to.
 
     Runs in one REPEATABLE READ, READ ONLY transaction of its own when the connection is
     idle (autocommit or not), so all parts describe one snapshot; on a connection already
     inside a transaction it runs in a savepoint of that transaction and the rendering
-    settings stay set until it ends. Needs read access to every table (a superuser or the
-    owner). Raises TransientStepError when the connection breaks and PermanentStepError
-    for anything else (a table it may not read), naming the database and the table.
+    settings stay set until it ends. ``snapshot`` (an id from ``pg_export_snapshot()``,
+    see :func:`cutover.postgres.dump.exported_snapshot`) makes it read that snapshot; the
+    connection must then be idle. ``algorithm`` is ``"hash64"`` or ``"md5-64"`` (see the
+    module docstring); None takes ``hash64`` where the database encoding allows it. To
+    compare with an earlier fingerprint, pass that one's ``algorithm``.
+
+    Needs read access to every table (a superuser or the owner). Raises TransientStepError
+    when the connection breaks and PermanentStepError for anything else (a table it may
+    not read, an algorithm the database cannot use), naming the database and the table.
     """
     database = conn.info.dbname
     start = time.perf_counter()
     current = "the catalog"
     try:
         idle = conn.info.transaction_status == TransactionStatus.IDLE
+        if snapshot is not None and not idle:
+            raise PermanentStepError(f"fingerprint of database {database}: a snapshot can only be imported by an idle connection")
         with conn.transaction():
-            if idle:
-                conn.execute("set transaction isolation level repeatable read, read only")
-            for name, value in _RENDER_SETTINGS.items():
-                conn.execute("select pg_catalog.set_config(%s, %s, true)", (name, value))
-            tables: dict[str, Content] = {}
-            matviews: dict[str, Content | None] = {}
-            for schema, table, kind, populated, columns in _relations(conn):
+            _begin(conn, idle, snapshot)
+            row_hash, chosen, probe = _row_hash(conn, algorithm)
+            relations = _relations(conn)
+            contents: dict[str, Content | None] = {}
+            for schema, table, kind, populated, columns in relations:
                 current = f"{schema}.{table}"
-                if kind == "m":
-                    matviews[current] = _content(conn, schema, table, columns, only=True) if populated else None
-                else:
-                    tables[current] = _content(conn, schema, table, columns, only=(kind == "r"))
-            current = "sequences"
-            sequences = _sequences(conn)
-            current = "large objects"
-            large_objects = _large_objects(conn)
+                contents[current] = (
+                    _content(conn, schema, table, columns, only=kind in ("r", "m"), row_hash=row_hash) if populated else None
+                )
             current = "the catalog"
-            objects = sorted(_schema_objects(conn))
+            taken = _assemble(conn, relations, contents, chosen, probe, start)
     except psycopg.OperationalError as exc:
         raise TransientStepError(
             f"fingerprint of database {database}: connection lost while reading {current}: {_first_line(exc)}"
         ) from exc
     except psycopg.Error as exc:
         raise PermanentStepError(f"fingerprint of database {database}: cannot read {current}: {_first_line(exc)}") from exc
+    _log_taken(taken, workers=1)
+    return taken
+
+
+def fingerprint_parallel(
+    connect: Callable[[], psycopg.Connection[Any]],
+    workers: int,
+    *,
+    algorithm: str | None = None,
+    snapshot: str | None = None,
+) -> Fingerprint:
+    """:func:`fingerprint`, with the tables read over ``workers`` connections at once.
+
+    ``connect()`` opens a new connection to the database (the caller's endpoint and
+    credentials; each is closed here). The first one reads the catalog and, unless a
+    ``snapshot`` is given, exports its own; every connection reads in that one snapshot,
+    so the result is the same as :func:`fingerprint`'s in that snapshot. Tables go out
+    largest first. ``workers`` is capped by the number of tables; 1 is :func:`fingerprint`.
+    Errors as :func:`fingerprint`.
+    """
+    workers = max(1, workers)
+    coordinator = connect()
+    database = coordinator.info.dbname
+    start = time.perf_counter()
+    current = "the catalog"
+    try:
+        if workers == 1:
+            return fingerprint(coordinator, algorithm=algorithm, snapshot=snapshot)
+        if coordinator.info.transaction_status != TransactionStatus.IDLE:
+            raise PermanentStepError(f"fingerprint of database {database}: connect() must give an idle connection")
+        with coordinator.transaction():
+            _begin(coordinator, True, snapshot)
+            shared = snapshot or str(coordinator.execute("select pg_export_snapshot()").fetchone()[0])  # type: ignore[index]
+            row_hash, chosen, probe = _row_hash(coordinator, algorithm)
+            relations = _relations(coordinator)
+            sizes = dict(coordinator.execute(_SIZES_QUERY).fetchall())
+            work = sorted(
+                ((s, t, k, c) for s, t, k, populated, c in relations if populated),
+                key=lambda r: -int(sizes.get(f"{r[0]}.{r[1]}", 0)),
+            )
+            contents = _read_in_parallel(connect, database, shared, row_hash, work, min(workers, len(work)) or 1)
+            for schema, table, _kind, populated, _ in relations:
+                if not populated:
+                    contents[f"{schema}.{table}"] = None
+            current = "the catalog"
+            taken = _assemble(coordinator, relations, contents, chosen, probe, start)
+    except psycopg.OperationalError as exc:
+        raise TransientStepError(
+            f"fingerprint of database {database}: connection lost while reading {current}: {_first_line(exc)}"
+        ) from exc
+    except psycopg.Error as exc:
+        raise PermanentStepError(f"fingerprint of database {database}: cannot read {current}: {_first_line(exc)}") from exc
+    finally:
+        coordinator.close()
+    _log_taken(taken, workers=workers)
+    return taken
+
+
+def catalog_state(conn: psycopg.Connection[Any]) -> tuple[str, dict[str, SequenceState]]:
+    """The schema hash and the sequence states exactly as :func:`fingerprint` records them,
+    without reading any table: what the write proof of :mod:`cutover.postgres.freeze`
+    compares. Runs in a REPEATABLE READ, READ ONLY transaction of its own on an idle
+    connection (in a savepoint otherwise, as :func:`fingerprint`)."""
+    idle = conn.info.transaction_status == TransactionStatus.IDLE
+    with conn.transaction():
+        _begin(conn, idle, None)
+        objects = sorted(_schema_objects(conn))
+        sequences = _sequences(conn)
+    return hashlib.sha256(json.dumps(objects).encode()).hexdigest(), sequences
+
+
+def hash_probe(conn: psycopg.Connection[Any], algorithm: str = HASH64) -> str:
+    """The probe a fingerprint by ``algorithm`` on this server would carry: equal probes on
+    two servers mean their row hashes compare. Empty for ``md5-64`` (the same everywhere)."""
+    if algorithm == MD5_64:
+        return ""
+    return str(conn.execute('select hashtextextended(%s::text collate "C", 0)::text', (_PROBE_TEXT,)).fetchone()[0])  # type: ignore[index]
+
+
+def _begin(conn: psycopg.Connection[Any], own_transaction: bool, snapshot: str | None) -> None:
+    """Open the snapshot (a transaction just begun by ``conn.transaction()``) and set the
+    rendering settings for this transaction."""
+    if own_transaction:
+        conn.execute("set transaction isolation level repeatable read, read only")
+        if snapshot is not None:
+            # Must come before any query of the transaction.
+            conn.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(snapshot)))
+    for name, value in _RENDER_SETTINGS.items():
+        conn.execute("select pg_catalog.set_config(%s, %s, true)", (name, value))
+
+
+def _row_hash(conn: psycopg.Connection[Any], algorithm: str | None) -> tuple[str, str, str]:
+    """The per-row SQL expression, the algorithm's name and its probe for this database."""
+    if algorithm is not None and algorithm not in ALGORITHMS:
+        raise PermanentStepError(f"unknown fingerprint algorithm {algorithm!r}; one of {', '.join(ALGORITHMS)}")
+    encoding, max_length = conn.execute(
+        "select pg_encoding_to_char(encoding), pg_encoding_max_length(encoding) from pg_database where datname = current_database()"
+    ).fetchone()  # type: ignore[misc]
+    if algorithm == MD5_64 or (algorithm is None and encoding not in ("UTF8", "SQL_ASCII") and max_length != 1):
+        return _ROW_HASH[MD5_64], MD5_64, ""
+    if encoding in ("UTF8", "SQL_ASCII"):
+        expression = _ROW_HASH[HASH64]
+    elif max_length == 1:
+        expression = _ROW_HASH[HASH64 + "/single-byte"].replace("{encoding}", sql.Literal(encoding).as_string(conn))
+    else:
+        raise PermanentStepError(
+            f"fingerprint of database {conn.info.dbname}: algorithm {HASH64} needs a UTF8 or single-byte encoding, not {encoding}; "
+            f"use {MD5_64}"
+        )
+    return expression, HASH64, hash_probe(conn, HASH64)
+
+
+_SIZES_QUERY = f"""
+    select n.nspname || '.' || c.relname,
+           case when c.relkind = 'p' then (select coalesce(sum(pg_table_size(relid)), 0) from pg_partition_tree(c.oid))
+                else pg_table_size(c.oid) end
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    where c.relkind in ('r', 'p', 'm') and not c.relispartition and c.relpersistence <> 't' and {_USER_SCHEMA.format(n="n")}
+"""
+
+
+def _read_in_parallel(
+    connect: Callable[[], psycopg.Connection[Any]],
+    database: str,
+    snapshot: str,
+    row_hash: str,
+    work: list[tuple[str, str, str, list[str]]],
+    workers: int,
+) -> dict[str, Content | None]:
+    """The contents of the tables in ``work`` (largest first), read by ``workers``
+    connections that import ``snapshot``; the first error stops the others."""
+    todo: queue.SimpleQueue[tuple[str, str, str, list[str]]] = queue.SimpleQueue()
+    for item in work:
+        todo.put(item)
+    contents: dict[str, Content | None] = {}
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        current = "a connection"
+        try:
+            with connect() as conn, conn.transaction():
+                _begin(conn, True, snapshot)
+                while not failures:
+                    try:
+                        schema, table, kind, columns = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    current = f"{schema}.{table}"
+                    content = _content(conn, schema, table, columns, only=kind in ("r", "m"), row_hash=row_hash)
+                    with lock:
+                        contents[current] = content
+        except psycopg.OperationalError as exc:
+            failures.append(
+                TransientStepError(
+                    f"fingerprint of database {database}: connection lost while reading {current}: {_first_line(exc)}"
+                )
+            )
+        except psycopg.Error as exc:
+            failures.append(PermanentStepError(f"fingerprint of database {database}: cannot read {current}: {_first_line(exc)}"))
+        except BaseException as exc:  # TransientStepError from connect(), or anything else: the caller's
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, name=f"cutover-fingerprint-{i}", daemon=True) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return contents
+
+
+def _assemble(
+    conn: psycopg.Connection[Any],
+    relations: list[tuple[str, str, str, bool, list[str]]],
+    contents: dict[str, Content | None],
+    algorithm: str,
+    probe: str,
+    start: float,
+) -> Fingerprint:
+    """The rest of the fingerprint, read on ``conn`` in the same snapshot, around the
+    table contents already read."""
+    tables: dict[str, Content] = {}
+    matviews: dict[str, Content | None] = {}
+    for schema, table, kind, _populated, _columns in relations:
+        name = f"{schema}.{table}"
+        if kind == "m":
+            matviews[name] = contents[name]
+        else:
+            content = contents[name]
+            assert content is not None  # tables are always populated
+            tables[name] = content
+    sequences = _sequences(conn)
+    large_objects = _large_objects(conn)
+    objects = sorted(_schema_objects(conn))
     schema_hash = hashlib.sha256(json.dumps(objects).encode()).hexdigest()
     duration = round(time.perf_counter() - start, 3)
-    taken = Fingerprint(database, tables, matviews, sequences, large_objects, objects, schema_hash, duration)
+    return Fingerprint(
+        conn.info.dbname, tables, matviews, sequences, large_objects, objects, schema_hash, duration, algorithm, probe
+    )
+
+
+def _log_taken(taken: Fingerprint, *, workers: int) -> None:
     log.info(
         "fingerprint_taken",
-        database=database,
-        tables=len(tables),
+        database=taken.database,
+        tables=len(taken.tables),
         rows=taken.total_rows,
-        sequences=len(sequences),
-        large_objects=large_objects.rows,
-        schema_objects=len(objects),
-        duration_s=duration,
+        sequences=len(taken.sequences),
+        large_objects=taken.large_objects.rows,
+        schema_objects=len(taken.schema_objects),
+        algorithm=taken.algorithm,
+        workers=workers,
+        duration_s=taken.duration_s,
     )
-    return taken
 
 
 def compare(source: Fingerprint, target: Fingerprint) -> list[str]:
     """Human-readable differences of ``target`` from ``source``, each naming the table or
-    object and what differs; an empty list when they are equal."""
+    object and what differs; an empty list when they are equal. Fingerprints taken by
+    different algorithms, or by ``hash64`` on servers that hash differently, do not
+    compare: the one difference is then that."""
+    if source.algorithm != target.algorithm:
+        return [
+            f"fingerprints not comparable: the source's was taken by {source.algorithm}, the target's by "
+            f"{target.algorithm}; take the target's with algorithm={source.algorithm}"
+        ]
+    if source.probe != target.probe:
+        return [
+            f"fingerprints not comparable: the two servers' {source.algorithm} hashes differ (probe {source.probe} != "
+            f"{target.probe}; a different byte order?); take both with algorithm={MD5_64}"
+        ]
     out: list[str] = []
     out += _compare_contents("table", source.tables, target.tables)
     out += _compare_contents("materialized view", source.materialized_views, target.materialized_views)
@@ -206,7 +467,11 @@ def compare(source: Fingerprint, target: Fingerprint) -> list[str]:
     return out
 
 
-def _compare_contents(kind: str, source: dict[str, Content | None], target: dict[str, Content | None]) -> list[str]:
+def _populated(content: Content | None) -> str:
+    return "not populated" if content is None else "populated"
+
+
+def _compare_contents(kind: str, source: Mapping[str, Content | None], target: Mapping[str, Content | None]) -> list[str]:
     out = []
     for name in sorted(source.keys() | target.keys()):
         if name not in target:
@@ -217,8 +482,7 @@ def _compare_contents(kind: str, source: dict[str, Content | None], target: dict
             a, b = source[name], target[name]
             if a is None or b is None:
                 if (a is None) != (b is None):
-                    state = lambda c: "not populated" if c is None else "populated"  # noqa: E731
-                    out.append(f"{kind} {name}: {state(a)} != {state(b)}")
+                    out.append(f"{kind} {name}: {_populated(a)} != {_populated(b)}")
             elif a.rows != b.rows:
                 out.append(f"{kind} {name}: rows {a.rows} != {b.rows}")
             elif a.hash != b.hash:
@@ -311,12 +575,11 @@ def _relations(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str, bool,
     return [(r[0], r[1], r[2], r[3], list(r[4])) for r in conn.execute(query).fetchall()]
 
 
-def _content(conn: psycopg.Connection[Any], schema: str, table: str, columns: list[str], *, only: bool) -> Content:
+def _content(conn: psycopg.Connection[Any], schema: str, table: str, columns: list[str], *, only: bool, row_hash: str) -> Content:
     row = sql.SQL("row({})").format(sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns))
-    query = sql.SQL(
-        "select count(*), coalesce(sum(('x' || left(md5(convert_to({row}::text, 'UTF8')), 16))::bit(64)::bigint), 0)::text"
-        " from {only}{table} t"
-    ).format(row=row, only=sql.SQL("only " if only else ""), table=sql.Identifier(schema, table))
+    query = sql.SQL("select count(*), coalesce(sum(" + row_hash + "), 0)::text from {only}{table} t").format(
+        row=row, only=sql.SQL("only " if only else ""), table=sql.Identifier(schema, table)
+    )
     count, digest = conn.execute(query).fetchone()  # type: ignore[misc]
     return Content(int(count), str(digest))
 

@@ -15,6 +15,9 @@ remote host, and why:
   process is gone, kills the whole group. The watchdog's output goes to /dev/null, so it
   never holds the channel open, and the wrapper stops it when the command ends. Without
   ``/proc`` (not Linux) there is no watchdog; timeout and cancel still work.
+* **End.** The wrapper's last stderr line is ``cutover-exit STATUS`` (taken out of the
+  output before anyone sees it): over an OpenSSH carrier (:mod:`cutover.ssh.openssh`) an
+  exit status of 255 without it means the connection broke.
 * **Environment values.** They are sent as the first bytes on the command's stdin, as
   ``export NAME='value'`` lines that the wrapper reads with ``head -c LENGTH`` and ``eval``s
   before running the command; the command line carries only the length. So values never
@@ -34,21 +37,30 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import paramiko
 import structlog
 
 from cutover.errors import PermanentStepError, TransientStepError
 
+if TYPE_CHECKING:
+    from cutover.ssh.openssh import Carrier
+
 log = structlog.get_logger()
 
 CHUNK = 64 * 1024
+# Stdin is sent in large pieces: paramiko cuts them into packets itself, and fewer calls
+# through its locks and window bookkeeping per MiB is what keeps a Python sender near the wire.
+SEND_CHUNK = 1024 * 1024
 TAIL_CHARS = 4000
 KILL_GRACE_S = 5.0
 _POLL_S = 0.02
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _PGID_LINE = re.compile(rb"cutover-pgid (\d+)\n")
+# The wrapper's last stderr line: its command's exit status, so that a status of 255 from
+# an ssh process (its own failure, or the command's) can be told apart.
+_EXIT_LINE = re.compile(r"cutover-exit (\d+)$")
 
 # $1: length of the environment header on stdin, $2: the command.
 _WRAPPER = r"""printf 'cutover-pgid %s\n' "$$"
@@ -65,6 +77,7 @@ if [ "$1" -gt 0 ]; then eval "$(head -c "$1")" || exit 126; fi
 sh -c "$2"
 rc=$?
 if [ -n "$w" ]; then kill "$w" 2>/dev/null; fi
+printf 'cutover-exit %s\n' "$rc" >&2
 exit "$rc"
 """
 
@@ -158,7 +171,7 @@ class _Feeder(threading.Thread):
                 read = getattr(self.source, "read1", None) or self.source.read
                 while True:
                     try:
-                        chunk = read(CHUNK)
+                        chunk = read(SEND_CHUNK)
                     except Exception as exc:  # a failing local source: report, never send EOF
                         self.source_error = exc
                         return
@@ -207,6 +220,7 @@ def execute(
     on_stderr_line: Callable[[str], None] | None = None,
     on_chunk: Callable[[bytes], None] | None = None,
     label: str | None = None,
+    carrier: Carrier | None = None,
 ) -> Outcome:
     """Run ``command`` through the remote user's shell in its own process group.
 
@@ -218,7 +232,10 @@ def execute(
     when the timeout passes or the connection breaks, PermanentStepError when ``cancel``
     is set or the local source fails; in each case the remote process group is killed
     first (over a second channel, or by the remote watchdog when the connection is gone).
-    ``label`` names the command in messages (default: its program name).
+    ``label`` names the command in messages (default: its program name). With a
+    ``carrier`` (:class:`cutover.ssh.openssh.Carrier` for the same host) the command and its
+    bytes go through an ``ssh`` process; ``client``'s connection still stops it and is
+    watched: when either connection breaks, TransientStepError.
     """
     from cutover.process import STOPPING
 
@@ -233,9 +250,13 @@ def execute(
         raise PermanentStepError(f"{label} on {address} was cancelled before it started")
     start = time.monotonic()
     deadline = start + timeout_s if timeout_s else None
+    channel: Any
     try:
-        channel = transport.open_session(timeout=30)
-        channel.exec_command(wrap(command, len(header)))
+        if carrier is not None:
+            channel = carrier.open(wrap(command, len(header)))
+        else:
+            channel = transport.open_session(timeout=30)
+            channel.exec_command(wrap(command, len(header)))
     except (OSError, EOFError, paramiko.SSHException) as exc:
         raise TransientStepError(f"cannot start {label} on {address}: {exc or type(exc).__name__}") from exc
 
@@ -249,7 +270,15 @@ def execute(
         while sum(map(len, tail)) > TAIL_CHARS and len(tail) > 1:
             tail.popleft()
 
+    wrapper_exit: list[int] = []
+
     def stderr_line(line: str) -> None:
+        match = _EXIT_LINE.search(line)
+        if match is not None:
+            wrapper_exit.append(int(match.group(1)))
+            line = line[: match.start()]
+            if not line:
+                return
         keep(stderr_tail, line + "\n")
         if on_stderr_line is not None:
             on_stderr_line(line)
@@ -341,7 +370,13 @@ def execute(
     if exit_status == -1 and not transport.is_active():
         # paramiko closes every channel of a dead transport with status -1.
         raise TransientStepError(f"SSH connection to {address} broke while running {label}; the remote watchdog stops it")
+    if carrier is not None and pgid is not None and exit_status in (255, -1) and not wrapper_exit:
+        raise TransientStepError(
+            f"SSH connection to {address} broke while running {label} (ssh exited {exit_status}); the remote watchdog stops it"
+        )
     if pgid is None:
+        if carrier is not None and exit_status == 255:
+            raise TransientStepError(f"{label} on {address}: ssh could not run it: {''.join(stderr_tail).strip()[-300:]}")
         raise PermanentStepError(
             f"{label} on {address} did not start (exit status {exit_status}): {''.join(stderr_tail).strip()[-300:]}"
         )

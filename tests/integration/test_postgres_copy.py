@@ -17,7 +17,7 @@ import pytest
 from cutover.errors import PermanentStepError, TransientStepError, UnsafeChange
 from cutover.postgres import dump, roles
 from cutover.postgres.endpoint import PgEndpoint, connect
-from cutover.postgres.fingerprint import Fingerprint, compare, fingerprint
+from cutover.postgres.fingerprint import HASH64, MD5_64, Fingerprint, compare, fingerprint, fingerprint_parallel
 from cutover.process import run_program, start_program
 from cutover.sandbox.info import PostgresInfo, SandboxInfo
 
@@ -186,6 +186,36 @@ def test_fingerprint_survives_a_json_round_trip(estate: str, onprem: PgEndpoint)
     assert compare(again, taken) == []
 
 
+def test_a_fingerprint_over_several_connections_is_the_same_fingerprint(
+    estate: str, estate_copy: str, onprem: PgEndpoint, cloud: PgEndpoint
+) -> None:
+    serial = take(onprem, estate)
+    parallel = fingerprint_parallel(lambda: connect(onprem, estate, autocommit=True), 3)
+    assert parallel == serial and parallel.tables == serial.tables and parallel.materialized_views == serial.materialized_views
+    assert compare(parallel, fingerprint_parallel(lambda: connect(cloud, estate_copy, autocommit=True), 2)) == []
+
+
+def test_both_row_hashes_prove_the_copy_and_do_not_compare_with_each_other(
+    estate: str, estate_copy: str, onprem: PgEndpoint, cloud: PgEndpoint
+) -> None:
+    with connect(onprem, estate, autocommit=True) as src, connect(cloud, estate_copy, autocommit=True) as dst:
+        fast, slow = fingerprint(src), fingerprint(src, algorithm=MD5_64)
+        assert (fast.algorithm, slow.algorithm) == (HASH64, MD5_64) and fast.probe and not slow.probe
+        assert fast.tables["reg.persons"].hash != slow.tables["reg.persons"].hash
+        assert compare(slow, fingerprint(dst, algorithm=MD5_64)) == []
+        assert compare(fast, fingerprint(dst)) == []
+        assert compare(slow, fast) == [
+            f"fingerprints not comparable: the source's was taken by {MD5_64}, the target's by {HASH64}; "
+            f"take the target's with algorithm={MD5_64}"
+        ]
+    # A server that hashes differently (another byte order) gives another probe: never equal.
+    other = Fingerprint.from_dict({**fast.to_dict(), "probe": "12345"})
+    assert compare(fast, other)[0].startswith("fingerprints not comparable: the two servers' hash64 hashes differ")
+    # A fingerprint persisted before algorithms were recorded was md5-64.
+    legacy = {k: v for k, v in slow.to_dict().items() if k not in ("algorithm", "probe")}
+    assert compare(Fingerprint.from_dict(legacy), slow) == []
+
+
 def test_sandbox_database_copy_matches_with_roles_created_first(
     sandbox: SandboxInfo, onprem: PgEndpoint, cloud: PgEndpoint, databases: Callable[[PgEndpoint, str], str]
 ) -> None:
@@ -238,6 +268,7 @@ def test_a_change_on_the_copy_is_reported_naming_the_object(
     databases: Callable[[PgEndpoint, str], str],
 ) -> None:
     source = take(onprem, estate)
+    source_md5 = fingerprint_parallel(lambda: connect(onprem, estate, autocommit=True), 2, algorithm=MD5_64)
     db = databases(cloud, f"chg{uuid.uuid4().hex[:6]}")
     with connect(cloud, "postgres", autocommit=True) as admin:
         admin.execute(f"create database {db} template {estate_copy}")
@@ -245,6 +276,8 @@ def test_a_change_on_the_copy_is_reported_naming_the_object(
         conn.execute(change)
     differences = compare(source, take(cloud, db))
     assert reported in differences
+    # the same by the other row hash, and over several connections
+    assert reported in compare(source_md5, fingerprint_parallel(lambda: connect(cloud, db, autocommit=True), 2, algorithm=MD5_64))
     with connect(cloud, "postgres", autocommit=True) as admin:
         dump.drop_database(admin, db)
 

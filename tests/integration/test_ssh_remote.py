@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import shlex
 import socket
@@ -215,11 +216,29 @@ def test_broken_connection_is_transient_and_the_remote_group_dies(target: SshTar
 # --- streaming ---------------------------------------------------------------------------
 
 
-def test_stream_delivers_every_byte_with_matching_hashes(client: paramiko.SSHClient, remote_dir: str) -> None:
+# The bytes' two ways through: an OpenSSH carrier into the Python copy, paramiko's channel
+# into tee and FIFOs (the fallbacks of both ends).
+WAYS = pytest.mark.parametrize(
+    ("openssh", "remote_python"), [(True, True), (False, False)], ids=["openssh-python", "paramiko-tee"]
+)
+
+
+@WAYS
+def test_stream_delivers_every_byte_with_matching_hashes(
+    client: paramiko.SSHClient, remote_dir: str, openssh: bool, remote_python: bool
+) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
     path = f"{remote_dir}/streamed.bin"
     progress: list[int] = []
-    result = stream_to_remote(client, io.BytesIO(data), f"cat > {shlex.quote(path)}", timeout_s=60, progress=progress.append)
+    result = stream_to_remote(
+        client,
+        io.BytesIO(data),
+        f"cat > {shlex.quote(path)}",
+        timeout_s=60,
+        progress=progress.append,
+        remote_python=remote_python,
+        openssh=openssh,
+    )
     expected = hashlib.sha256(data).hexdigest()
     assert (result.bytes, result.sha256_local, result.sha256_remote, result.exit_status) == (len(data), expected, expected, 0)
     assert progress[-1] == len(data) and progress == sorted(progress)
@@ -246,13 +265,44 @@ def test_stream_into_a_failing_command_returns_its_exit_status(client: paramiko.
     assert "restore failed" in [e.get("line") for e in logs if e["event"] == "remote_output"]
 
 
-def test_command_that_stops_reading_early_is_a_hash_mismatch(client: paramiko.SSHClient) -> None:
+@WAYS
+def test_command_that_stops_reading_early_is_a_hash_mismatch(
+    client: paramiko.SSHClient, openssh: bool, remote_python: bool
+) -> None:
     data = io.BytesIO(os.urandom(4 * 1024 * 1024))
     with pytest.raises(PermanentStepError, match="received data with sha256"):
-        stream_to_remote(client, data, "head -c 1000 > /dev/null", timeout_s=60)
+        stream_to_remote(client, data, "head -c 1000 > /dev/null", timeout_s=60, remote_python=remote_python, openssh=openssh)
 
 
-def test_environment_values_reach_the_streaming_command(client: paramiko.SSHClient, remote_dir: str) -> None:
+def test_stream_progress_is_reported_about_once_a_second_and_at_the_end(client: paramiko.SSHClient) -> None:
+    """A slow producer (a status page polls this): not a call per chunk, but the running
+    total every second or so, and the total at the end."""
+    producer = subprocess.Popen(
+        ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do head -c 100000 /dev/urandom; sleep 0.25; done"],
+        stdout=subprocess.PIPE,
+    )
+    assert producer.stdout is not None
+    calls: list[tuple[float, int]] = []
+    result = stream_to_remote(
+        client, producer.stdout, "cat > /dev/null", timeout_s=60, progress=lambda n: calls.append((time.monotonic(), n))
+    )
+    assert producer.wait(timeout=10) == 0
+    assert result.bytes == 1_200_000 and calls[-1][1] == 1_200_000
+    assert 2 <= len(calls) <= 5, calls  # about 3 s of streaming
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(calls)]
+    assert all(gap >= 0.9 for gap in gaps), gaps
+    assert [n for _, n in calls] == sorted(n for _, n in calls)
+
+
+def test_connections_prefer_aes_gcm(client: paramiko.SSHClient) -> None:
+    """The AEAD cipher is what keeps a Python sender near the wire (docs/benchmarks.md)."""
+    transport = client.get_transport()
+    assert transport is not None
+    assert transport.local_cipher == transport.remote_cipher == "aes128-gcm@openssh.com"
+
+
+@pytest.mark.parametrize("openssh", [True, False], ids=["openssh", "paramiko"])
+def test_environment_values_reach_the_streaming_command(client: paramiko.SSHClient, remote_dir: str, openssh: bool) -> None:
     secret = f"stream-secret-{uuid.uuid4().hex}"
     path = f"{remote_dir}/env"
     stream_to_remote(
@@ -261,5 +311,6 @@ def test_environment_values_reach_the_streaming_command(client: paramiko.SSHClie
         f'cat > /dev/null; printf %s "$TOKEN" > {shlex.quote(path)}',
         env={"TOKEN": secret},
         timeout_s=30,
+        openssh=openssh,
     )
     assert run_remote(client, f"cat {shlex.quote(path)}", timeout_s=30).stdout_tail == secret

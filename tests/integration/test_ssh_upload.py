@@ -1,4 +1,4 @@
-"""Resumable SFTP uploads against the sandbox's OpenSSH server, with real faults: the sshd
+"""Resumable uploads against the sandbox's OpenSSH server, with real faults: the sshd
 process serving the connection is killed mid-upload, and a partial file is damaged."""
 
 from __future__ import annotations
@@ -88,12 +88,15 @@ def upload_cut_halfway(target: SshTarget, local: Path, remote: str) -> None:
         client.close()
 
 
-def test_retry_after_killed_connection_resumes_from_the_partial_file(target: SshTarget, big_file: Path, remote_dir: str) -> None:
+@pytest.mark.parametrize("remote_python", [True, False], ids=["python-append", "cat-then-hash"])
+def test_retry_after_killed_connection_resumes_from_the_partial_file(
+    target: SshTarget, big_file: Path, remote_dir: str, remote_python: bool
+) -> None:
     remote = f"{remote_dir}/nested/dump.bin"
     upload_cut_halfway(target, big_file, remote)
     with connect(target) as client:
         assert remote_exists(client, remote + ".part") and not remote_exists(client, remote)
-        result = upload_file(client, big_file, remote, chunk_size=CHUNK)
+        result = upload_file(client, big_file, remote, chunk_size=CHUNK, remote_python=remote_python)
         assert 0 < result.resumed_from < SIZE
         assert result.bytes_sent == SIZE - result.resumed_from < SIZE
         assert result.size == SIZE and result.sha256 == sha256_of(big_file)

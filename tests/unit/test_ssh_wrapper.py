@@ -40,7 +40,8 @@ def test_environment_values_reach_the_command_verbatim_and_stdin_follows_intact(
         payload,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stderr.decode() == TRICKY["PGPASSWORD"] + "|line one\nline two\n|" + "||"
+    # the wrapper's own last line says how the command ended (remote_process: "End")
+    assert done.stderr.decode() == TRICKY["PGPASSWORD"] + "|line one\nline two\n|" + "||" + "cutover-exit 0\n"
     assert done.stdout.split(b"\n", 1)[1] == payload
 
 
