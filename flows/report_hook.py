@@ -36,8 +36,10 @@ from tasks.journal import run_journal
 log = structlog.get_logger()
 
 # Task run states reach the server through events, a little after the run's own state:
-# how long the report waits for the last of them.
+# how long the report waits for the last of them. A run that crashed or was cancelled
+# leaves task runs that will never end (their process is gone): not worth waiting for.
 SETTLE_S = 20.0
+SETTLE_AFTER_A_CRASH_S = 2.0
 
 
 def _keep_beside_the_run(cutover_run: str, runbook_path: str, audit_name: Callable[[Path], str]) -> None:
@@ -54,11 +56,11 @@ def _keep_beside_the_run(cutover_run: str, runbook_path: str, audit_name: Callab
         audit.keep(journal, audit_name(path), path)
 
 
-def _attach(flow_run: FlowRun, cutover_run: str) -> None:
+def _attach(flow_run: FlowRun, cutover_run: str, settle_s: float) -> None:
     from prefect.client.schemas.actions import ArtifactCreate
 
     api_url = configured_api_url()
-    report = build_report(gather(api_url, cutover_run, run_journal, settle_s=SETTLE_S))
+    report = build_report(gather(api_url, cutover_run, run_journal, settle_s=settle_s))
     digest = report.digest.value if report.digest else ""
     run_journal(cutover_run).write(f"report-{flow_run.id}", {"digest": digest, "json": render_json(report)})
     with prefect_client(api_url) as client:
@@ -74,7 +76,7 @@ def _attach(flow_run: FlowRun, cutover_run: str) -> None:
     log.info("report_attached", flow_run_id=str(flow_run.id), verdict=report.verdict.outcome, digest=digest)
 
 
-def _at_the_end(kind: str, flow_run: FlowRun) -> None:
+def _at_the_end(kind: str, flow_run: FlowRun, state: State[Any]) -> None:
     parameters = dict(flow_run.parameters or {})
     runbook_path = str(Path(str(parameters.get("runbook", "runbooks/demo.yaml"))).resolve())
     if kind == "rollback":
@@ -85,19 +87,19 @@ def _at_the_end(kind: str, flow_run: FlowRun) -> None:
         audit_name = lambda path: path.parent.name  # noqa: E731  (the attempt's work directory)
     try:
         _keep_beside_the_run(cutover_run, runbook_path, audit_name)
-        _attach(flow_run, cutover_run)
+        _attach(flow_run, cutover_run, SETTLE_AFTER_A_CRASH_S if state.is_crashed() or state.is_cancelled() else SETTLE_S)
     except Exception as exc:  # the report must never change how the run ended
         log.warning("report_not_attached", flow_run_id=str(flow_run.id), error=redact_text(f"{type(exc).__name__}: {exc}")[:300])
 
 
 def at_cutover_end(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     """A cutover run ended (completed, failed, crashed, cancelled): its report."""
-    _at_the_end("cutover", flow_run)
+    _at_the_end("cutover", flow_run, state)
 
 
 def at_rollback_end(flow: Flow[..., Any], flow_run: FlowRun, state: State[Any]) -> None:
     """A rollback run ended: the report of the cutover run it rolled back, on the rollback run."""
-    _at_the_end("rollback", flow_run)
+    _at_the_end("rollback", flow_run, state)
 
 
 # for the flow decorators: every final state
