@@ -39,13 +39,13 @@ def _custody(db: Custody) -> list[str]:
     rows += [
         (
             "source at the freeze",
-            f"{_code(src.digest)}: {count(src.rows)} rows in {src.tables} tables, taken {when(src.taken_at)}"
+            f"{_code(src.digest)}: {count(src.rows)} rows in {src.tables} tables (rows hashed by {src.algorithm}), taken {when(src.taken_at)}"
             if src
             else NOT_RECORDED,
         ),
         (
             "target after the import",
-            f"{_code(tgt.digest)}: {count(tgt.rows)} rows in {tgt.tables} tables, taken {when(tgt.taken_at)}"
+            f"{_code(tgt.digest)}: {count(tgt.rows)} rows in {tgt.tables} tables (rows hashed by {tgt.algorithm}), taken {when(tgt.taken_at)}"
             if tgt
             else NOT_RECORDED,
         ),

@@ -36,8 +36,10 @@ from cutover.results import ActionOutcome, ActionsResult, PostSwitchResult
 CONTENT_PROOF = (
     "The proof that a database arrived complete and unaltered is its fingerprint, not a dump's sha256. "
     "The fingerprint holds, per table, the row count and an order-independent content hash (the sum, as a "
-    "decimal number, of the first 64 bits of the md5 of every row rendered as text with its columns in name "
-    "order, under fixed settings: UTC, ISO dates, exact floats, hex bytea), plus the sequences, large objects "
+    "decimal number, of a 64-bit hash of every row rendered as text with its columns in name order, under "
+    "fixed settings: UTC, ISO dates, exact floats, hex bytea; the hash is named per database: hash64 is "
+    "PostgreSQL's hashtextextended of the row's UTF-8 text, md5-64 the first 64 bits of its md5), plus the "
+    "sequences, large objects "
     "and schema objects; the digest shown is the sha256 of those parts. pg_dump writes identical data "
     "differently from one run to the next, so a dump's sha256 only proves that its bytes arrived as sent."
 )

@@ -34,8 +34,11 @@ from cutover.results import (
 # which may differ on the target, nor how long taking it took).
 _COMPARED = ("tables", "materialized_views", "sequences", "large_objects", "schema_hash")
 
+# A fingerprint persisted before fingerprints named their row hash was taken with md5-64.
+_TAKEN_BEFORE_ALGORITHMS = "md5-64"
+
 SOURCE_PROOFS = {
-    "marker": "no write since the freeze: the database's write counters and WAL position had not moved",
+    "marker": "no write since the freeze: the database's storage, write counters, sequences and schema had not moved",
     "fingerprint": "the write counters had moved; the full fingerprint was taken again and equals the freeze's",
 }
 
@@ -52,6 +55,7 @@ def _summary(fingerprint: dict[str, Any], taken_at: str | None) -> FingerprintSu
     tables = fingerprint.get("tables") or {}
     return FingerprintSummary(
         digest=fingerprint_digest(fingerprint),
+        algorithm=str(fingerprint.get("algorithm") or _TAKEN_BEFORE_ALGORITHMS),
         tables=len(tables),
         rows=sum(int(t["rows"]) for t in tables.values()),
         sequences=len(fingerprint.get("sequences") or {}),

@@ -98,6 +98,7 @@ class FingerprintSummary:
     """A database's fingerprint in short: its digest and counts; the tables are listed apart."""
 
     digest: str  # sha256 of the comparable parts (see cutover.report.custody)
+    algorithm: str  # how each row was hashed (cutover.postgres.fingerprint: hash64, md5-64)
     tables: int
     rows: int
     sequences: int

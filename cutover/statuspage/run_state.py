@@ -89,7 +89,8 @@ def step_phase(step_id: str, phase: str | None, plan: Plan | None) -> tuple[str,
     if plan is not None and step_id in plan.steps:
         step = plan.steps[step_id]
         return step.phase, step.application
-    application = None if step_id.startswith("gate/") else step_id.split("/", 1)[0]
+    # gate/<name> and the run-wide steps (point-of-no-return) belong to no application
+    application = None if step_id.startswith("gate/") or "/" not in step_id else step_id.split("/", 1)[0]
     if phase:
         return phase, application
     parts = step_id.split("/")

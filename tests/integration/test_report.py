@@ -74,10 +74,17 @@ _SETTINGS = {
 }
 
 
-def catalog_figures(pg: Any, database: str) -> dict[str, tuple[int, str]]:
+# The 64-bit value of a row rendered as text, per algorithm the report names (UTF-8 databases)
+_ROW_VALUE = {
+    "hash64": 'hashtextextended(({}::text) collate "C", 0)',
+    "md5-64": "('x' || left(md5(convert_to({}::text, 'UTF8')), 16))::bit(64)::bigint",
+}
+
+
+def catalog_figures(pg: Any, database: str, algorithm: str) -> dict[str, tuple[int, str]]:
     """Per table (schema.table): the row count and the content hash as the report defines
-    it (the sum of the first 64 bits of md5 of each row as text, columns in name order),
-    computed here with this test's own SQL."""
+    it (the sum of a 64-bit hash of each row as text, columns in name order, by the
+    algorithm the report names), computed here with this test's own SQL."""
     figures = {}
     with connect(endpoint(pg), database, autocommit=True) as conn, conn.transaction():
         for name, value in _SETTINGS.items():
@@ -92,10 +99,9 @@ def catalog_figures(pg: Any, database: str) -> dict[str, tuple[int, str]]:
         ).fetchall()
         for schema, table, kind, columns in tables:
             row = sql.SQL("row({})").format(sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in columns))
-            query = sql.SQL(
-                "select count(*), coalesce(sum(('x' || left(md5(convert_to({}::text, 'UTF8')), 16))::bit(64)::bigint), 0)::text"
-                " from {}{} t"
-            ).format(row, sql.SQL("only " if kind == "r" else ""), sql.Identifier(schema, table))
+            query = sql.SQL("select count(*), coalesce(sum(" + _ROW_VALUE[algorithm] + "), 0)::text from {}{} t").format(
+                row, sql.SQL("only " if kind == "r" else ""), sql.Identifier(schema, table)
+            )
             count, content = conn.execute(query).fetchone()
             figures[f"{schema}.{table}"] = (int(count), str(content))
     return figures
@@ -192,8 +198,6 @@ def completed_run(
             "tmp": tmp,
             "artifact": report_artifact(prefect_api.api_url, run_id),
             "kept": run_journal(run_id).read(f"report-{run_id}"),
-            "source": catalog_figures(sandbox.onprem, DB),
-            "target": catalog_figures(sandbox.cloud, DB),
         }
         with sandbox_stopped(sandbox):
             rendered = {
@@ -207,6 +211,11 @@ def completed_run(
                     rendered.setdefault((fmt, public), render(report, fmt))
         found["rendered"] = rendered
         found["json"] = json.loads(rendered[("json", False)])
+        (custody,) = found["json"]["databases"]
+        algorithm = custody["source_fingerprint"]["algorithm"]
+        assert algorithm == custody["target_fingerprint"]["algorithm"] and algorithm in _ROW_VALUE, algorithm
+        found["source"] = catalog_figures(sandbox.onprem, DB, algorithm)
+        found["target"] = catalog_figures(sandbox.cloud, DB, algorithm)
         keep_samples(
             {"report-completed.html": rendered[("html", False)], "report-completed-public.html": rendered[("html", True)]}
         )
