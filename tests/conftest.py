@@ -8,6 +8,12 @@ the session, so the demo runbook's ``env:`` references resolve.
 Set ``CUTOVER_TEST_SANDBOX=/some/dir`` to run the tests against a sandbox in that dir
 instead (started if needed, left running afterwards), which saves its start-up while
 working on the tests.
+
+The suite runs in two pytest-xdist workers, a test file at a time each (``-n 2 --dist
+loadfile`` in pyproject.toml): most of a test's time is spent waiting on servers, not on
+the two cores. Each worker is a session of its own: its own sandbox (free ports, its own
+directory), Prefect server and state directory; nothing is shared between them.
+``-n 0`` runs everything in one process.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
 def sandbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxInfo]:
     """The session's running sandbox (see the module docstring)."""
     reused = os.environ.get("CUTOVER_TEST_SANDBOX")
+    if reused and os.environ.get("PYTEST_XDIST_WORKER"):
+        reused = f"{reused}-{os.environ['PYTEST_XDIST_WORKER']}"  # one sandbox per worker
     directory = Path(reused) if reused else tmp_path_factory.mktemp("sandbox")
     started = time.monotonic()
     up = run_cli("sandbox", "up", "--scale", str(SESSION_SCALE), "--dir", str(directory))
@@ -74,10 +82,12 @@ def sandbox_up_seconds(request: pytest.FixtureRequest, sandbox: SandboxInfo) -> 
 def pytest_configure(config: pytest.Config) -> None:
     """The session's own state directory (cutover.state): the flows' work directories and a
     `cutover up` of the tests land in it, never in the user's, and go with the session."""
-    if "CUTOVER_HOME" not in os.environ:
+    # an xdist worker inherits the controller's environment: it makes a home of its own
+    inherited = os.environ.get(_HOME_MADE_HERE) == os.environ.get("CUTOVER_HOME")
+    if "CUTOVER_HOME" not in os.environ or (inherited and os.environ.get("PYTEST_XDIST_WORKER")):
         import tempfile
 
-        os.environ["CUTOVER_HOME"] = tempfile.mkdtemp(prefix="cutover-home-")
+        os.environ["CUTOVER_HOME"] = os.environ[_HOME_MADE_HERE] = tempfile.mkdtemp(prefix="cutover-home-")
         config.stash[_OWN_HOME] = os.environ["CUTOVER_HOME"]
 
 
@@ -88,6 +98,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
         shutil.rmtree(own, ignore_errors=True)
         os.environ.pop("CUTOVER_HOME", None)
+        os.environ.pop(_HOME_MADE_HERE, None)
 
 
 _OWN_HOME = pytest.StashKey[str]()
+_HOME_MADE_HERE = "CUTOVER_TESTS_HOME"  # the CUTOVER_HOME a test session made (not the user's)

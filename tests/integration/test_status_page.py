@@ -40,6 +40,7 @@ from cutover.statuspage.process import start_status_page, stop_status_page
 pytestmark = pytest.mark.integration
 
 DEMO = Path("runbooks/demo.yaml").resolve()
+OWN_CUTOVER = "gemeente-werkendam-status-page-tests"
 TOKEN = "status-team-token-for-the-browser-test"
 BALLAST_DB = "gis"
 BALLAST_TABLE = "cutover_status_ballast"
@@ -202,7 +203,11 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
     shots = Path(os.environ.get("CUTOVER_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     home = tmp_path / "status-page"
-    page_process = start_status_page(home, prefect_api.api_url, runbook=DEMO, team_token=TOKEN)
+    # a cutover name of its own: other tests' runs of the demo on this server are not this page's
+    runbook = tmp_path / "demo.yaml"
+    runbook.write_text(DEMO.read_text().replace("cutover: gemeente-werkendam\n", f"cutover: {OWN_CUTOVER}\n", 1))
+    assert f"cutover: {OWN_CUTOVER}" in runbook.read_text()
+    page_process = start_status_page(home, prefect_api.api_url, runbook=runbook, team_token=TOKEN)
     base = page_process.url.rstrip("/")
     try:
         # refused without the token, or with a wrong one
@@ -230,7 +235,7 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
                 assert "gepland" in phone.inner_text("#applications")
 
                 flow_run_id = off_the_browser_thread(
-                    start_run, prefect_api.api_url, "cutover/cutover", {"runbook": str(DEMO), "outside_window": True}
+                    start_run, prefect_api.api_url, "cutover/cutover", {"runbook": str(runbook), "outside_window": True}
                 )
                 seen: dict[str, list[str]] = {app: ["planned"] for app in applications}
 
@@ -267,7 +272,7 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
                 # stop and start the status page mid-run: it reads the whole history again
                 before = {a["name"]: a["status"] for a in httpx.get(f"{base}/status.json", timeout=10).json()["applications"]}
                 stop_status_page(home)
-                page_process = start_status_page(home, prefect_api.api_url, runbook=DEMO, team_token=TOKEN)
+                page_process = start_status_page(home, prefect_api.api_url, runbook=runbook, team_token=TOKEN)
                 assert page_process.url.rstrip("/") == base, "it comes back on its port, so open pages reconnect"
 
                 def caught_up() -> bool:
@@ -315,7 +320,7 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
         # the finished run is a rehearsal now: the timeline learns the real durations
         def timeline() -> str | None:
             done = subprocess.run(
-                [sys.executable, "-m", "cutover", "plan", str(DEMO), "--timeline", "--api", prefect_api.api_url],
+                [sys.executable, "-m", "cutover", "plan", str(runbook), "--timeline", "--api", prefect_api.api_url],
                 capture_output=True,
                 text=True,
                 timeout=60,
