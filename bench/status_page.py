@@ -11,7 +11,7 @@ process's resident memory with N viewers connected, and how many messages arrive
 
     .venv/bin/python bench/status_page.py [--viewers 1,100,500] [--seconds 20] [--rate 5] [--write]
 
-``--write`` puts the table into docs/benchmarks-status-page.md.
+``--write`` puts the table into the "Status page" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from cutover.orchestration.server import start_server, stop_server  # noqa: E402
 from cutover.statuspage.process import start_status_page, stop_status_page  # noqa: E402
 
 AT = re.compile(rb'^data: \{"at":"([^"]+)"')
-DOC = ROOT / "docs" / "benchmarks-status-page.md"
+DOC = ROOT / "docs" / "benchmarks.md"
+_TABLE_HEAD = "| viewers |"
 CUTOVER = "bench-estate"  # a page without a runbook follows the first cutover it hears of
 
 
@@ -180,14 +181,12 @@ def main() -> None:
     text = table(rows, args.seconds, args.rate)
     print(text)
     if args.write:
-        DOC.write_text(
-            "## Status page\n\n"
-            "`bench/status_page.py`: N viewers of the public page's server-sent events on loopback; the latency is\n"
-            "from the moment an event happened (its `occurred`, posted to the Prefect API) to the moment a viewer\n"
-            "received the page update that shows it. Target: p99 under 1 s with 500 viewers.\n\n"
-            + text
-            + "\n\n    .venv/bin/python bench/status_page.py --write\n"
-        )
+        # the section's table is replaced; the words around it stay
+        doc = DOC.read_text()
+        section = doc.index("## Status page")
+        start = doc.index(_TABLE_HEAD, section)
+        end = doc.index("\n\n", start)
+        DOC.write_text(doc[:start] + text.split("\n\n")[0] + doc[end:])
 
 
 if __name__ == "__main__":
