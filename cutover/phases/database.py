@@ -23,6 +23,7 @@ from cutover.errors import PermanentStepError, TransientStepError
 from cutover.phases import endpoints, workspace
 from cutover.postgres import dump, fingerprint, freeze, roles
 from cutover.postgres.endpoint import PgEndpoint, connect, lost_server
+from cutover.postgres.passfile import client_environment, remote_passfile
 from cutover.results import (
     CompensationResult,
     ExportResult,
@@ -147,12 +148,13 @@ def export_database(move: Move) -> ExportResult:
     from cutover.process import ProgramExited, run_program
 
     try:
-        run_program(
-            dump.pg_dump_argv(source, move.db.name, format="directory", jobs=move.db.jobs, out=str(out)),
-            env=source.libpq_env(),
-            timeout_s=move.runbook.defaults.timeout_s,
-            log_name=f"pg_dump {move.key}",
-        )
+        with client_environment(source) as env:
+            run_program(
+                dump.pg_dump_argv(source, move.db.name, format="directory", jobs=move.db.jobs, out=str(out)),
+                env=env,
+                timeout_s=move.runbook.defaults.timeout_s,
+                log_name=f"pg_dump {move.key}",
+            )
     except ProgramExited as exc:
         if lost_server(exc.stderr_tail):
             raise TransientStepError(f"{move.key}: pg_dump lost the source server: {exc}") from exc
@@ -244,29 +246,31 @@ def stream_database(move: Move, progress: Callable[[int], None] | None = None) -
     assert ssh_site is not None
     restore = dump.pg_restore_command(move.db.target, jobs=1, path=None, bin_dir=ssh_site.pg_bin_dir)
     start = time.perf_counter()
-    producer = start_program(
-        dump.pg_dump_argv(source, move.db.name, format="custom", jobs=1, out=None),
-        env=source.libpq_env(),
-        timeout_s=move.runbook.defaults.timeout_s,
-        log_name=f"pg_dump {move.key}",
-    )
-    client = ssh_connect(move.target_host())
-    try:
-        assert producer.stdout is not None, "pg_dump was started with its output piped"
-        result = stream_to_remote(
-            client,
-            producer.stdout,  # type: ignore[arg-type]  # a pipe of bytes
-            restore,
-            env=move.target().libpq_env(),
+    with client_environment(source) as env:
+        producer = start_program(
+            dump.pg_dump_argv(source, move.db.name, format="custom", jobs=1, out=None),
+            env=env,
             timeout_s=move.runbook.defaults.timeout_s,
-            progress=progress,
+            log_name=f"pg_dump {move.key}",
         )
-    except BaseException:
-        producer.kill()
-        raise
-    finally:
-        client.close()
-    producer.wait()
+        client = ssh_connect(move.target_host())
+        try:
+            assert producer.stdout is not None, "pg_dump was started with its output piped"
+            result = stream_to_remote(
+                client,
+                producer.stdout,  # type: ignore[arg-type]  # a pipe of bytes
+                restore,
+                env=move.target().libpq_env(),
+                secret_files=remote_passfile(move.target()),
+                timeout_s=move.runbook.defaults.timeout_s,
+                progress=progress,
+            )
+        except BaseException:
+            producer.kill()
+            raise
+        finally:
+            client.close()
+        producer.wait()
     if result.exit_status != 0:
         raise TransientStepError(f"{move.key}: pg_restore on the target exited {result.exit_status}")
     _mark_imported(move)
@@ -387,7 +391,12 @@ def _run_on_target(move: Move, command: str, stdin: Any) -> None:
     client = ssh_connect(move.target_host())
     try:
         outcome = run_remote(
-            client, command, env=move.target().libpq_env(), stdin=stdin, timeout_s=move.runbook.defaults.timeout_s
+            client,
+            command,
+            env=move.target().libpq_env(),
+            secret_files=remote_passfile(move.target()),
+            stdin=stdin,
+            timeout_s=move.runbook.defaults.timeout_s,
         )
     finally:
         client.close()

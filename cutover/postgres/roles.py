@@ -26,6 +26,7 @@ from cutover.errors import PermanentStepError, TransientStepError
 from cutover.postgres._errors import first_line as _first_line
 from cutover.postgres._errors import where as _where
 from cutover.postgres.endpoint import PgEndpoint
+from cutover.postgres.passfile import client_environment
 from cutover.process import run_program
 
 log = structlog.get_logger()
@@ -132,13 +133,14 @@ def role_definitions(source: PgEndpoint, roles: Iterable[str], *, timeout_s: flo
     (attributes and settings), comments, and the memberships among them; no passwords.
     Taken with ``pg_dumpall --roles-only --no-role-passwords``. Roles absent from the
     source are simply not in it (see :func:`missing_roles`)."""
-    result = run_program(
-        [source.tool("pg_dumpall"), "--roles-only", "--no-role-passwords", "--no-password"],
-        env=source.libpq_env(),
-        timeout_s=timeout_s,
-        log_name=f"pg_dumpall --roles-only {source.where}",
-        capture_stdout=True,
-    )
+    with client_environment(source) as env:
+        result = run_program(
+            [source.tool("pg_dumpall"), "--roles-only", "--no-role-passwords", "--no-password"],
+            env=env,
+            timeout_s=timeout_s,
+            log_name=f"pg_dumpall --roles-only {source.where}",
+            capture_stdout=True,
+        )
     return filter_role_definitions((result.stdout or b"").decode("utf-8"), roles)
 
 
