@@ -10,10 +10,15 @@ somebody else's database (refused).
 from __future__ import annotations
 
 import hashlib
+import os
+import posixpath
+import shlex
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +145,7 @@ def export_database(move: Move) -> ExportResult:
     out = move.local_dump_dir()
     done = out / ".cutover-complete"
     if done.exists():
-        return ExportResult(path=str(out), bytes=_tree_size(out), skipped=True)
+        return ExportResult(path=str(out), bytes=_tree_size(out), skipped=True, location=_local_location(out))
     if out.exists():
         shutil.rmtree(out)  # a half-written dump from a crashed attempt: pg_dump wants an empty dir
     source = move.source()
@@ -159,11 +164,11 @@ def export_database(move: Move) -> ExportResult:
         if lost_server(exc.stderr_tail):
             raise TransientStepError(f"{move.key}: pg_dump lost the source server: {exc}") from exc
         raise
-    done.write_text(move.attempt_key)
+    _write_private(done, move.attempt_key)
     size = _tree_size(out)
     duration = round(time.perf_counter() - start, 2)
     log.info("database_exported", database=move.key, bytes=size, duration_s=duration)
-    return ExportResult(path=str(out), bytes=size, duration_s=duration)
+    return ExportResult(path=str(out), bytes=size, duration_s=duration, location=_local_location(out))
 
 
 def transfer_dump(move: Move, progress: Callable[[int, int], None] | None = None) -> TransferResult:
@@ -180,7 +185,11 @@ def transfer_dump(move: Move, progress: Callable[[int, int], None] | None = None
     try:
         total = _tree_size(local)
         result = upload_tree(
-            client, str(local), move.remote_dump_dir(), progress=(lambda done: progress(done, total)) if progress else None
+            client,
+            str(local),
+            move.remote_dump_dir(),
+            progress=(lambda done: progress(done, total)) if progress else None,
+            private=True,
         )
     finally:
         client.close()
@@ -225,6 +234,7 @@ def import_dump(move: Move) -> ImportResult:
         dump_sha256=checked.sha256,
         roles_needed=needed,
         roles_created=created,
+        location=_remote_location(move),
     )
 
 
@@ -300,7 +310,66 @@ def verify_database(move: Move, frozen: FrozenDatabase) -> VerifyResult:
         raise PermanentStepError(f"{move.key}: target differs from the source: " + "; ".join(differences[:10]))
     rows = taken.total_rows
     log.info("database_verified", database=move.key, tables=len(taken.tables), rows=rows)
-    return VerifyResult(database=move.key, tables=len(taken.tables), rows=rows, fingerprint=taken.to_dict())
+    dumps = dispose_of_dumps(move)
+    return VerifyResult(database=move.key, tables=len(taken.tables), rows=rows, fingerprint=taken.to_dict(), dumps=dumps)
+
+
+# --- the dump's copies at rest -------------------------------------------------------
+
+
+def dispose_of_dumps(move: Move) -> list[dict[str, Any]]:
+    """After a verified import: remove the dump directory on the target host, then on the
+    orchestrator (in that order, so that a local one still there means "not done yet"),
+    unless the runbook says ``keep_dump``. Returns what was where and when it was removed
+    (or that it was kept); empty when the database was streamed (no dump on any disk).
+    Removing what is gone already counts as done, so a retried verify repeats it safely."""
+    local = workspace.run_dir(move.runbook.cutover, move.attempt_key) / f"{move.app.name}.{move.db.name}.dump"
+    if not local.exists():
+        return []
+    places = [_remote_location(move), _local_location(local)]
+    if move.db.keep_dump:
+        log.warning("dump_kept", database=move.key, places=[f"{p['host']}:{p['path']}" for p in places])
+        return [{**place, "kept": True, "removed_at": None} for place in places]
+    from cutover.ssh.remote import run_remote
+    from cutover.ssh.target import connect as ssh_connect
+
+    remote = move.remote_dump_dir()
+    client = ssh_connect(move.target_host())
+    try:
+        outcome = run_remote(
+            client,
+            f"rm -rf -- {shlex.quote(remote)} && {{ rmdir -- {shlex.quote(posixpath.dirname(remote))} 2>/dev/null; true; }}",
+            timeout_s=move.runbook.defaults.check_timeout_s * 10,
+        )
+    finally:
+        client.close()
+    if outcome.exit_status != 0:
+        raise TransientStepError(f"{move.key}: removing the dump on the target host exited {outcome.exit_status}")
+    places[0]["removed_at"] = _now()
+    shutil.rmtree(local)
+    places[1]["removed_at"] = _now()
+    log.info("dump_removed", database=move.key, places=[f"{p['host']}:{p['path']}" for p in places])
+    return [{**place, "kept": False} for place in places]
+
+
+def _local_location(path: Path) -> dict[str, Any]:
+    return {"where": "orchestrator", "host": socket.gethostname(), "path": str(path), "mode": workspace.PRIVATE_MODE}
+
+
+def _remote_location(move: Move) -> dict[str, Any]:
+    ssh = move.runbook.sites[move.db.to].ssh
+    assert ssh is not None
+    return {"where": "target host", "host": ssh.host, "path": move.remote_dump_dir(), "mode": workspace.PRIVATE_MODE}
+
+
+def _write_private(path: Path, text: str) -> None:
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # --- writes on the target after the switch ------------------------------------------
