@@ -318,7 +318,7 @@ def verify_database(move: Move, frozen: FrozenDatabase) -> VerifyResult:
 
 
 def dispose_of_dumps(move: Move) -> list[dict[str, Any]]:
-    """After a verified import: remove the dump directory on the target host, then on the
+    """After a verified import (and in the import's rollback): remove the dump directory on the target host, then on the
     orchestrator (in that order, so that a local one still there means "not done yet"),
     unless the runbook says ``keep_dump``. Returns what was where and when it was removed
     (or that it was kept); empty when the database was streamed (no dump on any disk).
@@ -397,27 +397,58 @@ def target_writes_since(runbook: Runbook, app: Application, attempt_key: str, ba
 
 
 def undo_target_database(move: Move) -> CompensationResult:
-    """Keep, rename or drop the target database (``on_rollback``), if this run created it."""
+    """Keep, rename or drop the target database (``on_rollback``), if this run created it;
+    then the roles this attempt created for it (:func:`cutover.postgres.roles.undo_created_roles`),
+    and the attempt's dump files on both hosts (:func:`dispose_of_dumps`)."""
     target = move.db.target
     with connect(move.target(), "postgres", autocommit=True) as admin:
-        if not dump.database_exists(admin, target):
-            return CompensationResult("nothing to undo: no target database", {"database": move.key})
-        comment = dump.database_comment(admin, target) or ""
-        if comment not in (move.marker(), move.marker(finished=True)):
-            log.info("target_database_left", database=move.key, reason="not created by this run", comment=comment)
-            return CompensationResult("left alone: not created by this run", {"database": move.key})
-        policy = move.db.on_rollback
-        if policy == "drop":
-            dump.drop_database(admin, target)
-            return CompensationResult("dropped", {"database": move.key})
-        if policy == "rename":
-            aside = f"{target[:40]}_rolled_back_{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
-            dump.rename_database(admin, target, aside)
-            return CompensationResult(f"renamed to {aside}", {"database": move.key, "to": aside})
-        return CompensationResult("kept", {"database": move.key})
+        outcome = _undo_database(move, admin, target)
+        # what this or an earlier try of this compensation kept aside (keep, rename)
+        kept = [
+            str(row[0])
+            for row in admin.execute(
+                "select datname from pg_database where datname = %s or datname like %s",
+                (target, _aside_prefix(target).replace("_", "\\_") + "%"),
+            )
+        ]
+        undone = roles.undo_created_roles(admin, move.marker(), kept)
+    details = dict(outcome.details)
+    # the attempt's dump copies (file method) go too: the data is back on the source
+    disposed = dispose_of_dumps(move)
+    if disposed:
+        details["dumps"] = disposed
+    if undone.dropped:
+        details["roles_dropped"] = undone.dropped
+    if undone.login_disabled:
+        details["roles_login_disabled"] = undone.login_disabled
+    if undone.left:
+        details["roles_left"] = undone.left
+    return CompensationResult(outcome.done, details)
+
+
+def _undo_database(move: Move, admin: Any, target: str) -> CompensationResult:
+    if not dump.database_exists(admin, target):
+        return CompensationResult("nothing to undo: no target database", {"database": move.key})
+    comment = dump.database_comment(admin, target) or ""
+    if comment not in (move.marker(), move.marker(finished=True)):
+        log.info("target_database_left", database=move.key, reason="not created by this run", comment=comment)
+        return CompensationResult("left alone: not created by this run", {"database": move.key})
+    policy = move.db.on_rollback
+    if policy == "drop":
+        dump.drop_database(admin, target)
+        return CompensationResult("dropped", {"database": move.key})
+    if policy == "rename":
+        aside = _aside_prefix(target) + time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        dump.rename_database(admin, target, aside)
+        return CompensationResult(f"renamed to {aside}", {"database": move.key, "to": aside})
+    return CompensationResult("kept", {"database": move.key})
 
 
 # --- shared --------------------------------------------------------------------------
+
+
+def _aside_prefix(target: str) -> str:
+    return f"{target[:40]}_rolled_back_"
 
 
 def _prepare_target(move: Move) -> tuple[list[str], list[str]]:
@@ -435,7 +466,7 @@ def _prepare_target(move: Move) -> tuple[list[str], list[str]]:
         # databases of one application share roles and are prepared at the same time:
         # one creator at a time per target cluster (released when the connection closes)
         admin.execute("select pg_advisory_lock(hashtext('cutover:ensure-roles'))")
-        created = roles.ensure_roles(admin, definitions, needed, passwords)
+        created = roles.ensure_roles(admin, definitions, needed, passwords, marker=move.marker())
         missing = roles.missing_roles(admin, needed)
         if missing:
             raise PermanentStepError(f"{move.key}: roles missing on the target: {', '.join(sorted(missing))}")

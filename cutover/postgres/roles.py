@@ -14,7 +14,7 @@ not even a server statement log sees them; and they are never logged.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,12 +221,16 @@ def ensure_roles(
     definitions_sql: str,
     roles: Iterable[str],
     passwords: Mapping[str, str],
+    marker: str | None = None,
 ) -> list[str]:
     """Create those of ``roles`` that the target lacks, from ``definitions_sql`` (see
     :func:`role_definitions`), with their attributes, comments and memberships; roles that
     already exist are left as they are. Then set the password of every role in ``roles``
     that has a non-empty entry in ``passwords``. All of it in one transaction: either every
-    change is made or none. Returns the names of the roles created.
+    change is made or none. Returns the names of the roles created. With ``marker``, each
+    role created carries it as its setting ``cutover.created_by`` (:data:`CREATED_BY`), so
+    that a rollback of the same attempt knows it may remove it (:func:`undo_created_roles`),
+    a retry included; the role's comment stays the source's.
 
     ``target_admin_conn``: an autocommit connection of a role with CREATEROLE."""
     wanted = set(roles)
@@ -250,6 +254,12 @@ def ensure_roles(
                 target_admin_conn.execute(text.encode())
                 if statement.kind == "create":
                     created.append(statement.role)
+                    if marker is not None:
+                        target_admin_conn.execute(
+                            sql.SQL("alter role {} set {} = {}").format(
+                                sql.Identifier(statement.role), sql.Identifier(*CREATED_BY.split(".")), sql.Literal(marker)
+                            )
+                        )
             for role in sorted(wanted):
                 password = passwords.get(role)
                 if password:
@@ -282,6 +292,69 @@ def _without_default_attributes(text: str) -> str | None:
         return text
     rest = _DEFAULT_ATTRIBUTES.sub("", match.group(2) + ";")[:-1]
     return f"{match.group(1)}{rest};" if rest.strip() else None
+
+
+# A role setting (pg_db_role_setting) that names the attempt that created the role.
+CREATED_BY = "cutover.created_by"
+
+
+@dataclass(frozen=True)
+class RolesUndone:
+    """What :func:`undo_created_roles` did, role by role."""
+
+    dropped: list[str]
+    login_disabled: list[str]  # still owned objects in the database kept (or renamed) aside
+    left: dict[str, list[str]]  # still used by other databases: role -> their names
+
+
+def created_roles(admin_conn: psycopg.Connection[Any], marker: str) -> list[str]:
+    """The roles that :func:`ensure_roles` created with ``marker``."""
+    rows = _execute(
+        admin_conn,
+        """select r.rolname from pg_roles r join pg_db_role_setting s on s.setrole = r.oid and s.setdatabase = 0
+           where %s = any(s.setconfig) order by 1""",
+        (f"{CREATED_BY}={marker}",),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def undo_created_roles(admin_conn: psycopg.Connection[Any], marker: str, kept_databases: Collection[str]) -> RolesUndone:
+    """Remove the roles this attempt created (``marker``), now that its database is being
+    rolled back: a role nothing depends on any more is dropped; one that only the database
+    kept aside (``kept_databases``: ``on_rollback`` keep or rename) still depends on keeps its
+    objects but loses its login and password; one that another database uses (it moves with
+    another application, which goes on) is left as it is. Roles that existed before the run
+    never carry the marker and are never touched. Idempotent."""
+    done = RolesUndone([], [], {})
+    for role in created_roles(admin_conn, marker):
+        users = [
+            row[0]
+            for row in _execute(
+                admin_conn,
+                """select distinct d.datname from pg_shdepend s join pg_database d on d.oid = s.dbid
+                   where s.refclassid = 'pg_authid'::regclass and s.refobjid = (select oid from pg_roles where rolname = %s)
+                   order by 1""",
+                (role,),
+            ).fetchall()
+        ]
+        others = [name for name in users if name not in kept_databases]
+        if others:
+            done.left[role] = others
+        elif users:
+            _execute(admin_conn, sql.SQL("alter role {} nologin password null").format(sql.Identifier(role)))
+            done.login_disabled.append(role)
+        else:
+            _execute(admin_conn, sql.SQL("drop role if exists {}").format(sql.Identifier(role)))
+            done.dropped.append(role)
+    if done.dropped or done.login_disabled or done.left:
+        log.info(
+            "roles_undone",
+            dropped=done.dropped,
+            login_disabled=done.login_disabled,
+            left=sorted(done.left),
+            where=_where(admin_conn),
+        )
+    return done
 
 
 def _set_password(conn: psycopg.Connection[Any], role: str, password: str) -> None:
