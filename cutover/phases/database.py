@@ -24,7 +24,7 @@ from typing import Any
 
 import structlog
 
-from cutover.errors import PermanentStepError, TransientStepError
+from cutover.errors import PermanentStepError, StepError, TransientStepError
 from cutover.phases import endpoints, workspace
 from cutover.postgres import dump, fingerprint, freeze, roles
 from cutover.postgres.endpoint import PgEndpoint, connect, lost_server
@@ -413,10 +413,17 @@ def undo_target_database(move: Move) -> CompensationResult:
         ]
         undone = roles.undo_created_roles(admin, move.marker(), kept)
     details = dict(outcome.details)
-    # the attempt's dump copies (file method) go too: the data is back on the source
-    disposed = dispose_of_dumps(move)
-    if disposed:
-        details["dumps"] = disposed
+    # the attempt's dump copies (file method) go too: the data is back on the source. Best
+    # effort: a target host that cannot be reached must not hold back the rest of the
+    # rollback (the sources writable again); what is left is said, and logged.
+    try:
+        disposed = dispose_of_dumps(move)
+    except StepError as exc:
+        log.warning("dump_not_removed", database=move.key, error=str(exc))
+        details["dumps_left"] = str(exc)
+    else:
+        if disposed:
+            details["dumps"] = disposed
     if undone.dropped:
         details["roles_dropped"] = undone.dropped
     if undone.login_disabled:

@@ -16,7 +16,9 @@ as the smoke role where the site names one.
 from __future__ import annotations
 
 import os
+import pwd
 import stat
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,7 +59,15 @@ def admin_of(pg: object) -> PgEndpoint:
 
 @pytest.fixture
 def canary(tmp_path: Path) -> Path:
-    return tmp_path / "pwned"
+    """A file that any shell evaluating a name creates; names quote its full path, or (in
+    file names, which cannot hold a '/') its name, which lands in the shell's directory."""
+    return tmp_path / f"pwned-{uuid.uuid4().hex[:12]}"
+
+
+def canary_appeared(canary: Path, sandbox: SandboxInfo) -> list[str]:
+    places = [canary, Path.home() / canary.name, Path.cwd() / canary.name, Path(sandbox.ssh.work_dir) / canary.name]
+    places.append(Path(pwd.getpwnam(sandbox.ssh.user).pw_dir) / canary.name)
+    return [str(p) for p in places if p.exists()]
 
 
 @pytest.fixture
@@ -175,7 +185,7 @@ def test_hostile_names_move_verbatim_nothing_runs_and_the_dump_is_private_then_g
     assert moved.files == 1
     assert (target_root / file_name / "a b; $(id).txt").read_text() == "application files\n"
 
-    assert not canary.exists(), "no name, value or password was ever evaluated by a shell"
+    assert canary_appeared(canary, sandbox) == [], "no name, value or password was ever evaluated by a shell"
     target = admin_of(sandbox.cloud)
     with connect(target, HOSTILE_DB, autocommit=True) as conn:
         table = conn.execute(
@@ -201,7 +211,7 @@ def test_hostile_names_move_verbatim_nothing_runs_and_the_dump_is_private_then_g
         assert left == {names["reader"]}, "only the role that was there before the run"
         assert roles.created_roles(admin, move.marker()) == []
     assert database.undo_target_database(move).done == "nothing to undo: no target database", "safe to repeat"
-    assert not canary.exists()
+    assert canary_appeared(canary, sandbox) == []
 
 
 def test_roles_kept_aside_with_a_renamed_database_lose_their_login(sandbox, hostile_source, canary, tmp_path, monkeypatch):
