@@ -318,9 +318,9 @@ def verify_database(move: Move, frozen: FrozenDatabase) -> VerifyResult:
 
 
 def dispose_of_dumps(move: Move) -> list[dict[str, Any]]:
-    """After a verified import (and in the import's rollback): remove the dump directory on the target host, then on the
-    orchestrator (in that order, so that a local one still there means "not done yet"),
-    unless the runbook says ``keep_dump``. Returns what was where and when it was removed
+    """After a verified import (and in the import's rollback): remove the dump directory on
+    the target host, then on the orchestrator (in that order, so that a local one still
+    there means "not done yet"), unless the runbook says ``keep_dump``. Returns what was where and when it was removed
     (or that it was kept); empty when the database was streamed (no dump on any disk).
     Removing what is gone already counts as done, so a retried verify repeats it safely."""
     local = workspace.run_dir(move.runbook.cutover, move.attempt_key) / f"{move.app.name}.{move.db.name}.dump"

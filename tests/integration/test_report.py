@@ -266,6 +266,11 @@ def test_the_report_of_a_completed_cutover_has_per_table_figures_equal_to_both_c
     places = {p["where"].split(":")[0]: p for p in custody["dump_locations"]}
     assert set(places) == {"orchestrator", "target host"}
     assert places["orchestrator"]["path"].endswith(f"{CUTOVER}/{run_id}/{APP}.{DB}.dump")
+    # private on both hosts, and removed from both once verified, at a recorded time
+    for place in places.values():
+        assert place["mode"] == "directories 0700, files 0600" and not place["kept"], place
+        assert place["removed_at"] and place["removed_at"] >= report["run"]["started"][:19], place
+    assert not Path(places["orchestrator"]["path"]).exists() and not Path(places["target host"]["path"]).exists()
     assert custody["source_check"] in SOURCE_PROOFS.values(), custody["source_check"]  # the cheap proof, or the full pass
 
     # DNS, the gate's decision, checks, and the timeline of every step
