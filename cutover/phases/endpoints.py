@@ -37,7 +37,15 @@ def postgres(runbook: Runbook, site_name: str, login: Literal["migration", "smok
         user, password = site.smoke_user, secret(site.smoke_password, f"sites.{site_name}.postgres.smoke_password")
     else:
         user, password = site.user, secret(site.password, f"sites.{site_name}.postgres.password")
-    return PgEndpoint(host=site.host, port=site.port, user=user, password=password, sslmode=site.sslmode, bin_dir=site.bin_dir)
+    return PgEndpoint(
+        host=site.host,
+        port=site.port,
+        user=user,
+        password=password,
+        sslmode=site.sslmode,
+        bin_dir=site.bin_dir,
+        sslrootcert=site.ca_bundle,
+    )
 
 
 def ssh(runbook: Runbook, site_name: str) -> SshTarget:

@@ -44,6 +44,7 @@ class PgEndpoint:
     sslmode: str = "prefer"
     bin_dir: str | None = None
     connect_timeout_s: int = 10
+    sslrootcert: str | None = None  # a PEM file of the CA(s) the server's certificate must come from
 
     @property
     def where(self) -> str:
@@ -63,6 +64,8 @@ class PgEndpoint:
         }
         if self.password is not None:
             params["password"] = self.password
+        if self.sslrootcert is not None:
+            params["sslrootcert"] = self.sslrootcert
         return make_conninfo("", **params)
 
     def libpq_env(self) -> dict[str, str]:
@@ -78,6 +81,8 @@ class PgEndpoint:
             "PGAPPNAME": APPLICATION_NAME,
             "PGCONNECT_TIMEOUT": str(self.connect_timeout_s),
         }
+        if self.sslrootcert is not None:
+            env["PGSSLROOTCERT"] = self.sslrootcert
         return env
 
     def tool(self, name: str) -> str:

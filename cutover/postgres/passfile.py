@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from cutover.errors import PermanentStepError
 from cutover.postgres.endpoint import PgEndpoint
 
 
@@ -38,8 +39,17 @@ def passfile_line(password: str) -> str:
 
 def remote_passfile(endpoint: PgEndpoint) -> dict[str, str]:
     """``secret_files`` for a remote command (:func:`cutover.ssh.remote_process.execute`):
-    ``{"PGPASSFILE": line}``, or nothing when the endpoint has no password."""
-    return {"PGPASSFILE": passfile_line(endpoint.password)} if endpoint.password else {}
+    ``{"PGPASSFILE": line}`` when the endpoint has a password, and ``PGSSLROOTCERT`` with the
+    content of its pinned CA file (read here, on the orchestrator), so that pg_restore on the
+    target host checks the server against the same CA without a file of its own there."""
+    files = {"PGPASSFILE": passfile_line(endpoint.password)} if endpoint.password else {}
+    if endpoint.sslrootcert is not None:
+        try:
+            with open(endpoint.sslrootcert, encoding="ascii") as pem:
+                files["PGSSLROOTCERT"] = pem.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PermanentStepError(f"ca_bundle {endpoint.sslrootcert} cannot be read: {exc}") from None
+    return files
 
 
 @contextmanager

@@ -84,6 +84,13 @@ class PostgresSite(Model):
         "verify-full", description="libpq sslmode; the default verifies the server certificate"
     )
     bin_dir: Directory | None = Field(None, description="where pg_dump/pg_restore for this site live")
+    ca_bundle: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="a PEM file of the CA(s) the server's certificate must come from (verify-ca, verify-full), as the "
+        "orchestrator sees it; sent along to pg_restore on the target host (default: libpq's ~/.postgresql/root.crt)",
+    )
     smoke_user: LoginName | None = Field(
         None,
         description="a role that may only read, for smoke SQL on this site (default: user); "

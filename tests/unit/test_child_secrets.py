@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cutover.child_env import program_environment
+from cutover.errors import PermanentStepError
 from cutover.postgres.endpoint import PgEndpoint
 from cutover.postgres.passfile import client_environment, passfile_line, remote_passfile
 from cutover.process import guardian_pid, run_program
@@ -151,3 +152,26 @@ def test_a_secret_directory_that_exists_already_stops_the_command(tmp_path: Path
     )
     assert done.returncode == 126 and b"ran" not in done.stdout.split(b"\n", 1)[1]
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_a_pinned_postgres_ca_reaches_local_programs_by_path_and_the_target_host_by_content(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    endpoint = PgEndpoint(
+        host="db1", port=5432, user="migrate", password="pw-1234", sslmode="verify-full", sslrootcert=str(bundle)
+    )
+    assert "sslrootcert=" in endpoint.conninfo("postgres") and endpoint.libpq_env()["PGSSLROOTCERT"] == str(bundle)
+    files = remote_passfile(endpoint)
+    assert files == {"PGPASSFILE": passfile_line("pw-1234"), "PGSSLROOTCERT": bundle.read_text()}
+    # on the target host the file the wrapper writes is what libpq reads (the header's export wins)
+    header = env_header(endpoint.libpq_env(), files)
+    done = subprocess.run(
+        ["sh", "-c", wrap('cat "$PGSSLROOTCERT"', len(header))],
+        input=header,
+        capture_output=True,
+        env={"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path)},
+        timeout=10,
+    )
+    assert done.stdout.split(b"\n", 1)[1].decode() == bundle.read_text()
+    with pytest.raises(PermanentStepError, match="cannot be read"):
+        remote_passfile(PgEndpoint(host="db1", port=5432, user="migrate", sslrootcert=str(tmp_path / "missing.pem")))
