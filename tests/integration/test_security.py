@@ -43,14 +43,16 @@ ROLE_PASSWORD = 'it\'s "$(touch CANARY)" `touch CANARY` \\ ; -- ünï'
 
 
 def hostile_names(canary: Path) -> dict[str, str]:
-    shell = f"$(touch {canary}) `touch {canary}`"
-    return {
-        "schema": f'it\'s; {shell} "x"',
-        "table": f"persons\n; drop table x; --ünï {shell}",
-        "column": f'na"me; {shell}',
-        "owner": f'evil"; drop role migrate; -- {shell}',
-        "reader": f"reader\n{shell} 名前",
+    """Names of at most 63 bytes (PostgreSQL would cut longer ones), each with shell in it."""
+    names = {
+        "schema": f'it\'s; $(touch {canary}) "x"',
+        "table": f"persons\n;drop table x;--ü `touch {canary}`",
+        "column": f'na"me;$(touch {canary})',
+        "owner": f'evil"; drop role migrate; -- $(touch {canary})',
+        "reader": f"reader\n`touch {canary}` 名前",
     }
+    assert all(len(name.encode()) <= 63 for name in names.values()), {k: len(v.encode()) for k, v in names.items()}
+    return names
 
 
 def admin_of(pg: object) -> PgEndpoint:
@@ -58,10 +60,13 @@ def admin_of(pg: object) -> PgEndpoint:
 
 
 @pytest.fixture
-def canary(tmp_path: Path) -> Path:
+def canary() -> Iterator[Path]:
     """A file that any shell evaluating a name creates; names quote its full path, or (in
-    file names, which cannot hold a '/') its name, which lands in the shell's directory."""
-    return tmp_path / f"pwned-{uuid.uuid4().hex[:12]}"
+    file names, which cannot hold a '/') its name, which lands in the shell's directory.
+    Short, because names hold it and PostgreSQL names have 63 bytes."""
+    path = Path("/tmp") / f"pw-{uuid.uuid4().hex[:8]}"
+    yield path
+    path.unlink(missing_ok=True)
 
 
 def canary_appeared(canary: Path, sandbox: SandboxInfo) -> list[str]:
@@ -79,9 +84,9 @@ def hostile_source(sandbox: SandboxInfo, canary: Path) -> Iterator[dict[str, str
     source = admin_of(sandbox.onprem)
     ident = sql.Identifier
     with connect(source, "postgres", autocommit=True) as admin:
+        admin.execute(sql.SQL("drop database if exists {} with (force)").format(ident(HOSTILE_DB)))
         for role in (names["owner"], names["reader"], PLAIN_ROLE):
             admin.execute(sql.SQL("drop role if exists {}").format(ident(role)))
-        admin.execute(sql.SQL("drop database if exists {} with (force)").format(ident(HOSTILE_DB)))
         admin.execute(sql.SQL("create role {}").format(ident(names["owner"])))
         admin.execute(sql.SQL("create role {} login").format(ident(names["reader"])))
         admin.execute(sql.SQL("create role {} login").format(ident(PLAIN_ROLE)))
