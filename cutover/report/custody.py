@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
 from cutover.plan.build import Plan, Step
@@ -240,6 +241,14 @@ def database_custody(rec: Recorded, attempt: str, plan: Plan, app: str, db: str,
             last = undone[-1]
             if isinstance(last.result, CompensationResult):
                 after_rollback = text(last.result.done)
+                # the rollback removed the dump (verify never passed): when, per place
+                by_rollback = {str(d.get("where")): d for d in last.result.details.get("dumps") or [] if isinstance(d, dict)}
+                locations = [
+                    replace(
+                        place, removed_at=place.removed_at or by_rollback.get(place.where.split(":")[0], {}).get("removed_at")
+                    )
+                    for place in locations
+                ]
             else:
                 after_rollback = f"{last.state}: " + (rec.failure(last) or "not recorded")
 
