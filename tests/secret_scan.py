@@ -91,15 +91,11 @@ def _read(path: str) -> bytes:
         return b""
 
 
-def _parents() -> dict[int, int]:
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = _read(f"/proc/{entry}/stat")
-            if stat:
-                fields = stat[stat.rfind(b")") + 2 :].split()
-                parents[int(entry)] = int(fields[1])
-    return parents
+def _parent(pid: int) -> int | None:
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat:
+        return None
+    return int(stat[stat.rfind(b")") + 2 :].split()[1])
 
 
 class ProcessSampler:
@@ -117,7 +113,8 @@ class ProcessSampler:
         self.seen: set[str] = set()
         self.holder_secrets = 0  # holders whose environment did hold a secret: the sampler can see one
         self.samples = 0
-        self._looked: set[tuple[int, bytes]] = set()
+        self._looked: set[tuple[int, bytes | None]] = set()
+        self._parent_of: dict[int, int | None] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="secret-sampler", daemon=True)
 
@@ -141,11 +138,22 @@ class ProcessSampler:
             self._stop.wait(self.interval_s)
 
     def _sample(self, me: int) -> None:
-        parents = _parents()
+        # A process's parent is read once (a pid is not reused within a run); its command
+        # line again at every sample while it is under a root (a shell may exec a program).
+        pids = {int(entry) for entry in os.listdir("/proc") if entry.isdigit()}
+        for gone in set(self._parent_of) - pids:
+            del self._parent_of[gone]
+            self._looked.discard((gone, None))
+        for pid in pids - set(self._parent_of):
+            self._parent_of[pid] = _parent(pid)
         roots = self.roots()
-        for pid in parents:
+        for pid in pids:
             if pid == me:
                 continue
+            under = self._under(pid, roots)
+            if (pid, None) in self._looked and not under:
+                continue
+            self._looked.add((pid, None))
             cmdline = _read(f"/proc/{pid}/cmdline")
             if not cmdline or (pid, cmdline) in self._looked:
                 continue
@@ -153,14 +161,6 @@ class ProcessSampler:
             line = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
             for secret in self.needles.found_in(cmdline, decode_base64=False):
                 self.hits.append(f"command line of {pid} ({line[:80]}): {secret[:6]}...")
-            ancestor, under = parents.get(pid), False
-            for _ in range(64):
-                if ancestor is None or ancestor <= 1:
-                    break
-                if ancestor in roots:
-                    under = True
-                    break
-                ancestor = parents.get(ancestor)
             if not under:
                 continue
             self.seen.add(line[:300])
@@ -171,6 +171,16 @@ class ProcessSampler:
                 continue
             for secret in found:
                 self.hits.append(f"environment of {pid} ({line[:80]}): {secret[:6]}...")
+
+    def _under(self, pid: int, roots: set[int]) -> bool:
+        ancestor = self._parent_of.get(pid)
+        for _ in range(64):
+            if ancestor is None or ancestor <= 1:
+                return False
+            if ancestor in roots:
+                return True
+            ancestor = self._parent_of.get(ancestor)
+        return False
 
     def saw(self, needle: str) -> bool:
         return any(needle in line for line in self.seen)
