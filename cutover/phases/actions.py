@@ -110,7 +110,8 @@ def sql_query(runbook: Runbook, step: SqlStep, *, label: str, read_only: bool = 
         if read_only:
             conn.read_only = True  # psycopg starts the transaction with BEGIN READ ONLY
         try:
-            row = conn.execute(step.query).fetchone()
+            cursor = conn.execute(step.query)
+            row = cursor.fetchone() if cursor.description is not None else None  # an action may return no rows
         except Exception as exc:  # psycopg errors: report the server's message, not a traceback
             raise PermanentStepError(f"{label}: query on {step.site}/{step.database} failed: {exc}".strip()) from None
         finally:
