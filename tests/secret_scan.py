@@ -28,9 +28,10 @@ from cutover.sandbox.info import SandboxInfo
 __all__ = ["GUARDIAN_MARKER", "HOLDERS", "Needles", "ProcessSampler", "secrets_of", "wait_for_samples"]
 
 _BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{40,}={0,2}")
-# A flow-run process (and its worker) hold the site's `env:` secrets by design: the site put
-# them in the worker's environment. Everything they start must not.
-HOLDERS = ("prefect.engine", "prefect worker start", "prefect.workers")
+# A flow-run process (and its worker, and the supervisor Prefect runs it under) hold the
+# site's `env:` secrets by design: the site put them in the worker's environment. Everything
+# they start must not.
+HOLDERS = ("-m prefect.engine", "-m prefect worker start", "-m prefect.runner.")
 
 
 def secrets_of(sandbox: SandboxInfo, extra: Iterable[str] = ()) -> list[str]:
@@ -163,7 +164,7 @@ class ProcessSampler:
                 self.hits.append(f"command line of {pid} ({line[:80]}): {secret[:6]}...")
             if not under:
                 continue
-            self.seen.add(line[:300])
+            self.seen.add(line)
             environ = _read(f"/proc/{pid}/environ")
             found = self.needles.found_in(environ, decode_base64=False)
             if any(holder in line for holder in HOLDERS):
