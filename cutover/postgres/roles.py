@@ -230,16 +230,26 @@ def ensure_roles(
     change is made or none. Returns the names of the roles created. With ``marker``, each
     role created carries it as its setting ``cutover.created_by`` (:data:`CREATED_BY`), so
     that a rollback of the same attempt knows it may remove it (:func:`undo_created_roles`),
-    a retry included; the role's comment stays the source's.
+    a retry included; the role's comment stays the source's. A role that an earlier attempt
+    created (its rollback may have taken its login away) gets its attributes from the source
+    again and this attempt's marker, so that a retry after a rollback logs in as before.
 
     ``target_admin_conn``: an autocommit connection of a role with CREATEROLE."""
     wanted = set(roles)
     before = wanted - missing_roles(target_admin_conn, wanted)
+    # roles an earlier attempt created (its rollback may have taken their login): this one
+    # gives them their attributes from the source again, and takes them over
+    adopted = _marked_by_an_attempt(target_admin_conn, before) if marker is not None else set()
     statements = [s for s in parse_role_statements(definitions_sql) if s.role in wanted]
     created: list[str] = []
     try:
         with target_admin_conn.transaction():
             for statement in statements:
+                if statement.role in adopted and statement.kind == "alter" and _ALTER_WITH.match(statement.text):
+                    attributes = _without_default_attributes(statement.text)
+                    if attributes is not None:
+                        target_admin_conn.execute(attributes.encode())
+                    continue
                 new = statement.role not in before
                 if statement.kind == "grant":
                     # A membership is part of a new role's definition (either side new).
@@ -254,12 +264,13 @@ def ensure_roles(
                 target_admin_conn.execute(text.encode())
                 if statement.kind == "create":
                     created.append(statement.role)
-                    if marker is not None:
-                        target_admin_conn.execute(
-                            sql.SQL("alter role {} set {} = {}").format(
-                                sql.Identifier(statement.role), sql.Identifier(*CREATED_BY.split(".")), sql.Literal(marker)
-                            )
+            if marker is not None:
+                for role in sorted(set(created) | adopted):
+                    target_admin_conn.execute(
+                        sql.SQL("alter role {} set {} = {}").format(
+                            sql.Identifier(role), sql.Identifier(*CREATED_BY.split(".")), sql.Literal(marker)
                         )
+                    )
             for role in sorted(wanted):
                 password = passwords.get(role)
                 if password:
@@ -270,6 +281,8 @@ def ensure_roles(
         raise PermanentStepError(f"creating roles on {_where(target_admin_conn)}: {_first_line(exc)}") from exc
     if created:
         log.info("roles_created", roles=created, where=_where(target_admin_conn))
+    if adopted:
+        log.info("roles_taken_over", roles=sorted(adopted), where=_where(target_admin_conn))
     passworded = sorted(r for r in wanted if passwords.get(r))
     if passworded:
         log.info("role_passwords_set", roles=passworded, where=_where(target_admin_conn))
@@ -305,6 +318,17 @@ class RolesUndone:
     dropped: list[str]
     login_disabled: list[str]  # still owned objects in the database kept (or renamed) aside
     left: dict[str, list[str]]  # still used by other databases: role -> their names
+
+
+def _marked_by_an_attempt(admin_conn: psycopg.Connection[Any], roles: Iterable[str]) -> set[str]:
+    """Those of ``roles`` that some attempt of a cutover created (:data:`CREATED_BY`)."""
+    rows = _execute(
+        admin_conn,
+        """select r.rolname from pg_roles r join pg_db_role_setting s on s.setrole = r.oid and s.setdatabase = 0
+           where r.rolname = any(%s) and exists (select 1 from unnest(s.setconfig) c where c like %s)""",
+        (sorted(roles), f"{CREATED_BY}=cutover:%"),
+    ).fetchall()
+    return {row[0] for row in rows}
 
 
 def created_roles(admin_conn: psycopg.Connection[Any], marker: str) -> list[str]:

@@ -219,7 +219,9 @@ def test_hostile_names_move_verbatim_nothing_runs_and_the_dump_is_private_then_g
     assert canary_appeared(canary, sandbox) == []
 
 
-def test_roles_kept_aside_with_a_renamed_database_lose_their_login(sandbox, hostile_source, canary, tmp_path, monkeypatch):
+def test_roles_kept_aside_with_a_renamed_database_lose_their_login_until_a_retry_takes_them_over(
+    sandbox, hostile_source, canary, tmp_path, monkeypatch
+):
     monkeypatch.setenv("CUTOVER_TEST_HOSTILE_ROLE_PASSWORD", "plain-password-1")
     runbook = hostile_runbook(sandbox, tmp_path, tmp_path, "x")
     app = runbook.application("hostile")
@@ -230,9 +232,18 @@ def test_roles_kept_aside_with_a_renamed_database_lose_their_login(sandbox, host
     undone = database.undo_target_database(move)
     assert undone.done.startswith("renamed to ")
     assert sorted(undone.details["roles_login_disabled"]) == sorted([hostile_source["owner"], PLAIN_ROLE])
+    login = "select rolname, rolcanlogin, rolpassword is null from pg_authid where rolname = %s"
     with connect(admin_of(sandbox.cloud), "postgres", autocommit=True) as admin:
-        rows = admin.execute("select rolname, rolcanlogin, rolpassword is null from pg_authid where rolname = %s", (PLAIN_ROLE,))
-        assert rows.fetchall() == [(PLAIN_ROLE, False, True)]
+        assert admin.execute(login, (PLAIN_ROLE,)).fetchall() == [(PLAIN_ROLE, False, True)]
+    # a retry after the rollback (a new attempt) gives the role its login and password back
+    again = database.Move(runbook, app, db, ATTEMPT + "-2")
+    assert database.stream_database(again).roles_created == []
+    with connect(admin_of(sandbox.cloud), "postgres", autocommit=True) as admin:
+        assert admin.execute(login, (PLAIN_ROLE,)).fetchall() == [(PLAIN_ROLE, True, False)]
+        assert set(roles.created_roles(admin, again.marker())) == {hostile_source["owner"], PLAIN_ROLE}, "taken over"
+    target = admin_of(sandbox.cloud)
+    with connect(PgEndpoint(target.host, target.port, PLAIN_ROLE, "plain-password-1", sslmode="disable"), HOSTILE_DB) as conn:
+        assert conn.execute("select 1").fetchone() == (1,)
 
 
 def test_files_that_would_leave_their_roots_through_symbolic_links_are_refused(sandbox, tmp_path):
