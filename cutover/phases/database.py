@@ -401,6 +401,7 @@ def undo_target_database(move: Move) -> CompensationResult:
     then the roles this attempt created for it (:func:`cutover.postgres.roles.undo_created_roles`),
     and the attempt's dump files on both hosts (:func:`dispose_of_dumps`)."""
     target = move.db.target
+    elsewhere = _roles_needed_elsewhere(move)
     with connect(move.target(), "postgres", autocommit=True) as admin:
         outcome = _undo_database(move, admin, target)
         # what this or an earlier try of this compensation kept aside (keep, rename)
@@ -411,7 +412,7 @@ def undo_target_database(move: Move) -> CompensationResult:
                 (target, _aside_prefix(target).replace("_", "\\_") + "%"),
             )
         ]
-        undone = roles.undo_created_roles(admin, move.marker(), kept)
+        undone = roles.undo_created_roles(admin, move.marker(), kept, elsewhere)
     details = dict(outcome.details)
     # the attempt's dump copies (file method) go too: the data is back on the source. Best
     # effort: a target host that cannot be reached must not hold back the rest of the
@@ -431,6 +432,26 @@ def undo_target_database(move: Move) -> CompensationResult:
     if undone.left:
         details["roles_left"] = undone.left
     return CompensationResult(outcome.done, details)
+
+
+def _roles_needed_elsewhere(move: Move) -> dict[str, list[str]] | None:
+    """Role -> the other databases the runbook moves to the same site that use it (read on
+    their sources: on the target they may not be restored yet). None when a source cannot
+    be read: then no role is removed."""
+    needed: dict[str, list[str]] = {}
+    try:
+        for app in move.runbook.applications:
+            for db in app.databases:
+                if db.to != move.db.to or (app.name, db.name) == (move.app.name, move.db.name):
+                    continue
+                other = Move(move.runbook, app, db, move.attempt_key)
+                with connect(other.source(), db.name, autocommit=True) as conn:
+                    for role in roles.roles_in_use(conn):
+                        needed.setdefault(role, []).append(other.key)
+    except StepError as exc:
+        log.warning("roles_left_unknown_use", database=move.key, error=str(exc))
+        return None
+    return needed
 
 
 def _undo_database(move: Move, admin: Any, target: str) -> CompensationResult:

@@ -342,15 +342,29 @@ def created_roles(admin_conn: psycopg.Connection[Any], marker: str) -> list[str]
     return [row[0] for row in rows]
 
 
-def undo_created_roles(admin_conn: psycopg.Connection[Any], marker: str, kept_databases: Collection[str]) -> RolesUndone:
+def undo_created_roles(
+    admin_conn: psycopg.Connection[Any],
+    marker: str,
+    kept_databases: Collection[str],
+    needed_elsewhere: Mapping[str, list[str]] | None = None,
+) -> RolesUndone:
     """Remove the roles this attempt created (``marker``), now that its database is being
     rolled back: a role nothing depends on any more is dropped; one that only the database
     kept aside (``kept_databases``: ``on_rollback`` keep or rename) still depends on keeps its
     objects but loses its login and password; one that another database uses (it moves with
     another application, which goes on) is left as it is. Roles that existed before the run
-    never carry the marker and are never touched. Idempotent."""
+    never carry the marker and are never touched; nor are roles in ``needed_elsewhere``
+    (role -> the other databases that use it, which may not be restored yet, so that the
+    cluster cannot tell). ``None``: who else needs them is unknown, and every role is left.
+    Idempotent."""
     done = RolesUndone([], [], {})
     for role in created_roles(admin_conn, marker):
+        if needed_elsewhere is None:
+            done.left[role] = ["(unknown: the other databases' roles could not be read)"]
+            continue
+        if role in needed_elsewhere:
+            done.left[role] = needed_elsewhere[role]
+            continue
         users = [
             row[0]
             for row in _execute(
