@@ -22,7 +22,11 @@ What a caller may rely on:
   its registration, and a guardian killed along with us (one killed alone is replaced at
   our next program start or end). A forked child of this process gets a guardian of its
   own.
-* stdin is never inherited (a CI job or a worker has none worth reading).
+* stdin is never inherited (a CI job or a worker has none worth reading), and neither is
+  the environment: a program gets the allow-list of :mod:`cutover.child_env` plus the
+  caller's ``env`` (a password travels in a 0600 passfile, see
+  :func:`cutover.postgres.passfile.client_environment`), and so does the guardian.
+* Its umask is 077: every file it writes (a directory-format dump) is for this user only.
 * stderr is read line by line and logged as ``program_output`` events; the values of
   sensitive environment variables given in ``env`` are scrubbed from those lines, and the
   environment itself is never logged (only its variable names).
@@ -47,6 +51,7 @@ from typing import IO, Any, Literal
 
 import structlog
 
+from cutover.child_env import program_environment
 from cutover.errors import PermanentStepError, StepError, TransientStepError
 from cutover.redaction import REDACTED, is_sensitive_key, redact_text
 
@@ -263,6 +268,7 @@ class _Guardian:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # outside our group and the programs' groups
                 close_fds=True,
+                env=program_environment(),  # it needs no variable of ours, least of all a secret
                 cwd="/",  # pins no directory of ours
             )
         except OSError as exc:
@@ -356,12 +362,10 @@ class RunningProgram:
         self._finished = threading.Event()
         self._kill_lock = threading.Lock()
 
-        child_env = None
-        if env is not None:
-            # Inherited PG* variables (PGDATABASE, PGSERVICE, PGPASSFILE...) could point the
-            # program somewhere else than the caller said; only the caller's own count.
-            child_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-            child_env.update(env)
+        # Built from an allow-list (cutover.child_env): the flow run's environment holds the
+        # estate's secrets, and inherited PG* variables (PGSERVICE, PGPASSFILE...) could point
+        # the program somewhere else than the caller said.
+        child_env = program_environment(env)
         if isinstance(stdin, bytes):
             stdin_arg: Any = subprocess.PIPE
         elif stdin is None:
@@ -382,6 +386,7 @@ class RunningProgram:
                 env=child_env,
                 start_new_session=True,
                 close_fds=True,
+                umask=0o077,  # what it writes (pg_dump -Fd: the estate's data) is for this user only
             )
         except OSError as exc:
             raise PermanentStepError(f"{log_name}: cannot start {self.program}: {exc.strerror}") from exc
@@ -580,8 +585,8 @@ def start_program(
 ) -> RunningProgram:
     """Start ``argv`` with its stdout as a pipe the caller reads (``handle.stdout``), e.g. to
     stream pg_dump's output into an SSH channel. The timeout and ``cancel`` are enforced
-    while the caller reads; call ``wait()`` afterwards for the outcome. ``env`` is added to
-    this process's environment minus its PG* variables; ``None`` inherits it unchanged.
+    while the caller reads; call ``wait()`` afterwards for the outcome. The program's
+    environment is ``env`` on top of the allow-list of :mod:`cutover.child_env`.
     Raises PermanentStepError when the program cannot be started."""
     return RunningProgram(
         argv,

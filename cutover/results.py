@@ -125,6 +125,7 @@ class ExportResult(StepResult):
     bytes: int
     duration_s: float | None = None
     skipped: bool = False  # a finished dump of an earlier attempt was kept
+    location: dict[str, Any] | None = None  # where the dump lives: where, host, path, mode
 
     def figures(self) -> dict[str, Any]:
         return {"bytes": self.bytes}
@@ -154,6 +155,7 @@ class ImportResult(StepResult):
     dump_sha256: str | None = None  # the dump's manifest as checked on the target right before the restore
     roles_needed: list[str] | None = None  # the roles the database uses, present on the target
     roles_created: list[str] | None = None  # of those, the ones this step created
+    location: dict[str, Any] | None = None  # where the uploaded dump lives: where, host, path, mode
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,9 @@ class VerifyResult(StepResult):
     # the target's fingerprint (``Fingerprint.to_dict()``), beside the source's of the freeze:
     # what the report shows table by table
     fingerprint: dict[str, Any] | None = None
+    # the dump's copies once verified (file method): per place where, host, path, mode,
+    # kept (keep_dump) and removed_at (ISO time); empty when streamed
+    dumps: list[dict[str, Any]] = field(default_factory=list)
 
     def figures(self) -> dict[str, Any]:
         return {"tables": self.tables, "rows": self.rows}

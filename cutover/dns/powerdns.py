@@ -43,12 +43,13 @@ class PowerDnsProvider:
         zone: str,
         server_id: str = "localhost",
         client: httpx.Client | None = None,
+        owns_client: bool = False,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self._api_key = api_key
         self.zone = provider.fqdn(zone)
         self.server_id = server_id
-        self._own_client = client is None
+        self._own_client = client is None or owns_client
         self._client = client if client is not None else httpx.Client(timeout=TIMEOUT_S)
         base = self.api_url if self.api_url.endswith("/api/v1") else self.api_url + "/api/v1"
         self._zone_url = f"{base}/servers/{urllib.parse.quote(server_id, safe='')}/zones/{urllib.parse.quote(self.zone, safe='')}"

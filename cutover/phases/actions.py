@@ -7,6 +7,7 @@ what came back; a result never contains a secret (headers are not echoed).
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,41 +27,55 @@ Resolver = Callable[[str], str]
 """Maps a host name to the address to connect to (post-switch checks ask our DNS)."""
 
 
-def run_actions(runbook: Runbook, actions: list[Action], *, what: str, timeout_s: float | None = None) -> list[ActionOutcome]:
-    """Run every action in order; stop at the first failure (raised)."""
+def run_actions(
+    runbook: Runbook, actions: list[Action], *, what: str, timeout_s: float | None = None, checks: bool = False
+) -> list[ActionOutcome]:
+    """Run every action in order; stop at the first failure (raised). ``checks``: these are
+    checks (smoke), whose SQL only reads (:func:`sql_query` with ``read_only``)."""
     return [
-        run_action(runbook, action, label=f"{what}[{index}] {action.kind}", timeout_s=timeout_s)
+        run_action(runbook, action, label=f"{what}[{index}] {action.kind}", timeout_s=timeout_s, checks=checks)
         for index, action in enumerate(actions)
     ]
 
 
-def run_action(runbook: Runbook, action: Action, *, label: str, timeout_s: float | None = None) -> ActionOutcome:
+def run_action(
+    runbook: Runbook, action: Action, *, label: str, timeout_s: float | None = None, checks: bool = False
+) -> ActionOutcome:
     timeout = timeout_s or runbook.defaults.check_timeout_s
     if action.http is not None:
-        return http_request(action.http, label=label, timeout_s=action.http.timeout_s or timeout)
+        return http_request(
+            action.http, label=label, timeout_s=action.http.timeout_s or timeout, verify=endpoints.tls_verify(runbook, label)
+        )
     if action.sql is not None:
-        return sql_query(runbook, action.sql, label=label)
+        return sql_query(runbook, action.sql, label=label, read_only=checks)
     assert action.ssh is not None
     return ssh_command(runbook, action.ssh, label=label, timeout_s=action.ssh.timeout_s or timeout)
 
 
-def http_request(step: HttpStep, *, label: str, timeout_s: float, resolver: Resolver | None = None) -> ActionOutcome:
+def http_request(
+    step: HttpStep, *, label: str, timeout_s: float, resolver: Resolver | None = None, verify: ssl.SSLContext | bool = True
+) -> ActionOutcome:
     """Send the request and check status, text and latency. With ``resolver``, the URL's host
-    is looked up through it and the request goes to that address with the original Host."""
+    is looked up through it and the request goes to that address with the original Host
+    (and, over HTTPS, the original name for SNI and the certificate check). ``verify``: how
+    the server's certificate is checked (:func:`cutover.phases.endpoints.tls_verify`)."""
     url = step.url
     headers = {name: _header_value(name, value, label) for name, value in step.headers.items()}
     parts = urlsplit(url)
     address = None
+    extensions: dict[str, Any] = {}
     if resolver is not None and parts.hostname:
         address = resolver(parts.hostname)
         netloc = address + (f":{parts.port}" if parts.port else "")
         headers["Host"] = parts.netloc
         url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        if parts.scheme == "https":
+            extensions["sni_hostname"] = parts.hostname
     expected = step.expect_status if isinstance(step.expect_status, list) else [step.expect_status]
     start = time.perf_counter()
     try:
-        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
-            response = client.request(step.method, url, headers=headers, json=step.json_body)
+        with httpx.Client(timeout=timeout_s, follow_redirects=False, verify=verify) as client:
+            response = client.request(step.method, url, headers=headers, json=step.json_body, extensions=extensions)
     except httpx.HTTPError as exc:
         raise TransientStepError(f"{label}: {step.method} {step.url}: {type(exc).__name__}: {exc}") from None
     latency_ms = (time.perf_counter() - start) * 1000
@@ -80,17 +95,28 @@ def http_request(step: HttpStep, *, label: str, timeout_s: float, resolver: Reso
     return result
 
 
-def sql_query(runbook: Runbook, step: SqlStep, *, label: str) -> ActionOutcome:
+def sql_query(runbook: Runbook, step: SqlStep, *, label: str, read_only: bool = False) -> ActionOutcome:
     """Run the query on the site's database; with ``expect``, the first column of the
-    first row must equal it (compared as text when the types differ)."""
+    first row must equal it (compared as text when the types differ).
+
+    ``read_only`` (smoke checks): the query runs in a READ ONLY transaction that is rolled
+    back, as the site's ``smoke_user`` where it names one, so that no check can write
+    whatever the query says (``validate`` also refuses what is plainly not a read, but it is
+    not a parser). Actions (freeze, start, finalize) run in autocommit as the site's user."""
     from cutover.postgres.endpoint import connect
 
-    endpoint = endpoints.postgres(runbook, step.site)
-    with connect(endpoint, step.database, autocommit=True) as conn:
+    endpoint = endpoints.postgres(runbook, step.site, login="smoke" if read_only else "migration")
+    with connect(endpoint, step.database, autocommit=not read_only) as conn:
+        if read_only:
+            conn.read_only = True  # psycopg starts the transaction with BEGIN READ ONLY
         try:
-            row = conn.execute(step.query).fetchone()
+            cursor = conn.execute(step.query)
+            row = cursor.fetchone() if cursor.description is not None else None  # an action may return no rows
         except Exception as exc:  # psycopg errors: report the server's message, not a traceback
             raise PermanentStepError(f"{label}: query on {step.site}/{step.database} failed: {exc}".strip()) from None
+        finally:
+            if read_only:
+                conn.rollback()
     value = row[0] if row else None
     result = ActionOutcome(action=label, kind="sql", site=step.site, database=step.database, value=_plain(value))
     if step.expect is not None and not _equal(value, step.expect):

@@ -10,19 +10,25 @@ somebody else's database (refused).
 from __future__ import annotations
 
 import hashlib
+import os
+import posixpath
+import shlex
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from cutover.errors import PermanentStepError, TransientStepError
+from cutover.errors import PermanentStepError, StepError, TransientStepError
 from cutover.phases import endpoints, workspace
 from cutover.postgres import dump, fingerprint, freeze, roles
 from cutover.postgres.endpoint import PgEndpoint, connect, lost_server
+from cutover.postgres.passfile import client_environment, remote_passfile
 from cutover.results import (
     CompensationResult,
     ExportResult,
@@ -139,7 +145,7 @@ def export_database(move: Move) -> ExportResult:
     out = move.local_dump_dir()
     done = out / ".cutover-complete"
     if done.exists():
-        return ExportResult(path=str(out), bytes=_tree_size(out), skipped=True)
+        return ExportResult(path=str(out), bytes=_tree_size(out), skipped=True, location=_local_location(out))
     if out.exists():
         shutil.rmtree(out)  # a half-written dump from a crashed attempt: pg_dump wants an empty dir
     source = move.source()
@@ -147,21 +153,22 @@ def export_database(move: Move) -> ExportResult:
     from cutover.process import ProgramExited, run_program
 
     try:
-        run_program(
-            dump.pg_dump_argv(source, move.db.name, format="directory", jobs=move.db.jobs, out=str(out)),
-            env=source.libpq_env(),
-            timeout_s=move.runbook.defaults.timeout_s,
-            log_name=f"pg_dump {move.key}",
-        )
+        with client_environment(source) as env:
+            run_program(
+                dump.pg_dump_argv(source, move.db.name, format="directory", jobs=move.db.jobs, out=str(out)),
+                env=env,
+                timeout_s=move.runbook.defaults.timeout_s,
+                log_name=f"pg_dump {move.key}",
+            )
     except ProgramExited as exc:
         if lost_server(exc.stderr_tail):
             raise TransientStepError(f"{move.key}: pg_dump lost the source server: {exc}") from exc
         raise
-    done.write_text(move.attempt_key)
+    _write_private(done, move.attempt_key)
     size = _tree_size(out)
     duration = round(time.perf_counter() - start, 2)
     log.info("database_exported", database=move.key, bytes=size, duration_s=duration)
-    return ExportResult(path=str(out), bytes=size, duration_s=duration)
+    return ExportResult(path=str(out), bytes=size, duration_s=duration, location=_local_location(out))
 
 
 def transfer_dump(move: Move, progress: Callable[[int, int], None] | None = None) -> TransferResult:
@@ -178,7 +185,11 @@ def transfer_dump(move: Move, progress: Callable[[int, int], None] | None = None
     try:
         total = _tree_size(local)
         result = upload_tree(
-            client, str(local), move.remote_dump_dir(), progress=(lambda done: progress(done, total)) if progress else None
+            client,
+            str(local),
+            move.remote_dump_dir(),
+            progress=(lambda done: progress(done, total)) if progress else None,
+            private=True,
         )
     finally:
         client.close()
@@ -223,6 +234,7 @@ def import_dump(move: Move) -> ImportResult:
         dump_sha256=checked.sha256,
         roles_needed=needed,
         roles_created=created,
+        location=_remote_location(move),
     )
 
 
@@ -244,29 +256,31 @@ def stream_database(move: Move, progress: Callable[[int], None] | None = None) -
     assert ssh_site is not None
     restore = dump.pg_restore_command(move.db.target, jobs=1, path=None, bin_dir=ssh_site.pg_bin_dir)
     start = time.perf_counter()
-    producer = start_program(
-        dump.pg_dump_argv(source, move.db.name, format="custom", jobs=1, out=None),
-        env=source.libpq_env(),
-        timeout_s=move.runbook.defaults.timeout_s,
-        log_name=f"pg_dump {move.key}",
-    )
-    client = ssh_connect(move.target_host())
-    try:
-        assert producer.stdout is not None, "pg_dump was started with its output piped"
-        result = stream_to_remote(
-            client,
-            producer.stdout,  # type: ignore[arg-type]  # a pipe of bytes
-            restore,
-            env=move.target().libpq_env(),
+    with client_environment(source) as env:
+        producer = start_program(
+            dump.pg_dump_argv(source, move.db.name, format="custom", jobs=1, out=None),
+            env=env,
             timeout_s=move.runbook.defaults.timeout_s,
-            progress=progress,
+            log_name=f"pg_dump {move.key}",
         )
-    except BaseException:
-        producer.kill()
-        raise
-    finally:
-        client.close()
-    producer.wait()
+        client = ssh_connect(move.target_host())
+        try:
+            assert producer.stdout is not None, "pg_dump was started with its output piped"
+            result = stream_to_remote(
+                client,
+                producer.stdout,  # type: ignore[arg-type]  # a pipe of bytes
+                restore,
+                env=move.target().libpq_env(),
+                secret_files=remote_passfile(move.target()),
+                timeout_s=move.runbook.defaults.timeout_s,
+                progress=progress,
+            )
+        except BaseException:
+            producer.kill()
+            raise
+        finally:
+            client.close()
+        producer.wait()
     if result.exit_status != 0:
         raise TransientStepError(f"{move.key}: pg_restore on the target exited {result.exit_status}")
     _mark_imported(move)
@@ -296,7 +310,66 @@ def verify_database(move: Move, frozen: FrozenDatabase) -> VerifyResult:
         raise PermanentStepError(f"{move.key}: target differs from the source: " + "; ".join(differences[:10]))
     rows = taken.total_rows
     log.info("database_verified", database=move.key, tables=len(taken.tables), rows=rows)
-    return VerifyResult(database=move.key, tables=len(taken.tables), rows=rows, fingerprint=taken.to_dict())
+    dumps = dispose_of_dumps(move)
+    return VerifyResult(database=move.key, tables=len(taken.tables), rows=rows, fingerprint=taken.to_dict(), dumps=dumps)
+
+
+# --- the dump's copies at rest -------------------------------------------------------
+
+
+def dispose_of_dumps(move: Move) -> list[dict[str, Any]]:
+    """After a verified import (and in the import's rollback): remove the dump directory on
+    the target host, then on the orchestrator (in that order, so that a local one still
+    there means "not done yet"), unless the runbook says ``keep_dump``. Returns what was where and when it was removed
+    (or that it was kept); empty when the database was streamed (no dump on any disk).
+    Removing what is gone already counts as done, so a retried verify repeats it safely."""
+    local = workspace.run_dir(move.runbook.cutover, move.attempt_key) / f"{move.app.name}.{move.db.name}.dump"
+    if not local.exists():
+        return []
+    places = [_remote_location(move), _local_location(local)]
+    if move.db.keep_dump:
+        log.warning("dump_kept", database=move.key, places=[f"{p['host']}:{p['path']}" for p in places])
+        return [{**place, "kept": True, "removed_at": None} for place in places]
+    from cutover.ssh.remote import run_remote
+    from cutover.ssh.target import connect as ssh_connect
+
+    remote = move.remote_dump_dir()
+    client = ssh_connect(move.target_host())
+    try:
+        outcome = run_remote(
+            client,
+            f"rm -rf -- {shlex.quote(remote)} && {{ rmdir -- {shlex.quote(posixpath.dirname(remote))} 2>/dev/null; true; }}",
+            timeout_s=move.runbook.defaults.check_timeout_s * 10,
+        )
+    finally:
+        client.close()
+    if outcome.exit_status != 0:
+        raise TransientStepError(f"{move.key}: removing the dump on the target host exited {outcome.exit_status}")
+    places[0]["removed_at"] = _now()
+    shutil.rmtree(local)
+    places[1]["removed_at"] = _now()
+    log.info("dump_removed", database=move.key, places=[f"{p['host']}:{p['path']}" for p in places])
+    return [{**place, "kept": False} for place in places]
+
+
+def _local_location(path: Path) -> dict[str, Any]:
+    return {"where": "orchestrator", "host": socket.gethostname(), "path": str(path), "mode": workspace.PRIVATE_MODE}
+
+
+def _remote_location(move: Move) -> dict[str, Any]:
+    ssh = move.runbook.sites[move.db.to].ssh
+    assert ssh is not None
+    return {"where": "target host", "host": ssh.host, "path": move.remote_dump_dir(), "mode": workspace.PRIVATE_MODE}
+
+
+def _write_private(path: Path, text: str) -> None:
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # --- writes on the target after the switch ------------------------------------------
@@ -324,27 +397,86 @@ def target_writes_since(runbook: Runbook, app: Application, attempt_key: str, ba
 
 
 def undo_target_database(move: Move) -> CompensationResult:
-    """Keep, rename or drop the target database (``on_rollback``), if this run created it."""
+    """Keep, rename or drop the target database (``on_rollback``), if this run created it;
+    then the roles this attempt created for it (:func:`cutover.postgres.roles.undo_created_roles`),
+    and the attempt's dump files on both hosts (:func:`dispose_of_dumps`)."""
     target = move.db.target
+    elsewhere = _roles_needed_elsewhere(move)
     with connect(move.target(), "postgres", autocommit=True) as admin:
-        if not dump.database_exists(admin, target):
-            return CompensationResult("nothing to undo: no target database", {"database": move.key})
-        comment = dump.database_comment(admin, target) or ""
-        if comment not in (move.marker(), move.marker(finished=True)):
-            log.info("target_database_left", database=move.key, reason="not created by this run", comment=comment)
-            return CompensationResult("left alone: not created by this run", {"database": move.key})
-        policy = move.db.on_rollback
-        if policy == "drop":
-            dump.drop_database(admin, target)
-            return CompensationResult("dropped", {"database": move.key})
-        if policy == "rename":
-            aside = f"{target[:40]}_rolled_back_{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
-            dump.rename_database(admin, target, aside)
-            return CompensationResult(f"renamed to {aside}", {"database": move.key, "to": aside})
-        return CompensationResult("kept", {"database": move.key})
+        outcome = _undo_database(move, admin, target)
+        # what this or an earlier try of this compensation kept aside (keep, rename)
+        kept = [
+            str(row[0])
+            for row in admin.execute(
+                "select datname from pg_database where datname = %s or datname like %s",
+                (target, _aside_prefix(target).replace("_", "\\_") + "%"),
+            )
+        ]
+        undone = roles.undo_created_roles(admin, move.marker(), kept, elsewhere)
+    details = dict(outcome.details)
+    # the attempt's dump copies (file method) go too: the data is back on the source. Best
+    # effort: a target host that cannot be reached must not hold back the rest of the
+    # rollback (the sources writable again); what is left is said, and logged.
+    try:
+        disposed = dispose_of_dumps(move)
+    except StepError as exc:
+        log.warning("dump_not_removed", database=move.key, error=str(exc))
+        details["dumps_left"] = str(exc)
+    else:
+        if disposed:
+            details["dumps"] = disposed
+    if undone.dropped:
+        details["roles_dropped"] = undone.dropped
+    if undone.login_disabled:
+        details["roles_login_disabled"] = undone.login_disabled
+    if undone.left:
+        details["roles_left"] = undone.left
+    return CompensationResult(outcome.done, details)
+
+
+def _roles_needed_elsewhere(move: Move) -> dict[str, list[str]] | None:
+    """Role -> the other databases the runbook moves to the same site that use it (read on
+    their sources: on the target they may not be restored yet). None when a source cannot
+    be read: then no role is removed."""
+    needed: dict[str, list[str]] = {}
+    try:
+        for app in move.runbook.applications:
+            for db in app.databases:
+                if db.to != move.db.to or (app.name, db.name) == (move.app.name, move.db.name):
+                    continue
+                other = Move(move.runbook, app, db, move.attempt_key)
+                with connect(other.source(), db.name, autocommit=True) as conn:
+                    for role in roles.roles_in_use(conn):
+                        needed.setdefault(role, []).append(other.key)
+    except StepError as exc:
+        log.warning("roles_left_unknown_use", database=move.key, error=str(exc))
+        return None
+    return needed
+
+
+def _undo_database(move: Move, admin: Any, target: str) -> CompensationResult:
+    if not dump.database_exists(admin, target):
+        return CompensationResult("nothing to undo: no target database", {"database": move.key})
+    comment = dump.database_comment(admin, target) or ""
+    if comment not in (move.marker(), move.marker(finished=True)):
+        log.info("target_database_left", database=move.key, reason="not created by this run", comment=comment)
+        return CompensationResult("left alone: not created by this run", {"database": move.key})
+    policy = move.db.on_rollback
+    if policy == "drop":
+        dump.drop_database(admin, target)
+        return CompensationResult("dropped", {"database": move.key})
+    if policy == "rename":
+        aside = _aside_prefix(target) + time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        dump.rename_database(admin, target, aside)
+        return CompensationResult(f"renamed to {aside}", {"database": move.key, "to": aside})
+    return CompensationResult("kept", {"database": move.key})
 
 
 # --- shared --------------------------------------------------------------------------
+
+
+def _aside_prefix(target: str) -> str:
+    return f"{target[:40]}_rolled_back_"
 
 
 def _prepare_target(move: Move) -> tuple[list[str], list[str]]:
@@ -362,7 +494,7 @@ def _prepare_target(move: Move) -> tuple[list[str], list[str]]:
         # databases of one application share roles and are prepared at the same time:
         # one creator at a time per target cluster (released when the connection closes)
         admin.execute("select pg_advisory_lock(hashtext('cutover:ensure-roles'))")
-        created = roles.ensure_roles(admin, definitions, needed, passwords)
+        created = roles.ensure_roles(admin, definitions, needed, passwords, marker=move.marker())
         missing = roles.missing_roles(admin, needed)
         if missing:
             raise PermanentStepError(f"{move.key}: roles missing on the target: {', '.join(sorted(missing))}")
@@ -387,7 +519,12 @@ def _run_on_target(move: Move, command: str, stdin: Any) -> None:
     client = ssh_connect(move.target_host())
     try:
         outcome = run_remote(
-            client, command, env=move.target().libpq_env(), stdin=stdin, timeout_s=move.runbook.defaults.timeout_s
+            client,
+            command,
+            env=move.target().libpq_env(),
+            secret_files=remote_passfile(move.target()),
+            stdin=stdin,
+            timeout_s=move.runbook.defaults.timeout_s,
         )
     finally:
         client.close()

@@ -236,7 +236,11 @@ def check_after_switch(runbook: Runbook, app: Application) -> PostSwitchResult:
         label = f"{app.name}.dns[{index}].check"
         results.append(
             http_request(
-                record.check, label=label, timeout_s=record.check.timeout_s or runbook.defaults.check_timeout_s, resolver=resolve
+                record.check,
+                label=label,
+                timeout_s=record.check.timeout_s or runbook.defaults.check_timeout_s,
+                resolver=resolve,
+                verify=endpoints.tls_verify(runbook, label),
             )
         )
     return PostSwitchResult(checks=results)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import ssl
+from typing import Literal
+
+import structlog
+
 from cutover.dns.powerdns import PowerDnsProvider
 from cutover.errors import PermanentStepError
 from cutover.postgres.endpoint import PgEndpoint
 from cutover.runbook.model import Runbook
 from cutover.runbook.references import UnresolvedSecret, resolve
 from cutover.ssh.target import SshTarget
+
+log = structlog.get_logger()
 
 
 def secret(reference: str | None, where: str) -> str | None:
@@ -20,17 +27,24 @@ def secret(reference: str | None, where: str) -> str | None:
         raise PermanentStepError(f"{where}: {exc}") from None
 
 
-def postgres(runbook: Runbook, site_name: str) -> PgEndpoint:
+def postgres(runbook: Runbook, site_name: str, login: Literal["migration", "smoke"] = "migration") -> PgEndpoint:
+    """The site's PostgreSQL server as the migration role (``user``), or for ``smoke``
+    checks as ``smoke_user`` where the site names one (else as ``user`` too)."""
     site = runbook.sites[site_name].postgres
     if site is None:
         raise PermanentStepError(f"site {site_name} has no postgres endpoint")
+    if login == "smoke" and site.smoke_user is not None:
+        user, password = site.smoke_user, secret(site.smoke_password, f"sites.{site_name}.postgres.smoke_password")
+    else:
+        user, password = site.user, secret(site.password, f"sites.{site_name}.postgres.password")
     return PgEndpoint(
         host=site.host,
         port=site.port,
-        user=site.user,
-        password=secret(site.password, f"sites.{site_name}.postgres.password"),
+        user=user,
+        password=password,
         sslmode=site.sslmode,
         bin_dir=site.bin_dir,
+        sslrootcert=site.ca_bundle,
     )
 
 
@@ -47,7 +61,27 @@ def ssh(runbook: Runbook, site_name: str) -> SshTarget:
     )
 
 
+def tls_verify(runbook: Runbook, what: str) -> ssl.SSLContext | bool:
+    """How an HTTPS request of the run checks the server (httpx's ``verify``): against the
+    runbook's pinned CA bundle (``tls.ca_bundle``), else the system's trust store; not at
+    all only when the runbook says ``tls.insecure_skip_verify``, which is logged as a
+    warning naming ``what`` every time. A bundle that cannot be read is a permanent error."""
+    if runbook.tls.insecure_skip_verify:
+        log.warning("tls_verification_off", what=what, setting="tls.insecure_skip_verify")
+        return False
+    if runbook.tls.ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=runbook.tls.ca_bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise PermanentStepError(f"tls.ca_bundle {runbook.tls.ca_bundle}: cannot be read as PEM certificates: {exc}") from None
+
+
 def dns_provider(runbook: Runbook) -> PowerDnsProvider:
+    import httpx
+
+    from cutover.dns.powerdns import TIMEOUT_S
+
     if runbook.dns is None:
         raise PermanentStepError("the runbook has no dns section")
     return PowerDnsProvider(
@@ -55,6 +89,8 @@ def dns_provider(runbook: Runbook) -> PowerDnsProvider:
         api_key=secret(runbook.dns.api_key, "dns.api_key") or "",
         zone=runbook.dns.zone,
         server_id=runbook.dns.server_id,
+        client=httpx.Client(timeout=TIMEOUT_S, verify=tls_verify(runbook, "dns api")),
+        owns_client=True,
     )
 
 

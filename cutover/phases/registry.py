@@ -42,7 +42,9 @@ def _frozen(ctx: StepContext) -> FreezeResult:
 def _section(section: str) -> Run:
     def run(ctx: StepContext) -> ActionsResult:
         return ActionsResult(
-            results=actions.run_actions(ctx.runbook, getattr(ctx.app, section), what=f"{ctx.app.name}.{section}")
+            results=actions.run_actions(
+                ctx.runbook, getattr(ctx.app, section), what=f"{ctx.app.name}.{section}", checks=section == "smoke"
+            )
         )
 
     return run

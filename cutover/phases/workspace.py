@@ -20,10 +20,25 @@ def work_root() -> Path:
 
 
 def run_dir(cutover: str, attempt_key: str) -> Path:
-    """The run's own directory, only for this user (its dumps are the estate's data)."""
-    path = work_root() / cutover / attempt_key
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """The run's own directory, only for this user (its dumps are the estate's data): every
+    level this call creates is 0700, and the run's own directory is made 0700 whoever
+    created it."""
+    root = work_root()
+    path = root / cutover / attempt_key
+    for level in (root, root / cutover, path):
+        try:
+            level.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        level.chmod(0o700)  # mkdir's mode passes through the umask; this is exact
+    path.chmod(0o700)
     return path
+
+
+# What the run's files on either host are made: directories for this user only, files
+# readable by this user only (cutover.process gives programs umask 077; the upload makes
+# them so on the target host).
+PRIVATE_MODE = "directories 0700, files 0600"
 
 
 def remote_run_dir(work_dir: str, cutover: str, attempt_key: str) -> str:

@@ -33,7 +33,8 @@ class PgEndpoint:
 
     ``bin_dir`` names the directory of the client programs to use (pg_dump, pg_restore,
     psql, pg_dumpall); without it they are looked up on ``PATH``. The password never
-    appears in ``repr()``, and reaches client programs only through the environment.
+    appears in ``repr()``, and reaches client programs only through a 0600 passfile
+    (:func:`cutover.postgres.passfile.client_environment`).
     """
 
     host: str
@@ -43,6 +44,7 @@ class PgEndpoint:
     sslmode: str = "prefer"
     bin_dir: str | None = None
     connect_timeout_s: int = 10
+    sslrootcert: str | None = None  # a PEM file of the CA(s) the server's certificate must come from
 
     @property
     def where(self) -> str:
@@ -62,11 +64,15 @@ class PgEndpoint:
         }
         if self.password is not None:
             params["password"] = self.password
+        if self.sslrootcert is not None:
+            params["sslrootcert"] = self.sslrootcert
         return make_conninfo("", **params)
 
     def libpq_env(self) -> dict[str, str]:
         """Environment variables that point a client program (pg_dump, pg_restore, psql) at
-        this server. The password travels here and never in argv, where ``ps`` shows it."""
+        this server, without the password: that goes in a passfile of its own
+        (:mod:`cutover.postgres.passfile`), never in argv (``ps`` shows it) nor in an
+        environment (``/proc/PID/environ``, and every program it starts)."""
         env = {
             "PGHOST": self.host,
             "PGPORT": str(self.port),
@@ -75,8 +81,8 @@ class PgEndpoint:
             "PGAPPNAME": APPLICATION_NAME,
             "PGCONNECT_TIMEOUT": str(self.connect_timeout_s),
         }
-        if self.password is not None:
-            env["PGPASSWORD"] = self.password
+        if self.sslrootcert is not None:
+            env["PGSSLROOTCERT"] = self.sslrootcert
         return env
 
     def tool(self, name: str) -> str:

@@ -14,7 +14,7 @@ not even a server statement log sees them; and they are never logged.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from cutover.errors import PermanentStepError, TransientStepError
 from cutover.postgres._errors import first_line as _first_line
 from cutover.postgres._errors import where as _where
 from cutover.postgres.endpoint import PgEndpoint
+from cutover.postgres.passfile import client_environment
 from cutover.process import run_program
 
 log = structlog.get_logger()
@@ -132,13 +133,14 @@ def role_definitions(source: PgEndpoint, roles: Iterable[str], *, timeout_s: flo
     (attributes and settings), comments, and the memberships among them; no passwords.
     Taken with ``pg_dumpall --roles-only --no-role-passwords``. Roles absent from the
     source are simply not in it (see :func:`missing_roles`)."""
-    result = run_program(
-        [source.tool("pg_dumpall"), "--roles-only", "--no-role-passwords", "--no-password"],
-        env=source.libpq_env(),
-        timeout_s=timeout_s,
-        log_name=f"pg_dumpall --roles-only {source.where}",
-        capture_stdout=True,
-    )
+    with client_environment(source) as env:
+        result = run_program(
+            [source.tool("pg_dumpall"), "--roles-only", "--no-role-passwords", "--no-password"],
+            env=env,
+            timeout_s=timeout_s,
+            log_name=f"pg_dumpall --roles-only {source.where}",
+            capture_stdout=True,
+        )
     return filter_role_definitions((result.stdout or b"").decode("utf-8"), roles)
 
 
@@ -219,21 +221,35 @@ def ensure_roles(
     definitions_sql: str,
     roles: Iterable[str],
     passwords: Mapping[str, str],
+    marker: str | None = None,
 ) -> list[str]:
     """Create those of ``roles`` that the target lacks, from ``definitions_sql`` (see
     :func:`role_definitions`), with their attributes, comments and memberships; roles that
     already exist are left as they are. Then set the password of every role in ``roles``
     that has a non-empty entry in ``passwords``. All of it in one transaction: either every
-    change is made or none. Returns the names of the roles created.
+    change is made or none. Returns the names of the roles created. With ``marker``, each
+    role created carries it as its setting ``cutover.created_by`` (:data:`CREATED_BY`), so
+    that a rollback of the same attempt knows it may remove it (:func:`undo_created_roles`),
+    a retry included; the role's comment stays the source's. A role that an earlier attempt
+    created (its rollback may have taken its login away) gets its attributes from the source
+    again and this attempt's marker, so that a retry after a rollback logs in as before.
 
     ``target_admin_conn``: an autocommit connection of a role with CREATEROLE."""
     wanted = set(roles)
     before = wanted - missing_roles(target_admin_conn, wanted)
+    # roles an earlier attempt created (its rollback may have taken their login): this one
+    # gives them their attributes from the source again, and takes them over
+    adopted = _marked_by_an_attempt(target_admin_conn, before) if marker is not None else set()
     statements = [s for s in parse_role_statements(definitions_sql) if s.role in wanted]
     created: list[str] = []
     try:
         with target_admin_conn.transaction():
             for statement in statements:
+                if statement.role in adopted and statement.kind == "alter" and _ALTER_WITH.match(statement.text):
+                    attributes = _without_default_attributes(statement.text)
+                    if attributes is not None:
+                        target_admin_conn.execute(attributes.encode())
+                    continue
                 new = statement.role not in before
                 if statement.kind == "grant":
                     # A membership is part of a new role's definition (either side new).
@@ -248,6 +264,13 @@ def ensure_roles(
                 target_admin_conn.execute(text.encode())
                 if statement.kind == "create":
                     created.append(statement.role)
+            if marker is not None:
+                for role in sorted(set(created) | adopted):
+                    target_admin_conn.execute(
+                        sql.SQL("alter role {} set {} = {}").format(
+                            sql.Identifier(role), sql.Identifier(*CREATED_BY.split(".")), sql.Literal(marker)
+                        )
+                    )
             for role in sorted(wanted):
                 password = passwords.get(role)
                 if password:
@@ -258,6 +281,8 @@ def ensure_roles(
         raise PermanentStepError(f"creating roles on {_where(target_admin_conn)}: {_first_line(exc)}") from exc
     if created:
         log.info("roles_created", roles=created, where=_where(target_admin_conn))
+    if adopted:
+        log.info("roles_taken_over", roles=sorted(adopted), where=_where(target_admin_conn))
     passworded = sorted(r for r in wanted if passwords.get(r))
     if passworded:
         log.info("role_passwords_set", roles=passworded, where=_where(target_admin_conn))
@@ -280,6 +305,94 @@ def _without_default_attributes(text: str) -> str | None:
         return text
     rest = _DEFAULT_ATTRIBUTES.sub("", match.group(2) + ";")[:-1]
     return f"{match.group(1)}{rest};" if rest.strip() else None
+
+
+# A role setting (pg_db_role_setting) that names the attempt that created the role.
+CREATED_BY = "cutover.created_by"
+
+
+@dataclass(frozen=True)
+class RolesUndone:
+    """What :func:`undo_created_roles` did, role by role."""
+
+    dropped: list[str]
+    login_disabled: list[str]  # still owned objects in the database kept (or renamed) aside
+    left: dict[str, list[str]]  # still used by other databases: role -> their names
+
+
+def _marked_by_an_attempt(admin_conn: psycopg.Connection[Any], roles: Iterable[str]) -> set[str]:
+    """Those of ``roles`` that some attempt of a cutover created (:data:`CREATED_BY`)."""
+    rows = _execute(
+        admin_conn,
+        """select r.rolname from pg_roles r join pg_db_role_setting s on s.setrole = r.oid and s.setdatabase = 0
+           where r.rolname = any(%s) and exists (select 1 from unnest(s.setconfig) c where c like %s)""",
+        (sorted(roles), f"{CREATED_BY}=cutover:%"),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def created_roles(admin_conn: psycopg.Connection[Any], marker: str) -> list[str]:
+    """The roles that :func:`ensure_roles` created with ``marker``."""
+    rows = _execute(
+        admin_conn,
+        """select r.rolname from pg_roles r join pg_db_role_setting s on s.setrole = r.oid and s.setdatabase = 0
+           where %s = any(s.setconfig) order by 1""",
+        (f"{CREATED_BY}={marker}",),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def undo_created_roles(
+    admin_conn: psycopg.Connection[Any],
+    marker: str,
+    kept_databases: Collection[str],
+    needed_elsewhere: Mapping[str, list[str]] | None = None,
+) -> RolesUndone:
+    """Remove the roles this attempt created (``marker``), now that its database is being
+    rolled back: a role nothing depends on any more is dropped; one that only the database
+    kept aside (``kept_databases``: ``on_rollback`` keep or rename) still depends on keeps its
+    objects but loses its login and password; one that another database uses (it moves with
+    another application, which goes on) is left as it is. Roles that existed before the run
+    never carry the marker and are never touched; nor are roles in ``needed_elsewhere``
+    (role -> the other databases that use it, which may not be restored yet, so that the
+    cluster cannot tell). ``None``: who else needs them is unknown, and every role is left.
+    Idempotent."""
+    done = RolesUndone([], [], {})
+    for role in created_roles(admin_conn, marker):
+        if needed_elsewhere is None:
+            done.left[role] = ["(unknown: the other databases' roles could not be read)"]
+            continue
+        if role in needed_elsewhere:
+            done.left[role] = needed_elsewhere[role]
+            continue
+        users = [
+            row[0]
+            for row in _execute(
+                admin_conn,
+                """select distinct d.datname from pg_shdepend s join pg_database d on d.oid = s.dbid
+                   where s.refclassid = 'pg_authid'::regclass and s.refobjid = (select oid from pg_roles where rolname = %s)
+                   order by 1""",
+                (role,),
+            ).fetchall()
+        ]
+        others = [name for name in users if name not in kept_databases]
+        if others:
+            done.left[role] = others
+        elif users:
+            _execute(admin_conn, sql.SQL("alter role {} nologin password null").format(sql.Identifier(role)))
+            done.login_disabled.append(role)
+        else:
+            _execute(admin_conn, sql.SQL("drop role if exists {}").format(sql.Identifier(role)))
+            done.dropped.append(role)
+    if done.dropped or done.login_disabled or done.left:
+        log.info(
+            "roles_undone",
+            dropped=done.dropped,
+            login_disabled=done.login_disabled,
+            left=sorted(done.left),
+            where=_where(admin_conn),
+        )
+    return done
 
 
 def _set_password(conn: psycopg.Connection[Any], role: str, password: str) -> None:

@@ -88,6 +88,8 @@ def secret_references(runbook: Runbook) -> Iterator[tuple[str, str]]:
     for name, site in runbook.sites.items():
         if site.postgres and site.postgres.password:
             yield f"sites.{name}.postgres.password", site.postgres.password
+        if site.postgres and site.postgres.smoke_password:
+            yield f"sites.{name}.postgres.smoke_password", site.postgres.smoke_password
         if site.ssh:
             yield f"sites.{name}.ssh.key", site.ssh.key
     if runbook.dns:
@@ -174,6 +176,9 @@ def _postgres(
                     Status.ok,
                     f"PostgreSQL {version[0]}.{version[1]}, connected as {endpoint.user}" + (" (superuser)" if superuser else ""),
                 )
+                _more_than_needed(
+                    report, runbook, site_name, endpoint, bool(superuser), site_name in sources, site_name in targets
+                )
                 if site_name in sources:
                     _source_databases(
                         report, runbook, site_name, admin, endpoint, bool(superuser), bool(signal), bool(read_all), sizes
@@ -193,6 +198,77 @@ def _postgres(
         except Exception as exc:  # an unexpected answer must not hide the other checks
             report.add("postgres", subject, Status.fail, f"{type(exc).__name__}: {exc}")
     return sizes
+
+
+def _more_than_needed(
+    report: Report, runbook: Runbook, site_name: str, endpoint: Any, superuser: bool, source: bool, target: bool
+) -> None:
+    """Amber items where the run holds more than its steps need (docs/security.md,
+    "Privileges"): a superuser where a dump role or CREATEDB and CREATEROLE would do, smoke
+    SQL without a smoke role of its own, TLS to PostgreSQL off or unchecked across a network."""
+    site = runbook.sites[site_name].postgres
+    assert site is not None
+    subject = f"{site_name} ({endpoint.where})"
+    if superuser:
+        needs = []
+        if source:
+            needs.append("on a source: own the databases (or pg_read_all_data), and pg_signal_backend")
+        if target:
+            needs.append("on a target: CREATEDB and CREATEROLE")
+        report.add(
+            "privileges",
+            subject,
+            Status.warn,
+            f"{endpoint.user} is a superuser; the run needs less ({'; '.join(needs)}): see docs/security.md, Privileges",
+        )
+    smoke = [a for app in runbook.applications for a in app.smoke if a.sql is not None and a.sql.site == site_name]
+    if smoke and site.smoke_user is None:
+        report.add(
+            "privileges",
+            f"{subject} smoke",
+            Status.warn,
+            f"{len(smoke)} smoke query(ies) run as {endpoint.user} (in a read-only transaction); "
+            "name a smoke_user that may only read",
+        )
+    elif smoke and site.smoke_user is not None:
+        _smoke_login(report, runbook, site_name, subject, smoke[0].sql.database if smoke[0].sql else "postgres")
+    if site.sslmode not in ("verify-full", "verify-ca") and not _loopback(site.host):
+        report.add(
+            "tls",
+            subject,
+            Status.warn,
+            f"sslmode {site.sslmode} across a network: the server is not authenticated (and with disable/allow/prefer "
+            "the traffic may be plain); keep verify-full",
+        )
+
+
+def _smoke_login(report: Report, runbook: Runbook, site_name: str, subject: str, database: str) -> None:
+    from cutover.postgres import privileges
+    from cutover.postgres.endpoint import connect
+
+    endpoint = endpoints.postgres(runbook, site_name, login="smoke")
+    try:
+        with connect(endpoint, database, autocommit=True) as conn:
+            role = privileges.role_privileges(conn)
+    except CutoverError as exc:
+        # the database is created by the import: before it, reaching the server is the check
+        report.add("privileges", f"{subject} smoke", Status.warn, f"smoke_user {endpoint.user}: {exc}")
+        return
+    if role.superuser:
+        report.add("privileges", f"{subject} smoke", Status.warn, f"smoke_user {endpoint.user} is a superuser: it could write")
+    else:
+        report.add("privileges", f"{subject} smoke", Status.ok, f"smoke SQL runs as {endpoint.user}, in read-only transactions")
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _where_pg(runbook: Runbook, site_name: str) -> str:
@@ -481,12 +557,21 @@ def _http(report: Report, runbook: Runbook, timeout_s: float = 5.0) -> None:
                 parts = urlsplit(action.http.url)
                 port = parts.port or (443 if parts.scheme == "https" else 80)
                 endpoints_seen.setdefault((parts.scheme, parts.hostname or "", port), []).append(f"{app.name}.{section}[{index}]")
+    if runbook.tls.insecure_skip_verify:
+        report.add(
+            "tls",
+            "https",
+            Status.warn,
+            "tls.insecure_skip_verify: HTTPS certificates are not checked (the DNS API key and every request can be read "
+            "and changed on the way); every such request is logged",
+        )
     for (scheme, host, port), used_by in sorted(endpoints_seen.items()):
         subject = f"{scheme}://{host}:{port}"
         try:
             with socket.create_connection((host, port), timeout=timeout_s) as sock:
-                if scheme == "https":
-                    with ssl.create_default_context().wrap_socket(sock, server_hostname=host):
+                if scheme == "https" and not runbook.tls.insecure_skip_verify:
+                    context = ssl.create_default_context(cafile=runbook.tls.ca_bundle)
+                    with context.wrap_socket(sock, server_hostname=host):
                         pass
         except (OSError, ssl.SSLError) as exc:
             report.add(

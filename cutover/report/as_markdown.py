@@ -70,8 +70,12 @@ def _custody(db: Custody) -> list[str]:
     ]
     for place in db.dump_locations:
         where = " ".join(p for p in (place.host and f"{place.host}:", place.path) if p) or "[withheld]"
-        removed = when(place.removed_at) if place.removed_at else NOT_RECORDED
-        rows.append((f"dump files, {place.where}", f"{where}; mode {place.mode or NOT_RECORDED}; removed {removed}"))
+        removed = (
+            "kept (keep_dump): still there"
+            if place.kept
+            else "removed " + (when(place.removed_at) if place.removed_at else NOT_RECORDED)
+        )
+        rows.append((f"dump files, {place.where}", f"{where}; mode {place.mode or NOT_RECORDED}; {removed}"))
     if not db.dump_locations:
         rows.append(("dump files", "none: streamed, nothing written to disk on either side"))
     rows.append(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
 from cutover.plan.build import Plan, Step
@@ -114,7 +115,7 @@ def _database_facts(facts: dict[str, Any], app: str, db: str) -> dict[str, Any]:
 
 def _recorded_location(result: Any) -> tuple[str | None, str | None, str | None]:
     """(host, path, mode) a step result says its dump files lived at, when it says so
-    (the ``location`` field the dump-removal work adds: a path, or a dict)."""
+    (its ``location``: a dict of where, host, path and mode; or a plain path)."""
     location = getattr(result, "location", None)
     if isinstance(location, dict):
         mode = location.get("mode")
@@ -189,27 +190,33 @@ def database_custody(rec: Recorded, attempt: str, plan: Plan, app: str, db: str,
         what = "the manifest of the pg_dump -Fd directory's per-file sha256s, as uploaded, as the target host hashed each file, and as checked again right before the restore"
 
     locations: list[DumpLocation] = []
+    # what the verify step did with the copies once the import was proven (removed, or kept)
+    disposed = {str(d.get("where")): d for d in (verify_result.dumps if isinstance(verify_result, VerifyResult) else []) or []}
     if method == "file" or isinstance(export, ExportResult):
         host, path, mode = _recorded_location(export)
+        local = disposed.get("orchestrator", {})
         locations.append(
             DumpLocation(
                 where="orchestrator: the worker's work directory",
                 host=None if public else host,
                 path=None if public else (path or (export.path if isinstance(export, ExportResult) else None)),
                 mode=mode,
-                removed_at=_removed_at(export),
+                removed_at=local.get("removed_at") or _removed_at(export),
+                kept=bool(local.get("kept")),
             )
         )
         ssh = _site(facts, str(db_facts.get("to", "")), "ssh")
         r_host, r_path, r_mode = _recorded_location(imported)
         remote = f"{str(ssh.get('work_dir', '')).rstrip('/')}/{plan.cutover}/{attempt}/{app}.{db}.dump" if ssh else None
+        on_target = disposed.get("target host", {})
         locations.append(
             DumpLocation(
                 where="target host: the upload directory",
                 host=None if public else (r_host or ssh.get("host")),
                 path=None if public else (r_path or remote),
                 mode=r_mode,
-                removed_at=_removed_at(imported),
+                removed_at=on_target.get("removed_at") or _removed_at(imported),
+                kept=bool(on_target.get("kept")),
             )
         )
 
@@ -234,6 +241,14 @@ def database_custody(rec: Recorded, attempt: str, plan: Plan, app: str, db: str,
             last = undone[-1]
             if isinstance(last.result, CompensationResult):
                 after_rollback = text(last.result.done)
+                # the rollback removed the dump (verify never passed): when, per place
+                by_rollback = {str(d.get("where")): d for d in last.result.details.get("dumps") or [] if isinstance(d, dict)}
+                locations = [
+                    replace(
+                        place, removed_at=place.removed_at or by_rollback.get(place.where.split(":")[0], {}).get("removed_at")
+                    )
+                    for place in locations
+                ]
             else:
                 after_rollback = f"{last.state}: " + (rec.failure(last) or "not recorded")
 

@@ -124,7 +124,8 @@ class DumpLocation:
     host: str | None
     path: str | None
     mode: str | None
-    removed_at: str | None  # None: not recorded
+    removed_at: str | None  # None: not recorded (or kept)
+    kept: bool = False  # the runbook said keep_dump: still there after the verified import
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,26 @@ def check_directory(text: str) -> str:
     return text
 
 
+def check_relative_path(text: str) -> str:
+    """A path below a declared root: not absolute, no ``..``, no empty or ``.`` part, no
+    control character. Any other character is allowed (quotes, ``;``, ``$(...)``, spaces,
+    unicode): the path is never given to a shell unquoted."""
+    if not text:
+        raise ValueError("must not be empty")
+    if text.startswith(("/", "~")):
+        raise ValueError("must be relative to the site's files_root: no leading '/' or '~'")
+    parts = text.split("/")
+    if any(part == ".." for part in parts):
+        raise ValueError("must not contain '..': it stays under the site's files_root")
+    if any(part in ("", ".") for part in parts):
+        raise ValueError("must not contain empty or '.' parts ('//', './', a trailing '/')")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ValueError("must not contain control characters (a newline, a tab...)")
+    if len(text.encode()) > 1024 or any(len(part.encode()) > 255 for part in parts):
+        raise ValueError("is too long: at most 1024 bytes, 255 per part")
+    return text
+
+
 Host = Annotated[str, AfterValidator(check_host)]
 """A host name or an IP address."""
 
@@ -176,3 +196,6 @@ HostPort = Annotated[str, AfterValidator(check_host_port)]
 
 Directory = Annotated[str, AfterValidator(check_directory)]
 """An absolute directory path on a host."""
+
+RelativePath = Annotated[str, AfterValidator(check_relative_path)]
+"""A path relative to a declared root, that stays under it."""

@@ -256,6 +256,21 @@ def _sites_and_databases(runbook: Runbook, broken: frozenset[Path_]) -> list[Fin
                 found.append(
                     Finding(("applications", i, "files", j, "to"), f"site '{moved.to}' has no ssh endpoint to upload to")
                 )
+            elif target is not None and target.ssh is not None and target.ssh.files_root is None:
+                found.append(
+                    Finding(
+                        ("applications", i, "files", j, "to"),
+                        f"site '{moved.to}' declares no ssh.files_root: files land only under a declared root",
+                    )
+                )
+            source = runbook.sites.get(moved.from_)
+            if source is not None and source.files_root is None:
+                found.append(
+                    Finding(
+                        ("applications", i, "files", j, "from"),
+                        f"site '{moved.from_}' declares no files_root: files are read only under a declared root",
+                    )
+                )
     for i, app in _apps(runbook):
         for section in ACTION_SECTIONS:
             actions: list[Action | None] = getattr(app, section) or []

@@ -19,7 +19,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cutover.runbook.addresses import Directory, Host, HostPort, RecordName, Url, check_dns_name, is_ip_address
+from cutover.runbook.addresses import (
+    Directory,
+    Host,
+    HostPort,
+    RecordName,
+    RelativePath,
+    Url,
+    check_dns_name,
+    is_ip_address,
+)
 from cutover.runbook.names import ApplicationName, DatabaseName, GateName, LoginName, Name, RoleName
 from cutover.runbook.references import SecretRef
 
@@ -75,6 +84,25 @@ class PostgresSite(Model):
         "verify-full", description="libpq sslmode; the default verifies the server certificate"
     )
     bin_dir: Directory | None = Field(None, description="where pg_dump/pg_restore for this site live")
+    ca_bundle: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="a PEM file of the CA(s) the server's certificate must come from (verify-ca, verify-full), as the "
+        "orchestrator sees it; sent along to pg_restore on the target host (default: libpq's ~/.postgresql/root.crt)",
+    )
+    smoke_user: LoginName | None = Field(
+        None,
+        description="a role that may only read, for smoke SQL on this site (default: user); "
+        "smoke SQL runs in a read-only transaction either way",
+    )
+    smoke_password: SecretRef | None = Field(None, description="reference to smoke_user's password")
+
+    @model_validator(mode="after")
+    def _smoke_login(self) -> PostgresSite:
+        if self.smoke_password is not None and self.smoke_user is None:
+            raise ValueError("smoke_password needs smoke_user")
+        return self
 
 
 class SshSite(Model):
@@ -85,6 +113,10 @@ class SshSite(Model):
     host_key: str = Field(description="the server's public host key, pinned: 'ssh-ed25519 AAAA...'")
     work_dir: Directory = Field("/var/tmp/cutover", description="where uploaded dumps are kept")
     pg_bin_dir: Directory | None = Field(None, description="PostgreSQL client tools on that host")
+    files_root: Directory | None = Field(
+        None,
+        description="on that host: the directory every files entry to this site lands under (its target_path is relative to it)",
+    )
 
     @field_validator("host_key")
     @classmethod
@@ -97,7 +129,6 @@ class SshSite(Model):
 
 class HttpSite(Model):
     address: Host = Field(description="the address (host name or IP address) the site's applications are served at")
-    verify_tls: bool = True
 
 
 class Site(Model):
@@ -106,6 +137,11 @@ class Site(Model):
     postgres: PostgresSite | None = Field(None, description="the PostgreSQL server of this site")
     ssh: SshSite | None = Field(None, description="a host at this site for restores and uploads")
     http: HttpSite | None = Field(None, description="where this site's applications are served")
+    files_root: Directory | None = Field(
+        None,
+        description="where this site's files are, as the orchestrator sees them (a mount of its file share): "
+        "the source_path of every files entry from this site is relative to it",
+    )
 
 
 # --- DNS ------------------------------------------------------------------------------
@@ -238,6 +274,11 @@ class DatabaseMove(Model):
     on_rollback: Literal["keep", "rename", "drop"] = Field(
         "rename", description="what rollback does with the imported target database"
     )
+    keep_dump: bool = Field(
+        False,
+        description="keep the dump files (file method) after a verified import; by default they are removed "
+        "on both hosts once verify passed. Kept dumps are listed in the report",
+    )
     size_bytes: int | None = Field(None, ge=0, le=MAX_BYTES, description="expected size, for planning")
     shared_with: list[Name] = Field(
         [],
@@ -251,13 +292,15 @@ class DatabaseMove(Model):
 
 
 class FileMove(Model):
-    """Files uploaded to the target host over SFTP, resumable, checked by sha256."""
+    """Files uploaded to the target host over SFTP, resumable, checked by sha256. Both paths
+    are relative to their site's declared root and stay inside it: no ``..``, no absolute
+    path, and no symbolic link that leads out (checked on both ends when the files move)."""
 
     name: Name = Field(description="names the step: APP/files/NAME")
-    from_: Name = Field(alias="from", description="source site")
-    to: Name = Field(description="target site (needs ssh)")
-    source_path: str = Field(description="file or directory, as the orchestrator sees it")
-    target_path: str = Field(description="path on the target host")
+    from_: Name = Field(alias="from", description="source site (needs files_root)")
+    to: Name = Field(description="target site (needs ssh with files_root)")
+    source_path: RelativePath = Field(description="file or directory under the source site's files_root")
+    target_path: RelativePath = Field(description="path under the target site's ssh.files_root")
 
 
 class DnsRecord(Model):
@@ -355,6 +398,29 @@ class Window(Model):
         return value
 
 
+class Tls(Model):
+    """How HTTPS is checked: the API of the DNS provider, http actions and checks."""
+
+    ca_bundle: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="a PEM file of CA certificates, as the orchestrator sees it: HTTPS servers must have a certificate "
+        "from one of these (default: the system's trust store)",
+    )
+    insecure_skip_verify: bool = Field(
+        False,
+        description="DANGEROUS: do not check HTTPS certificates at all (anyone on the network path can read and change "
+        "the traffic, DNS API key included); every request that goes out so is logged as a warning",
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Tls:
+        if self.ca_bundle is not None and self.insecure_skip_verify:
+            raise ValueError("ca_bundle and insecure_skip_verify contradict each other; give one")
+        return self
+
+
 class Runbook(Model):
     """A whole cutover: where things are, what moves, in what order, and the safety rails."""
 
@@ -377,6 +443,7 @@ class Runbook(Model):
     defaults: Defaults = Field(Defaults(), description="retries, timeouts, concurrency")
     sites: dict[Name, Site] = Field(description="the old site and the new one, by name")
     dns: Dns | None = Field(None, description="the DNS provider that switches records")
+    tls: Tls = Field(Tls(), description="HTTPS certificate checks: on by default, a CA bundle may be pinned")
     applications: list[Application] = Field(description="everything that moves")
     gates: list[Gate] = Field([], description="go/no-go decisions")
     teams: dict[Name, list[PersonName]] = Field(

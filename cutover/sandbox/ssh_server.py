@@ -18,6 +18,7 @@ from pathlib import Path
 
 import structlog
 
+from cutover.child_env import program_environment
 from cutover.errors import SandboxError
 from cutover.sandbox import processes
 from cutover.sandbox.info import SshInfo
@@ -115,7 +116,9 @@ def start(info: SshInfo, ssh_dir: Path) -> int:
     if os.geteuid() == 0:
         # sshd insists on its privilege separation directory when started as root.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    pid = processes.start_detached([SSHD, "-D", "-e", "-f", str(config)], ssh_dir / "sshd.log")
+    # The target host knows nothing of the orchestrator's environment (it may be restarted
+    # from a process that holds the estate's secrets, as the tests do): its sessions start clean.
+    pid = processes.start_detached([SSHD, "-D", "-e", "-f", str(config)], ssh_dir / "sshd.log", env=program_environment())
     wait_banner(info.host, info.port, pid, ssh_dir / "sshd.log")
     log.info("sandbox_sshd_started", port=info.port, pid=pid)
     return pid

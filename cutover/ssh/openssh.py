@@ -18,7 +18,8 @@ user's or the system's configuration (``-F /dev/null``):
 * the identity is the runbook's private key only, offered from an anonymous memory file
   (``memfd_create``, mode 0600) that ``ssh`` opens as ``/proc/<our pid>/fd/N``: it never
   reaches a disk and is gone when the carrier closes; no agent, ``IdentitiesOnly``;
-* ``BatchMode``: never a prompt.
+* ``BatchMode``: never a prompt;
+* the environment is the allow-list of :mod:`cutover.child_env`, nothing of the flow run's.
 
 A carrier is set up only for transfers of at least :data:`MIN_BYTES`, and used only after a
 probe over it succeeded; otherwise (smaller, no ``ssh``, not Linux, a refusal) paramiko
@@ -40,6 +41,7 @@ from typing import Any
 import paramiko
 import structlog
 
+from cutover.child_env import program_environment
 from cutover.process import guard_group, unguard_group
 from cutover.ssh.target import SshTarget, known_hosts_name
 
@@ -124,7 +126,12 @@ class Carrier:
         """None when a trivial command runs over the carrier, else why not (ssh's words)."""
         try:
             done = subprocess.run(
-                self.argv("true"), stdin=subprocess.DEVNULL, capture_output=True, timeout=PROBE_TIMEOUT_S, start_new_session=True
+                self.argv("true"),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=PROBE_TIMEOUT_S,
+                start_new_session=True,
+                env=program_environment(),
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return type(exc).__name__
@@ -157,7 +164,13 @@ class OpenSshChannel:
 
     def __init__(self, argv: list[str]) -> None:
         self._proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, start_new_session=True
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            start_new_session=True,
+            env=program_environment(),  # the key is in a memory file; the flow run's secrets stay here
         )
         guard_group(self._proc.pid)
         self._lock = threading.Lock()

@@ -30,6 +30,7 @@ def run_remote(
     command: str,
     *,
     env: Mapping[str, str] | None = None,
+    secret_files: Mapping[str, str] | None = None,
     stdin: BinaryIO | None = None,
     timeout_s: float | None = None,
     cancel: threading.Event | None = None,
@@ -40,7 +41,8 @@ def run_remote(
     ``timeout_s`` passes (TransientStepError), when ``cancel`` is set (PermanentStepError)
     or when the connection breaks (TransientStepError; a watchdog on the remote host kills
     it). ``env`` values reach the command's environment without appearing on any command
-    line or log line. ``stdin``, when given, is sent to the command followed by EOF;
+    line or log line; ``secret_files`` (e.g. ``{"PGPASSFILE": line}``) become 0600 files
+    that live as long as the command, named by those variables. ``stdin``, when given, is sent to the command followed by EOF;
     otherwise the command's stdin is empty. Each stderr line is logged (``remote_output``).
 
     A non-zero exit status is returned, not raised: the caller knows what it expects.
@@ -55,6 +57,7 @@ def run_remote(
         client,
         command,
         env=env,
+        secret_files=secret_files,
         stdin=stdin,
         timeout_s=timeout_s,
         cancel=cancel,

@@ -26,6 +26,11 @@ remote host, and why:
   it). GNU ``head -c`` reads no further than LENGTH from a pipe, so the command's own
   stdin follows intact. A temporary 0600 env file over SFTP was the alternative; it needs
   a writable directory and leaves the values on disk if the cleanup is cut short.
+* **Secrets.** A value in the environment is readable in ``/proc/PID/environ`` as long as
+  the program runs, and inherited by whatever it starts; a password goes in a file instead
+  (``secret_files``: a 0600 file in a 0700 directory, written from the same header by the
+  shell's ``printf`` builtin), removed when the command ends, is killed, or loses its
+  connection.
 """
 
 from __future__ import annotations
@@ -70,22 +75,26 @@ while [ "${p:-1}" -gt 1 ] && ! grep -qs '^sshd' "/proc/$p/comm"; do
 done
 w=
 if [ "${p:-1}" -gt 1 ]; then
-  (while [ -d "/proc/$p" ]; do sleep 1; done; kill -KILL "-$$") </dev/null >/dev/null 2>&1 &
+  (while [ -d "/proc/$p" ]; do sleep 1; done; rm -rf "${TMPDIR:-/tmp}/cutover-secrets.$$"; kill -KILL "-$$") </dev/null >/dev/null 2>&1 &
   w=$!
 fi
 if [ "$1" -gt 0 ]; then eval "$(head -c "$1")" || exit 126; fi
 sh -c "$2"
 rc=$?
+if [ -n "${cutover_secrets:-}" ]; then rm -rf "$cutover_secrets"; fi
 if [ -n "$w" ]; then kill "$w" 2>/dev/null; fi
 printf 'cutover-exit %s\n' "$rc" >&2
 exit "$rc"
 """
 
 # $1: the process group to stop. TERM first, KILL whatever is left after the grace period.
-_KILL = r"""kill -TERM "-$1" 2>/dev/null || exit 0
+# The group's secret files (``secret_files``) go with it.
+_KILL = r"""s="${TMPDIR:-/tmp}/cutover-secrets.$1"
+kill -TERM "-$1" 2>/dev/null || { rm -rf "$s"; exit 0; }
 i=0
 while kill -0 "-$1" 2>/dev/null && [ "$i" -lt "$2" ]; do sleep 0.1; i=$((i+1)); done
 kill -KILL "-$1" 2>/dev/null
+rm -rf "$s"
 exit 0
 """
 
@@ -101,16 +110,32 @@ class Outcome:
     stderr_tail: str
 
 
-def env_header(env: Mapping[str, str] | None) -> bytes:
-    """The ``export NAME='value'`` lines the wrapper evaluates; names are checked."""
-    if not env:
-        return b""
+def env_header(env: Mapping[str, str] | None, secret_files: Mapping[str, str] | None = None) -> bytes:
+    """The shell lines the wrapper evaluates: ``export NAME='value'`` for ``env``, and for
+    each ``NAME: content`` of ``secret_files`` a 0600 file holding ``content`` in a 0700
+    directory of the command's own (``$TMPDIR/cutover-secrets.PGID``, made with ``mkdir``,
+    which refuses one that exists), with ``NAME`` exported as its path. The file is written
+    by the shell's ``printf`` builtin, so its content is on no command line; the directory is
+    removed when the command ends, when it is stopped (:func:`_kill_group`) and by the
+    watchdog when the connection goes. Names are checked."""
     lines = []
-    for name, value in env.items():
-        if not _ENV_NAME.match(name):
-            raise PermanentStepError(f"environment variable name {name!r} is not a valid shell name")
+    for name, value in (env or {}).items():
+        _check_name(name)
         lines.append(f"export {name}={shlex.quote(str(value))}\n")
+    if secret_files:
+        lines.append('cutover_secrets="${TMPDIR:-/tmp}/cutover-secrets.$$"\nmkdir -m 700 "$cutover_secrets" || exit 126\n')
+        for name, content in secret_files.items():
+            _check_name(name)
+            lines.append(
+                f'(umask 077; printf %s {shlex.quote(content)} > "$cutover_secrets/{name}") || exit 126\n'
+                f'export {name}="$cutover_secrets/{name}"\n'
+            )
     return "".join(lines).encode()
+
+
+def _check_name(name: str) -> None:
+    if not _ENV_NAME.match(name):
+        raise PermanentStepError(f"environment variable name {name!r} is not a valid shell name")
 
 
 def wrap(command: str, header_length: int) -> str:
@@ -213,6 +238,7 @@ def execute(
     command: str,
     *,
     env: Mapping[str, str] | None = None,
+    secret_files: Mapping[str, str] | None = None,
     stdin: BinaryIO | None = None,
     timeout_s: float | None = None,
     cancel: threading.Event | None = None,
@@ -232,6 +258,8 @@ def execute(
     when the timeout passes or the connection breaks, PermanentStepError when ``cancel``
     is set or the local source fails; in each case the remote process group is killed
     first (over a second channel, or by the remote watchdog when the connection is gone).
+    ``secret_files`` become 0600 files named by environment variables (:func:`env_header`),
+    e.g. ``{"PGPASSFILE": line}``: the command's environment then holds only their paths.
     ``label`` names the command in messages (default: its program name). With a
     ``carrier`` (:class:`cutover.ssh.openssh.Carrier` for the same host) the command and its
     bytes go through an ``ssh`` process; ``client``'s connection still stops it and is
@@ -245,7 +273,7 @@ def execute(
     transport = client.get_transport()
     if transport is None or not transport.is_active():
         raise TransientStepError(f"SSH connection to {address} is closed; cannot run {label}")
-    header = env_header(env)
+    header = env_header(env, secret_files)
     if cancel is not None and cancel.is_set():
         raise PermanentStepError(f"{label} on {address} was cancelled before it started")
     start = time.monotonic()

@@ -83,6 +83,7 @@ def stream_to_remote(
     remote_command: str,
     *,
     env: Mapping[str, str] | None = None,
+    secret_files: Mapping[str, str] | None = None,
     timeout_s: float | None = None,
     cancel: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
@@ -93,6 +94,7 @@ def stream_to_remote(
     """Send everything readable from ``source`` to ``remote_command``'s stdin, then EOF.
 
     ``source`` is any readable binary file object (a pipe from a local program, a file).
+    ``env`` and ``secret_files`` reach the command as in :func:`cutover.ssh.remote_process.execute`.
     ``progress(bytes_sent_so_far)`` is called from a worker thread at most about once a
     second while bytes go out, and once more with the total at the end.
     ``remote_python=False`` makes the remote side use the coreutils copy (``tee`` and two
@@ -141,6 +143,7 @@ def stream_to_remote(
             client,
             command,
             env=env,
+            secret_files=secret_files,
             stdin=reader,  # type: ignore[arg-type]  # a file object in all but name
             timeout_s=timeout_s,
             cancel=cancel,

@@ -84,6 +84,8 @@ def upload_file(
     chunk_size: int = CHUNK_SIZE,
     remote_python: bool = True,
     openssh: bool | None = None,
+    private: bool = False,
+    confine_to: str | None = None,
 ) -> UploadResult:
     """Upload ``local_path`` to ``remote_path`` (parent directories are created), resuming
     a partial earlier attempt. ``progress(offset)`` is called after each chunk with the
@@ -94,14 +96,22 @@ def upload_file(
     the file has at least :data:`cutover.ssh.openssh.MIN_BYTES` to send; else over
     paramiko's channel.
 
+    ``private``: the file is made 0600 and the directories created for it 0700 (a dump:
+    the estate's data). ``confine_to``: a root directory on the remote host that
+    ``remote_path`` must be under, and no symbolic link may be met on the way from it to the
+    file (or its ``.part``): a link planted there would carry the write out of the root.
+
     Raises TransientStepError when the connection breaks (call again: it resumes) or when
     the remote bytes do not hash to the local sha256 after the upload (the ``.part`` is then
     removed; call again: it sends the file again), PermanentStepError when a path cannot be
-    read or written.
+    read or written, or leaves ``confine_to``.
     """
     address = remote_process.address_of(client)
+    options = _Options(private, confine_to)
     with _sftp(client, address, remote_path) as sftp, _LazyCarrier(client, openssh) as carrier:
-        return _upload(client, sftp, Path(local_path), remote_path, address, progress, chunk_size, remote_python, carrier)
+        return _upload(
+            client, sftp, Path(local_path), remote_path, address, progress, chunk_size, remote_python, carrier, options
+        )
 
 
 def upload_tree(
@@ -113,12 +123,16 @@ def upload_tree(
     chunk_size: int = CHUNK_SIZE,
     remote_python: bool = True,
     openssh: bool | None = None,
+    private: bool = False,
+    confine_to: str | None = None,
 ) -> TreeUploadResult:
     """Upload every regular file under ``local_dir`` to the same relative path under
-    ``remote_dir``, each with resume and sha256 as in :func:`upload_file`, then write the
-    manifest ``remote_dir/.cutover-sha256sums``. ``progress(total)`` gets the running byte
-    count over the whole tree. Calling it again after a failure sends only what is missing.
+    ``remote_dir``, each with resume and sha256 as in :func:`upload_file` (``private`` and
+    ``confine_to`` too), then write the manifest ``remote_dir/.cutover-sha256sums``.
+    ``progress(total)`` gets the running byte count over the whole tree. Calling it again
+    after a failure sends only what is missing.
     """
+    options = _Options(private, confine_to)
     root = Path(local_dir)
     if not root.is_dir():
         raise PermanentStepError(f"{root} is not a directory")
@@ -147,12 +161,15 @@ def upload_tree(
                 chunk_size,
                 remote_python,
                 carrier,
+                options,
             )
             files[rel] = one
             done += one.size
         manifest = posixpath.join(remote_dir, MANIFEST)
         body = "".join(f"{files[rel].sha256}  {rel}\n" for rel in relative).encode()
-        _guard(client, address, manifest, lambda: _write_small(sftp, manifest, body))
+        if confine_to is not None:
+            _guard(client, address, manifest, lambda: _check_confined(sftp, confine_to, manifest))
+        _guard(client, address, manifest, lambda: _write_small(sftp, manifest, body, private))
     result = TreeUploadResult(
         files=files,
         bytes_sent=sum(f.bytes_sent for f in files.values()),
@@ -178,6 +195,7 @@ def _upload(
     chunk_size: int,
     remote_python: bool,
     carrier: _LazyCarrier,
+    options: _Options,
 ) -> UploadResult:
     try:
         size = local.stat().st_size
@@ -186,7 +204,9 @@ def _upload(
     part = remote_path + PART_SUFFIX
 
     def attempt() -> UploadResult:
-        _makedirs(sftp, posixpath.dirname(remote_path))
+        if options.confine_to is not None:
+            _check_confined(sftp, options.confine_to, remote_path)
+        _makedirs(sftp, posixpath.dirname(remote_path), 0o700 if options.private else 0o777)
         final = _size_of(sftp, remote_path)
         if final == size:
             local_hash, remote_hash = _both_hashes(client, local, remote_path, None)
@@ -204,8 +224,9 @@ def _upload(
         if partial is not None and offset == 0:
             log.warning("upload_restarted", address=address, path=remote_path, partial=partial, total=size)
         sent, sent_hash, received_hash = _send(
-            client, local, part, offset, size, digest, chunk_size, progress, address, remote_path, remote_python, carrier
-        )
+            client, local, part, offset, size, digest, chunk_size, progress, address, remote_path, remote_python, carrier,
+            options.private,
+        )  # fmt: skip
         if received_hash != sent_hash:
             _remove(sftp, part)
             # damaged on the way: the next attempt sends the file again from the start
@@ -213,6 +234,8 @@ def _upload(
                 f"{remote_path} on {address}: uploaded bytes hash to {received_hash}, the local file to {sent_hash}; "
                 "the partial file was removed"
             )
+        if options.private:
+            sftp.chmod(part, 0o600)  # a .part left by an older attempt may have been made otherwise
         sftp.posix_rename(part, remote_path)
         log.info("upload_finished", address=address, path=remote_path, bytes_sent=sent, resumed_from=offset, size=size)
         return UploadResult(bytes_sent=sent, resumed_from=offset, size=size, sha256=sent_hash)
@@ -233,6 +256,7 @@ def _send(
     remote_path: str,
     remote_python: bool,
     carrier: _LazyCarrier,
+    private: bool = False,
 ) -> tuple[int, str, str | None]:
     """Send ``local`` from ``offset`` on into ``part`` (kept up to ``offset``); ``digest``
     holds the hash of the local bytes before ``offset``. Returns the bytes sent, the local
@@ -251,7 +275,7 @@ def _send(
             try:
                 outcome = remote_process.execute(
                     client,
-                    append_command(part, offset, prefer_python=remote_python),
+                    ("umask 077; " if private else "") + append_command(part, offset, prefer_python=remote_python),
                     stdin=reader,  # type: ignore[arg-type]  # a file object in all but name
                     timeout_s=SEND_TIMEOUT_S,
                     on_chunk=on_chunk,
@@ -405,7 +429,41 @@ def _size_of(sftp: paramiko.SFTPClient, path: str) -> int | None:
     return attrs.st_size or 0
 
 
-def _makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:
+@dataclass(frozen=True)
+class _Options:
+    private: bool = False
+    confine_to: str | None = None
+
+
+def _check_confined(sftp: paramiko.SFTPClient, root: str, path: str) -> None:
+    """PermanentStepError unless ``path`` is under ``root`` and no symbolic link lies on the
+    way from ``root`` to it or its ``.part`` (what does not exist yet is created by us, as
+    directories and files, never as links). ``root`` itself may be a link: the site
+    declared it."""
+    root = root.rstrip("/") or "/"
+    relative = posixpath.relpath(path, root)
+    if path != posixpath.normpath(path) or relative == "." or relative.startswith("../") or relative == "..":
+        raise PermanentStepError(f"{path} is not under the declared root {root}")
+    current = root
+    parts = relative.split("/")
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        for name in (part, part + PART_SUFFIX) if last else (part,):
+            candidate = posixpath.join(current, name)
+            try:
+                mode = sftp.lstat(candidate).st_mode or 0
+            except FileNotFoundError:
+                if not last:
+                    return  # the rest does not exist yet: we create it
+                continue
+            if stat.S_ISLNK(mode):
+                raise PermanentStepError(
+                    f"{candidate} on the remote host is a symbolic link: refusing to follow it out of the declared root {root}"
+                )
+        current = posixpath.join(current, part)
+
+
+def _makedirs(sftp: paramiko.SFTPClient, directory: str, mode: int = 0o777) -> None:
     if directory in ("", "/", "."):
         return
     try:
@@ -414,9 +472,11 @@ def _makedirs(sftp: paramiko.SFTPClient, directory: str) -> None:
         raise PermanentStepError(f"{directory} exists on the remote host and is not a directory")
     except FileNotFoundError:
         pass
-    _makedirs(sftp, posixpath.dirname(directory.rstrip("/")))
+    _makedirs(sftp, posixpath.dirname(directory.rstrip("/")), mode)
     try:
-        sftp.mkdir(directory)
+        sftp.mkdir(directory, mode)
+        if mode != 0o777:
+            sftp.chmod(directory, mode)  # mkdir's mode passes through the server's umask; ours is exact
     except OSError:
         # Created meanwhile by a parallel upload is fine; anything else shows up on use.
         if not stat.S_ISDIR(sftp.stat(directory).st_mode or 0):
@@ -430,7 +490,9 @@ def _remove(sftp: paramiko.SFTPClient, path: str) -> None:
         pass
 
 
-def _write_small(sftp: paramiko.SFTPClient, path: str, body: bytes) -> None:
+def _write_small(sftp: paramiko.SFTPClient, path: str, body: bytes, private: bool = False) -> None:
     with sftp.open(path + PART_SUFFIX, "wb") as target:
+        if private:
+            target.chmod(0o600)
         target.write(body)
     sftp.posix_rename(path + PART_SUFFIX, path)

@@ -408,7 +408,8 @@ def test_sigkill_mid_upload_then_retry_resumes_the_upload(estate, cutover_worker
     transfer = [r for r in task_runs_named(api, run_id, f"{APP}/transfer/{DB}") if r.state.is_completed()]
     assert len(transfer) == 1, [r.state.name for r in task_runs_named(api, run_id, f"{APP}/transfer/{DB}")]
     assert_resumed(transfer[0], big_size, left_behind)
-    assert not part.exists() and (remote_dump / big_file.name).stat().st_size == big_size
+    # uploaded in full (the transfer's result above), restored, verified: then removed from both hosts
+    assert not part.exists() and not remote_dump.exists() and not big_file.exists()
     assert fingerprints_equal(estate) == []
 
 
@@ -428,7 +429,8 @@ def test_ssh_connection_cut_mid_upload_is_resumed_by_the_steps_retry(estate, cut
     (transfer,) = step_states(api, run_id, f"{APP}/transfer/{DB}", ["Completed"])
     assert transfer.run_count == 2, "the transfer step failed once and its own retry finished the upload"
     assert_resumed(transfer, big_size, left_behind)
-    assert not part.exists() and (remote_dump / big_file.name).stat().st_size == big_size
+    # uploaded in full (the transfer's result above), restored, verified: then removed from both hosts
+    assert not part.exists() and not remote_dump.exists() and not big_file.exists()
     assert fingerprints_equal(estate) == []
     assert_nothing_left(estate, run_id)
 

@@ -7,6 +7,7 @@ Each test works on databases and roles of its own (unique names) and drops them 
 from __future__ import annotations
 
 import shlex
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from cutover.errors import PermanentStepError, TransientStepError, UnsafeChange
 from cutover.postgres import dump, roles
 from cutover.postgres.endpoint import PgEndpoint, connect
 from cutover.postgres.fingerprint import HASH64, MD5_64, Fingerprint, compare, fingerprint, fingerprint_parallel
+from cutover.postgres.passfile import client_environment, passfile_line
 from cutover.process import run_program, start_program
 from cutover.sandbox.info import PostgresInfo, SandboxInfo
 
@@ -89,18 +91,19 @@ def copy_database(source: PgEndpoint, source_db: str, target: PgEndpoint, target
     """pg_dump -Fc | pg_restore, the stream method's programs, run locally."""
     with connect(target, "postgres", autocommit=True) as admin:
         dump.ensure_empty_database(admin, target_db, target.user, marker=f"cutover:{P}")
-    producer = start_program(
-        dump.pg_dump_argv(source, source_db, format="custom"), env=source.libpq_env(), timeout_s=300, log_name="pg_dump"
-    )
-    with producer:
-        run_program(
-            dump.pg_restore_argv(target_db, bin_dir=bin_dir),
-            env=target.libpq_env(),
-            stdin=producer.stdout,
-            timeout_s=300,
-            log_name="pg_restore",
+    with client_environment(source) as source_env, client_environment(target) as target_env:
+        producer = start_program(
+            dump.pg_dump_argv(source, source_db, format="custom"), env=source_env, timeout_s=300, log_name="pg_dump"
         )
-        producer.wait()
+        with producer:
+            run_program(
+                dump.pg_restore_argv(target_db, bin_dir=bin_dir),
+                env=target_env,
+                stdin=producer.stdout,
+                timeout_s=300,
+                log_name="pg_restore",
+            )
+            producer.wait()
 
 
 def take(where: PgEndpoint, db: str) -> Fingerprint:
@@ -291,30 +294,37 @@ def test_directory_dump_with_jobs_restores_to_the_same_fingerprint(
     databases: Callable[[PgEndpoint, str], str],
 ) -> None:
     out = tmp_path / "estate.dump"
-    run_program(
-        dump.pg_dump_argv(onprem, estate, format="directory", jobs=2, out=str(out)),
-        env=onprem.libpq_env(),
-        timeout_s=300,
-        log_name="pg_dump -Fd",
-    )
+    with client_environment(onprem) as env:
+        run_program(
+            dump.pg_dump_argv(onprem, estate, format="directory", jobs=2, out=str(out)),
+            env=env,
+            timeout_s=300,
+            log_name="pg_dump -Fd",
+        )
+    # what pg_dump wrote is the estate's data: for this user only (cutover.process: umask 077)
+    assert {oct(stat.S_IMODE(p.stat().st_mode)) for p in out.rglob("*")} == {"0o600"}
     assert (out / "toc.dat").is_file()
     db = databases(cloud, "fromdir")
     with connect(cloud, "postgres", autocommit=True) as admin:
         dump.ensure_empty_database(admin, db, cloud.user, marker=f"cutover:{P}")
-    run_program(
-        dump.pg_restore_argv(db, jobs=2, path=str(out), bin_dir=sandbox.cloud.bin_dir),
-        env=cloud.libpq_env(),
-        timeout_s=300,
-        log_name="pg_restore -j2",
-    )
+    with client_environment(cloud) as env:
+        run_program(
+            dump.pg_restore_argv(db, jobs=2, path=str(out), bin_dir=sandbox.cloud.bin_dir),
+            env=env,
+            timeout_s=300,
+            log_name="pg_restore -j2",
+        )
     assert compare(take(onprem, estate), take(cloud, db)) == []
 
 
-def test_password_travels_in_the_environment_never_in_argv(onprem: PgEndpoint) -> None:
+def test_password_travels_in_a_passfile_never_in_argv_or_the_environment(onprem: PgEndpoint) -> None:
     argv = dump.pg_dump_argv(onprem, "bzk", format="custom")
     assert onprem.password and onprem.password not in " ".join(argv)
     assert "--no-password" in argv
-    assert onprem.libpq_env()["PGPASSWORD"] == onprem.password
+    assert onprem.password not in repr(onprem.libpq_env())
+    with client_environment(onprem) as env:
+        assert onprem.password not in repr(env)
+        assert Path(env["PGPASSFILE"]).read_text() == passfile_line(onprem.password)
     assert onprem.password not in repr(onprem)
     argv = dump.pg_restore_argv("odd name's db", jobs=4, path="/srv/dumps/x y", bin_dir="/opt/pg/bin")
     assert argv == [

@@ -12,6 +12,7 @@ import pytest
 from cutover.postgres import dump
 from cutover.postgres.endpoint import PgEndpoint, connect
 from cutover.postgres.fingerprint import compare, fingerprint, fingerprint_parallel
+from cutover.postgres.passfile import client_environment
 from cutover.process import run_program, start_program
 from cutover.sandbox.info import SandboxInfo
 
@@ -54,10 +55,14 @@ def test_the_dump_and_the_fingerprint_read_the_same_snapshot(sandbox: SandboxInf
                 dump.ensure_empty_database(admin, target_db, cloud.user, marker="cutover:snapshot-test")
             argv = dump.pg_dump_argv(onprem, source_db, format="custom", snapshot=snapshot)
             assert f"--snapshot={snapshot}" in argv
-            with start_program(argv, env=onprem.libpq_env(), timeout_s=120, log_name="pg_dump") as producer:
+            with (
+                client_environment(onprem) as source_env,
+                client_environment(cloud) as target_env,
+                start_program(argv, env=source_env, timeout_s=120, log_name="pg_dump") as producer,
+            ):
                 run_program(
                     dump.pg_restore_argv(target_db, bin_dir=sandbox.cloud.bin_dir),
-                    env=cloud.libpq_env(),
+                    env=target_env,
                     stdin=producer.stdout,
                     timeout_s=120,
                     log_name="pg_restore",

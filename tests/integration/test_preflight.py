@@ -58,13 +58,19 @@ def table_lines(out: str, status: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith(status + " ")]
 
 
-def test_preflight_of_the_sandbox_is_all_green(estate, cutover_worker, prefect_api):
+def test_preflight_of_the_sandbox_is_green_but_for_the_privileges_it_holds_beyond_need(estate, cutover_worker, prefect_api):
     done = run_cli("preflight", str(DEMO), "--api", prefect_api.api_url)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line for line in done.stdout.splitlines() if line.split(" ", 1)[0] in ("green", "AMBER", "RED")]
-    assert rows and all(line.startswith("green ") for line in rows), "\n".join(rows)
+    amber = [line for line in rows if not line.startswith("green ")]
+    assert rows and all(line.split()[:2] == ["AMBER", "privileges"] for line in amber), "\n".join(rows)
+    # the sandbox's migration role is a superuser on both sites, and the demo names no smoke role
+    text = "\n".join(amber)
+    assert sum("is a superuser; the run needs less" in line for line in amber) == 2, text
+    assert "on a source: own the databases" in text and "on a target: CREATEDB and CREATEROLE" in text
+    assert any("smoke query(ies) run as" in line and "name a smoke_user" in line for line in amber), text
     areas = {line.split()[1] for line in rows}
-    assert areas == {"window", "secret", "postgres", "source", "tools", "ssh", "disk", "dns", "http"}, areas
+    assert areas == {"window", "secret", "postgres", "privileges", "source", "tools", "ssh", "disk", "dns", "http"}, areas
     assert "all secret" not in done.stdout and "9 secret reference(s) resolve in this worker's environment" in done.stdout
 
 

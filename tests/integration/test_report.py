@@ -37,7 +37,6 @@ from psycopg import sql
 from cutover.orchestration.api import prefect_client
 from cutover.orchestration.follow import start_run
 from cutover.postgres.endpoint import connect
-from cutover.redaction import is_sensitive_key
 from cutover.report import ARTIFACT_KEY, build_report, digest, render
 from cutover.report.custody import SOURCE_PROOFS
 from cutover.report.gather import gather
@@ -45,6 +44,7 @@ from cutover.sandbox import lifecycle
 from cutover.sandbox.info import NEW_SITE_ADDRESS, OLD_SITE_ADDRESS, SandboxInfo
 from cutover.sandbox.reset import reset
 from tasks.journal import run_journal
+from tests import secret_scan
 from tests.conftest import run_cli
 from tests.integration.test_crash_and_cancel import (
     APP,
@@ -143,11 +143,7 @@ def keep_samples(pages: dict[str, str]) -> None:
             (Path(shots) / name).write_text(text)
 
 
-def secrets_of(sandbox: SandboxInfo) -> list[str]:
-    """Every secret the runbook's references resolve to, and each long line of a multi-line one."""
-    values = [v for k, v in sandbox.environment().items() if is_sensitive_key(k) and v]
-    lines = [line.strip() for v in values for line in v.splitlines() if len(line.strip()) >= 16 and not line.startswith("-----")]
-    return sorted(set(values) | set(lines))
+secrets_of = secret_scan.secrets_of
 
 
 def host_names(sandbox: SandboxInfo) -> list[str]:
@@ -178,8 +174,21 @@ def sandbox_stopped(sandbox: SandboxInfo) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
+def sampler(sandbox: SandboxInfo, cutover_worker: Any) -> Iterator[secret_scan.ProcessSampler]:
+    """Command lines and environments of every process the module's runs start (under the
+    worker, or under the target host's sshd), sampled from before the first run to the end."""
+    needles = secret_scan.Needles(secret_scan.secrets_of(sandbox))
+    with secret_scan.ProcessSampler(needles, lambda: {cutover_worker.pid, sandbox.ssh.pid or -1}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def completed_run(
-    sandbox: SandboxInfo, cutover_worker: Any, prefect_api: Any, tmp_path_factory: pytest.TempPathFactory
+    sandbox: SandboxInfo,
+    cutover_worker: Any,
+    prefect_api: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    sampler: secret_scan.ProcessSampler,
 ) -> Iterator[dict[str, Any]]:
     """A completed cutover of gis by the file method: its id, runbook, report artifact and
     the report's JSON kept at its end; both catalogs' figures after it; and its report
@@ -257,6 +266,11 @@ def test_the_report_of_a_completed_cutover_has_per_table_figures_equal_to_both_c
     places = {p["where"].split(":")[0]: p for p in custody["dump_locations"]}
     assert set(places) == {"orchestrator", "target host"}
     assert places["orchestrator"]["path"].endswith(f"{CUTOVER}/{run_id}/{APP}.{DB}.dump")
+    # private on both hosts, and removed from both once verified, at a recorded time
+    for place in places.values():
+        assert place["mode"] == "directories 0700, files 0600" and not place["kept"], place
+        assert place["removed_at"] and place["removed_at"] >= report["run"]["started"][:19], place
+    assert not Path(places["orchestrator"]["path"]).exists() and not Path(places["target host"]["path"]).exists()
     assert custody["source_check"] in SOURCE_PROOFS.values(), custody["source_check"]  # the cheap proof, or the full pass
 
     # DNS, the gate's decision, checks, and the timeline of every step
@@ -348,3 +362,51 @@ def test_the_completed_run_rolled_back_on_request_reports_its_compensations_in_o
     assert dns["old_values"] == [OLD_SITE_ADDRESS] and dns["restored_values"] == [OLD_SITE_ADDRESS]
     assert dns["switched_at"] <= dns["restored_at"] and dns["state"] == "switched, then put back to its old value"
     assert {a["name"] for a in report["sources"]["audit_logs"]} == {run_id, f"rollback-{rollback_id}"}
+
+
+def test_no_secret_reaches_any_sink_of_a_completed_a_rolled_back_and_a_failed_run(
+    completed_run, sandbox, prefect_api, sampler, tmp_path
+):
+    """Runs last: the completed run and its rollback above, then a run whose smoke check
+    fails and which rolls itself back. Then every sink is scanned for every secret of the
+    estate: Prefect's home (its database: logs, task-run states, results, artifacts,
+    events, variables; its result storage), the work directories on both hosts (audit
+    files, dumps), the reports as rendered, and what the process sampler read while the
+    runs ran (command lines of every process; environments of every process the runs
+    started, locally and on the target host)."""
+    reset(sandbox)
+
+    def failing_smoke(data: dict[str, Any]) -> None:
+        (app,) = data["applications"]
+        app["smoke"] = [{"sql": {"site": "cloud", "database": DB, "query": "select current_user", "expect": "nobody"}}]
+
+    runbook = runbook_variant(tmp_path, "file", cutover=CUTOVER, edit=failing_smoke)
+    run_id = start(prefect_api.api_url, runbook)
+    outcome = finish(prefect_api.api_url, run_id)
+    assert outcome.state_type == "FAILED", outcome
+    secret_scan.wait_for_samples(sampler)
+    try:
+        needles = secret_scan.Needles(secrets_of(sandbox))
+        assert len(needles.secrets) >= 8, needles.secrets and "every password, the DNS key, the SSH key's lines"
+        hits: dict[str, list[str]] = {}
+        counts = {}
+        for name, root in (
+            ("prefect home", Path(prefect_api.home)),
+            ("local work dir", local_work_root() / CUTOVER),
+            ("target work dir", Path(sandbox.ssh.work_dir)),
+        ):
+            found, counts[name] = needles.scan_tree(root)
+            hits.update(found)
+        assert counts["prefect home"] >= 3 and counts["local work dir"] >= 3, counts  # a database, results, audit files
+        assert any(p.name.endswith(".db") for p in Path(prefect_api.home).rglob("*")), "Prefect's database was scanned"
+        for (fmt, public), text in completed_run["rendered"].items():
+            if needles.found_in(text.encode()):
+                hits[f"report {fmt} public={public}"] = ["..."]
+        assert hits == {}, hits
+        assert sampler.hits == [], sorted({hit.split(": ")[0].split(" ", 3)[-1] for hit in sampler.hits})
+        # the sample saw what it is about: programs of both hosts, and a holder's secrets
+        for program in ("pg_dump", "pg_dumpall", "pg_restore", "cutover-remote", secret_scan.GUARDIAN_MARKER):
+            assert sampler.saw(program), (program, sorted(sampler.seen)[:40])
+        assert sampler.holder_secrets > 0, "a flow-run process does hold the secrets: the sampler reads environments"
+    finally:
+        reset(sandbox)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -145,24 +146,25 @@ def test_the_public_variant_names_no_host_address_url_or_dns_name(tmp_path, make
     assert public.run.runbook_path is None and public.run.links == []
 
 
-@dataclass(frozen=True)
-class _ExportWithRemoval(ExportResult):
-    """An export result as the dump-removal work records it (fields read when present)."""
-
-    location: dict | None = None
-    removed_at: str | None = None
-
-
-def test_dump_files_show_where_they_lived_and_when_they_were_removed_or_say_not_recorded(tmp_path):
+def test_dump_files_show_where_they_lived_and_when_they_were_removed_or_kept_or_say_not_recorded(tmp_path):
     record = completed_record(tmp_path, method="file")
-    export = _ExportWithRemoval(
+    export = ExportResult(
         path="/work/gis.gis.dump",
         bytes=4096,
-        location={"host": "worker1", "path": "/work/gis.gis.dump", "mode": "0700"},
-        removed_at="2027-07-16T16:03:00+00:00",
+        location={"where": "orchestrator", "host": "worker1", "path": "/work/gis.gis.dump", "mode": "0700"},
     )
-    tasks = [replace(t, result=export) if t.name == "gis/export/gis" else t for t in record.task_runs]
-    report = build_report(replace(record, task_runs=tasks))
+
+    def with_results(verify_dumps: list[dict]) -> Any:
+        tasks = []
+        for t in record.task_runs:
+            if t.name == "gis/export/gis":
+                t = replace(t, result=export)
+            elif t.name == "gis/verify/gis":
+                t = replace(t, result=replace(t.result, dumps=verify_dumps))
+            tasks.append(t)
+        return build_report(replace(record, task_runs=tasks))
+
+    report = with_results([{"where": "orchestrator", "removed_at": "2027-07-16T16:03:00+00:00", "kept": False}])
     (db,) = report.databases
     assert (db.dump_sha256_sent, db.dump_sha256_received, db.dump_sha256_before_restore, db.dump_files) == (
         "b" * 64,
@@ -172,16 +174,22 @@ def test_dump_files_show_where_they_lived_and_when_they_were_removed_or_say_not_
     )
     assert db.roles_created == [] and db.verified
     here, there = db.dump_locations
-    assert (here.host, here.path, here.mode, here.removed_at) == (
+    assert (here.host, here.path, here.mode, here.removed_at, here.kept) == (
         "worker1",
         "/work/gis.gis.dump",
         "0700",
         "2027-07-16T16:03:00+00:00",
+        False,
     )
     assert there.host == "cloud1.example.test" and there.path.endswith(f"/report-estate/{record.run.id}/gis.gis.dump")
     assert there.removed_at is None and there.mode is None
     markdown = render(report, "md")
     assert "removed 2027-07-16 16:03:00 UTC" in markdown and "mode not recorded; removed not recorded" in markdown
+
+    kept = with_results([{"where": w, "removed_at": None, "kept": True} for w in ("orchestrator", "target host")])
+    assert [p.kept for p in kept.databases[0].dump_locations] == [True, True]
+    for fmt in ("md", "html"):
+        assert render(kept, fmt).count("kept (keep_dump): still there") == 2, fmt
 
 
 def test_an_uncached_steps_result_is_taken_from_the_figures_of_its_completed_event():
