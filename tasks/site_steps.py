@@ -1,0 +1,299 @@
+"""Steps that run on the worker of their site: Prefect task workers, one per site.
+
+With a runbook ``placement``, the flow hands a step whose data lives at a site (see
+cutover.plan.placement) to that site's step worker instead of its own thread pool:
+``submit`` creates the task run deferred (``Task.apply_async``) under the task key
+``cutover-step-at-<site>``, in the cutover flow run, named by its step id; the step worker
+of that site (``serve``, what ``cutover step-worker --site NAME`` runs) is subscribed to
+that key only, and runs the very task function the flow would have run
+(tasks/steps.py::run), with its site's environment: its secrets resolve there and nowhere
+else. Results are persisted in the result storage the flow run names (it travels with the
+task run), which every worker must reach.
+
+What a worker cannot get from the flow side, it computes from the step: the cache key (the
+same as the flow's, ``step_cache_key``), the number of retries and their delay (the
+runbook's ``defaults``, decided in ``_retry_here``).
+
+A step worker that dies leaves its task runs Running on the server, and nothing on the
+server would ever end them. So each step records which worker runs it (a variable
+``cutover-runner-<task run id>``, removed when it ends), and the flow run watches its site
+steps (``Watchdog``): a run whose worker is no longer subscribed is scheduled again, under
+the same task run id (its parameters are still stored), so what waits for it still does;
+the next worker of that site picks it up, and the step, idempotent, looks at the world
+before it acts again.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+from prefect import Task
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import VariableCreate
+from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterId
+from prefect.client.schemas.objects import State, StateDetails, StateType
+from prefect.context import TaskRunContext
+from prefect.futures import PrefectDistributedFuture, PrefectFuture
+from prefect.states import Scheduled
+
+from cutover.errors import worth_retrying
+from cutover.plan.build import Step
+from cutover.plan.inputs import step_inputs
+from cutover.plan.phases import PHASES
+from cutover.runbook.model import Runbook
+from tasks import steps
+from tasks.common import once, runbook_at
+
+log = structlog.get_logger()
+
+TASK_KEY_PREFIX = "cutover-step-at-"
+RUNNER_PREFIX = "cutover-runner-"
+MAX_RETRIES = 20  # the runbook's bound (Defaults.retries); the runbook's own count is decided per run
+WATCH_EVERY_S = 5.0
+# How long a run's worker may be missing from the server's list before the run is given to
+# another: the server notices a closed websocket within a second or two.
+GRACE_S = 10.0
+
+
+def task_key(site: str) -> str:
+    return f"{TASK_KEY_PREFIX}{site}"
+
+
+def step_cache_key(runbook: Runbook, step: Step, attempt_key: str) -> str:
+    """The key a step's result is cached under (the flow's own steps use the same)."""
+    return f"{runbook.cutover}:{attempt_key}:{step.id}:{step_inputs(runbook, step)}"
+
+
+def _cache_key(context: Any, parameters: dict[str, Any]) -> str:
+    step: Step = parameters["step"]
+    key = step_cache_key(runbook_at(parameters["runbook_path"]), step, parameters["attempt_key"])
+    if PHASES[step.phase].always_rerun:
+        return str(once(key)(context, parameters))
+    return key
+
+
+def _retry_here(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry as the runbook says: only what waiting may fix, at most ``defaults.retries``
+    times, after ``retry_delay_s`` doubling (waited here: the served task is one for every
+    runbook, so Prefect's own delay cannot be the runbook's)."""
+    try:
+        state.result()
+    except BaseException as exc:
+        if not worth_retrying(exc):
+            return False
+    context = TaskRunContext.get()
+    parameters = context.parameters if context is not None and context.parameters else {}
+    step: Step | None = parameters.get("step")
+    if step is None or not PHASES[step.phase].retried:
+        return False
+    defaults = runbook_at(parameters["runbook_path"]).defaults
+    done = int(task_run.run_count or 1)  # runs so far, this one included
+    if done > defaults.retries:
+        return False
+    time.sleep(defaults.retry_delay_s * 2 ** (done - 1))
+    return True
+
+
+def site_task(site: str) -> Task[..., Any]:
+    """The step task as a site's worker serves it and as the flow submits it to that site."""
+    served: Task[..., Any] = Task(
+        fn=_run_here,
+        name=f"step-at-{site}",
+        task_run_name="{step.id}",
+        cache_key_fn=_cache_key,
+        persist_result=True,
+        retries=MAX_RETRIES,
+        retry_delay_seconds=0,
+        retry_condition_fn=_retry_here,
+    )
+    # Routing is by task key, which Prefect derives from the function: the same for every site.
+    served.task_key = task_key(site)
+    return served
+
+
+def _portable(future: Any) -> Any:
+    """A future the step worker can wait for: a local step's future becomes a distributed
+    one on the same task run (its result is persisted, so it can be read from anywhere)."""
+    if isinstance(future, PrefectFuture) and not isinstance(future, PrefectDistributedFuture):
+        return PrefectDistributedFuture(task_run_id=future.task_run_id)
+    return future
+
+
+def submit(
+    site: str,
+    *,
+    runbook_path: str,
+    step: Step,
+    attempt_key: str,
+    flow_run_id: str,
+    run_key: str,
+    upstream: dict[str, Any],
+    wait_for: list[Any],
+    rolled_back: dict[str, str],
+    tags: list[str],
+) -> PrefectDistributedFuture[Any]:
+    """Hand ``step`` to the step worker of ``site``; its future. The task run belongs to the
+    current flow run and carries ``tags`` (the attempt, application and phase)."""
+    task = site_task(site).with_options(name=step.id, tags=tags)
+    task.task_key = task_key(site)
+    future = task.apply_async(
+        kwargs={
+            "runbook_path": runbook_path,
+            "step": step,
+            "attempt_key": attempt_key,
+            "flow_run_id": flow_run_id,
+            "run_key": run_key,
+            "upstream": {sid: _portable(f) for sid, f in upstream.items()},
+            "rolled_back": rolled_back,
+        },
+        wait_for=[_portable(f) for f in wait_for],
+    )
+    WATCHDOG.watch(future.task_run_id, site)
+    return future
+
+
+# --- on the step worker ---------------------------------------------------------------
+
+
+def runner_id() -> str:
+    """The identifier the server lists this process's task worker by."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _record_runner(task_run_id: UUID) -> None:
+    with get_client(sync_client=True) as client:
+        name = f"{RUNNER_PREFIX}{task_run_id}"
+        if client.read_variable_by_name(name) is not None:
+            client.delete_variable_by_name(name)  # a rescheduled run: the old runner is gone
+        client.create_variable(VariableCreate(name=name, value=runner_id()))
+
+
+def _forget_runner(task_run_id: UUID) -> None:
+    with get_client(sync_client=True) as client:
+        client.delete_variable_by_name(f"{RUNNER_PREFIX}{task_run_id}")
+
+
+def _run_here(
+    runbook_path: str,
+    step: Step,
+    attempt_key: str,
+    flow_run_id: str,
+    run_key: str,
+    upstream: dict[str, Any],
+    rolled_back: dict[str, str] | None = None,
+) -> Any:
+    context = TaskRunContext.get()
+    task_run_id = context.task_run.id if context is not None else None
+    if task_run_id is not None:
+        _record_runner(task_run_id)
+    try:
+        return steps.run.fn(runbook_path, step, attempt_key, flow_run_id, run_key, upstream, rolled_back)
+    finally:
+        if task_run_id is not None:
+            try:
+                _forget_runner(task_run_id)
+            except Exception as exc:  # the result counts more than the bookkeeping
+                log.warning("runner_record_left", task_run=str(task_run_id), error=str(exc))
+
+
+def serve(site: str, limit: int = 16) -> None:
+    """Run the step worker of ``site`` in this process until it is stopped: at most
+    ``limit`` steps at once."""
+    from prefect.task_worker import serve as prefect_serve
+
+    served = site_task(site)
+    log.info("step_worker_serving", site=site, task_key=served.task_key, limit=limit, runner=runner_id())
+    prefect_serve(served, limit=limit)
+
+
+# --- in the flow run: the watch over site steps -----------------------------------------
+
+
+class Watchdog:
+    """Schedules again the site steps whose worker died (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: dict[UUID, str] = {}  # task run id -> site
+        self._missing_since: dict[UUID, float] = {}
+        self._thread: threading.Thread | None = None
+        self._warned: set[str] = set()
+        self.rescheduled: list[UUID] = []
+
+    def watch(self, task_run_id: UUID, site: str) -> None:
+        with self._lock:
+            self._watched[task_run_id] = site
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="cutover-site-watchdog", daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(WATCH_EVERY_S)
+            with self._lock:
+                if not self._watched:
+                    self._thread = None
+                    return
+            try:
+                self.look()
+            except Exception as exc:  # the API may be briefly away; look again next time
+                log.warning("site_watch_failed", error=str(exc))
+
+    def look(self) -> None:
+        """One round: forget finished runs; give runs of a vanished worker to another."""
+        with self._lock:
+            watched = dict(self._watched)
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(task_run_filter=TaskRunFilter(id=TaskRunFilterId(any_=list(watched))))
+            keys = sorted({task_key(site) for site in watched.values()})
+            live = client.request("POST", "/task_workers/filter", json={"task_worker_filter": {"task_keys": keys}}).json()
+            alive = {w["identifier"] for w in live}
+            served = {key for w in live for key in w["task_keys"]}
+            now = time.monotonic()
+            for run in runs:
+                state = run.state
+                if state is None or state.is_final():
+                    with self._lock:
+                        self._watched.pop(run.id, None)
+                        self._missing_since.pop(run.id, None)
+                    continue
+                site = watched[run.id]
+                if state.type == StateType.SCHEDULED and task_key(site) not in served and site not in self._warned:
+                    self._warned.add(site)
+                    log.warning("step_worker_missing", site=site, hint=f"start one: cutover step-worker --site {site}")
+                if state.type != StateType.RUNNING:
+                    continue
+                record = client.read_variable_by_name(f"{RUNNER_PREFIX}{run.id}")
+                if record is None or record.value in alive:
+                    self._missing_since.pop(run.id, None)
+                    continue
+                first = self._missing_since.setdefault(run.id, now)
+                if now - first >= GRACE_S:
+                    self._reschedule(client, run, site, str(record.value))
+
+    def _reschedule(self, client: Any, run: Any, site: str, runner: str) -> None:
+        parameters_id = next(
+            (
+                s.state_details.task_parameters_id
+                for s in client.read_task_run_states(run.id)
+                if s.state_details.task_parameters_id
+            ),
+            None,
+        )
+        state: State[Any] = Scheduled(scheduled_time=datetime.now(UTC), name="Rescheduled")
+        state.state_details = StateDetails(deferred=True, task_parameters_id=parameters_id)
+        state.message = f"its step worker {runner} at {site} is gone; given to the next worker of {site}"
+        client.set_task_run_state(run.id, state, force=True)
+        self._missing_since.pop(run.id, None)
+        self.rescheduled.append(run.id)
+        log.warning("site_step_rescheduled", step=run.name, site=site, lost_worker=runner)
+
+
+WATCHDOG = Watchdog()
