@@ -372,8 +372,10 @@ SitePhase = Literal[
 ]
 """A phase whose steps a site's worker may run (a gate pauses the flow run, so it stays there)."""
 
-AT_SOURCE: tuple[SitePhase, ...] = ("freeze", "export", "transfer", "stream", "files", "source_check")
-AT_TARGET: tuple[SitePhase, ...] = ("import", "verify", "start", "smoke", "dns_switch", "post_switch", "finalize")
+# The import goes with the export: it checks the dump it sent against the target host's
+# copy and reads the roles from the source, then runs pg_restore on the target host over SSH.
+AT_SOURCE: tuple[SitePhase, ...] = ("freeze", "export", "transfer", "import", "stream", "files", "source_check")
+AT_TARGET: tuple[SitePhase, ...] = ("verify", "start", "smoke", "dns_switch", "post_switch", "finalize")
 
 
 class Placement(Model):
@@ -383,10 +385,11 @@ class Placement(Model):
     process. Each site needs a step worker (`cutover step-worker --site NAME`)."""
 
     at_source: list[SitePhase] = Field(
-        list(AT_SOURCE), description="phases run by the worker of the source site: freeze, export, the transfer..."
+        list(AT_SOURCE),
+        description="phases run by the worker of the source site: freeze, export, transfer, import (pg_restore runs on the target host over SSH)...",
     )
     at_target: list[SitePhase] = Field(
-        list(AT_TARGET), description="phases run by the worker of the target site: import, verify, smoke, the DNS switch..."
+        list(AT_TARGET), description="phases run by the worker of the target site: verify, start, smoke, the DNS switch..."
     )
 
     @model_validator(mode="after")
