@@ -37,13 +37,20 @@ import structlog
 from prefect import Task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import VariableCreate
-from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterId
+from prefect.client.schemas.filters import (
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+    TaskRunFilterState,
+    TaskRunFilterStateType,
+    TaskRunFilterTags,
+)
 from prefect.client.schemas.objects import State, StateDetails, StateType
 from prefect.context import TaskRunContext
 from prefect.futures import PrefectDistributedFuture, PrefectFuture
 from prefect.states import Scheduled
 
 from cutover.errors import worth_retrying
+from cutover.orchestration.step_worker import TASK_KEY_PREFIX
 from cutover.plan.build import Step
 from cutover.plan.inputs import step_inputs
 from cutover.plan.phases import PHASES
@@ -53,8 +60,8 @@ from tasks.common import once, runbook_at
 
 log = structlog.get_logger()
 
-TASK_KEY_PREFIX = "cutover-step-at-"
 RUNNER_PREFIX = "cutover-runner-"
+RESCHEDULED = "rescheduled"  # how the message of a step's state given to another worker begins
 MAX_RETRIES = 20  # the runbook's bound (Defaults.retries); the runbook's own count is decided per run
 WATCH_EVERY_S = 5.0
 # How long a run's worker may be missing from the server's list before the run is given to
@@ -141,7 +148,7 @@ def submit(
 ) -> PrefectDistributedFuture[Any]:
     """Hand ``step`` to the step worker of ``site``; its future. The task run belongs to the
     current flow run and carries ``tags`` (the attempt, application and phase)."""
-    task = site_task(site).with_options(name=step.id, tags=tags)
+    task = site_task(site).with_options(name=step.id, tags=[*tags, f"site:{site}"])
     task.task_key = task_key(site)
     future = task.apply_async(
         kwargs={
@@ -217,19 +224,31 @@ def serve(site: str, limit: int = 16) -> None:
 
 
 class Watchdog:
-    """Schedules again the site steps whose worker died (see the module docstring)."""
+    """Schedules again the site steps whose worker died (see the module docstring).
+
+    It watches (flow run, site) pairs, not single steps: each round asks the server for the
+    Running steps of that flow run tagged with that site (at most the site's workers' slots),
+    whatever the number of steps handed out. It runs in a daemon thread of the flow-run
+    process, so it ends with the flow run."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._watched: dict[UUID, str] = {}  # task run id -> site
+        self._watched: set[tuple[UUID, str]] = set()
         self._missing_since: dict[UUID, float] = {}
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
         self.rescheduled: list[UUID] = []
 
     def watch(self, task_run_id: UUID, site: str) -> None:
+        context = TaskRunContext.get()
+        from prefect.context import FlowRunContext
+
+        flow_context = FlowRunContext.get()
+        flow_run = flow_context.flow_run if flow_context is not None else None
+        if flow_run is None or context is not None:
+            return  # handed out outside a flow run: nothing to watch it from
         with self._lock:
-            self._watched[task_run_id] = site
+            self._watched.add((flow_run.id, site))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="cutover-site-watchdog", daemon=True)
                 self._thread.start()
@@ -237,48 +256,54 @@ class Watchdog:
     def _loop(self) -> None:
         while True:
             time.sleep(WATCH_EVERY_S)
-            with self._lock:
-                if not self._watched:
-                    self._thread = None
-                    return
             try:
                 self.look()
             except Exception as exc:  # the API may be briefly away; look again next time
                 log.warning("site_watch_failed", error=str(exc))
 
+    def _steps(self, client: Any, flow_run_id: UUID, site: str, state: StateType, limit: int = 200) -> list[Any]:
+        return list(
+            client.read_task_runs(
+                task_run_filter=TaskRunFilter(
+                    flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]),
+                    tags=TaskRunFilterTags(all_=[f"site:{site}"]),
+                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[state])),
+                ),
+                limit=limit,
+            )
+        )
+
     def look(self) -> None:
-        """One round: forget finished runs; give runs of a vanished worker to another."""
+        """One round: give the Running steps of a vanished worker to another."""
         with self._lock:
-            watched = dict(self._watched)
+            watched = sorted(self._watched, key=str)
         with get_client(sync_client=True) as client:
-            runs = client.read_task_runs(task_run_filter=TaskRunFilter(id=TaskRunFilterId(any_=list(watched))))
-            keys = sorted({task_key(site) for site in watched.values()})
+            keys = sorted({task_key(site) for _, site in watched})
             live = client.request("POST", "/task_workers/filter", json={"task_worker_filter": {"task_keys": keys}}).json()
             alive = {w["identifier"] for w in live}
             served = {key for w in live for key in w["task_keys"]}
             now = time.monotonic()
-            for run in runs:
-                state = run.state
-                if state is None or state.is_final():
-                    with self._lock:
-                        self._watched.pop(run.id, None)
-                        self._missing_since.pop(run.id, None)
-                    continue
-                site = watched[run.id]
-                if state.type == StateType.SCHEDULED and task_key(site) not in served and site not in self._warned:
+            running: set[UUID] = set()
+            for flow_run_id, site in watched:
+                waiting = task_key(site) not in served and site not in self._warned
+                if waiting and self._steps(client, flow_run_id, site, StateType.SCHEDULED, limit=1):
                     self._warned.add(site)
                     log.warning("step_worker_missing", site=site, hint=f"start one: cutover step-worker --site {site}")
-                if state.type != StateType.RUNNING:
-                    continue
-                record = client.read_variable_by_name(f"{RUNNER_PREFIX}{run.id}")
-                if record is None or record.value in alive:
-                    self._missing_since.pop(run.id, None)
-                    continue
-                first = self._missing_since.setdefault(run.id, now)
-                if now - first >= GRACE_S:
-                    self._reschedule(client, run, site, str(record.value))
+                for run in self._steps(client, flow_run_id, site, StateType.RUNNING):
+                    running.add(run.id)
+                    record = client.read_variable_by_name(f"{RUNNER_PREFIX}{run.id}")
+                    if record is None or record.value in alive:
+                        self._missing_since.pop(run.id, None)
+                        continue
+                    first = self._missing_since.setdefault(run.id, now)
+                    if now - first >= GRACE_S:
+                        self._reschedule(client, run, site, str(record.value))
+            for gone in set(self._missing_since) - running:
+                self._missing_since.pop(gone, None)
 
     def _reschedule(self, client: Any, run: Any, site: str, runner: str) -> None:
+        """Schedule ``run`` again for the next worker of ``site``: the same task run id, the
+        parameters it was handed out with (the server queues it for that site's key)."""
         parameters_id = next(
             (
                 s.state_details.task_parameters_id
@@ -287,9 +312,10 @@ class Watchdog:
             ),
             None,
         )
-        state: State[Any] = Scheduled(scheduled_time=datetime.now(UTC), name="Rescheduled")
-        state.state_details = StateDetails(deferred=True, task_parameters_id=parameters_id)
-        state.message = f"its step worker {runner} at {site} is gone; given to the next worker of {site}"
+        # named AwaitingRetry, the server puts it in the queue it serves first
+        state: State[Any] = Scheduled(scheduled_time=datetime.now(UTC), name="AwaitingRetry")
+        state.state_details = StateDetails(deferred=True, task_parameters_id=parameters_id, task_run_id=run.id)
+        state.message = f"{RESCHEDULED}: its step worker {runner} at {site} is gone; given to the next worker of {site}"
         client.set_task_run_state(run.id, state, force=True)
         self._missing_since.pop(run.id, None)
         self.rescheduled.append(run.id)
