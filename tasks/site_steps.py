@@ -29,12 +29,13 @@ import os
 import socket
 import threading
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import structlog
-from prefect import Task
+from prefect import Task, flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import VariableCreate
 from prefect.client.schemas.filters import (
@@ -45,7 +46,7 @@ from prefect.client.schemas.filters import (
     TaskRunFilterTags,
 )
 from prefect.client.schemas.objects import State, StateDetails, StateType
-from prefect.context import TaskRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.futures import PrefectDistributedFuture, PrefectFuture
 from prefect.states import Scheduled
 
@@ -133,6 +134,24 @@ def _portable(future: Any) -> Any:
     return future
 
 
+@flow(name="cutover-site-step", persist_result=True)
+def _stand_in() -> None:
+    """Not run: the flow a handed-out step's context names. Prefect stores the context of
+    the flow run with each step it hands out (to restore it on the worker), flow object
+    included; the cutover flow, pickled by value, holds locks and cannot be. This one can,
+    and the worker needs nothing else of it (the flow run's id, parameters and settings
+    travel as they are)."""
+
+
+def _context_for_hand_out() -> Any:
+    """The current flow run's context with the stand-in as its flow (a copy: the run's own
+    stays as it is; the counters of task run names are shared)."""
+    current = FlowRunContext.get()
+    if current is None:
+        return nullcontext()
+    return current.model_copy(update={"flow": _stand_in})
+
+
 def submit(
     site: str,
     *,
@@ -150,18 +169,19 @@ def submit(
     current flow run and carries ``tags`` (the attempt, application and phase)."""
     task = site_task(site).with_options(name=step.id, tags=[*tags, f"site:{site}"])
     task.task_key = task_key(site)
-    future = task.apply_async(
-        kwargs={
-            "runbook_path": runbook_path,
-            "step": step,
-            "attempt_key": attempt_key,
-            "flow_run_id": flow_run_id,
-            "run_key": run_key,
-            "upstream": {sid: _portable(f) for sid, f in upstream.items()},
-            "rolled_back": rolled_back,
-        },
-        wait_for=[_portable(f) for f in wait_for],
-    )
+    with _context_for_hand_out():
+        future = task.apply_async(
+            kwargs={
+                "runbook_path": runbook_path,
+                "step": step,
+                "attempt_key": attempt_key,
+                "flow_run_id": flow_run_id,
+                "run_key": run_key,
+                "upstream": {sid: _portable(f) for sid, f in upstream.items()},
+                "rolled_back": rolled_back,
+            },
+            wait_for=[_portable(f) for f in wait_for],
+        )
     WATCHDOG.watch(future.task_run_id, site)
     return future
 
@@ -241,8 +261,6 @@ class Watchdog:
 
     def watch(self, task_run_id: UUID, site: str) -> None:
         context = TaskRunContext.get()
-        from prefect.context import FlowRunContext
-
         flow_context = FlowRunContext.get()
         flow_run = flow_context.flow_run if flow_context is not None else None
         if flow_run is None or context is not None:
