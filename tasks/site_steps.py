@@ -37,7 +37,7 @@ from uuid import UUID
 import structlog
 from prefect import Task, flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import VariableCreate
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.client.schemas.filters import (
     TaskRunFilter,
     TaskRunFilterFlowRunId,
@@ -47,6 +47,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import State, StateDetails, StateType
 from prefect.context import FlowRunContext, TaskRunContext
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.futures import PrefectDistributedFuture, PrefectFuture
 from prefect.states import Scheduled
 
@@ -195,16 +196,20 @@ def runner_id() -> str:
 
 
 def _record_runner(task_run_id: UUID) -> None:
+    name = f"{RUNNER_PREFIX}{task_run_id}"
     with get_client(sync_client=True) as client:
-        name = f"{RUNNER_PREFIX}{task_run_id}"
-        if client.read_variable_by_name(name) is not None:
-            client.delete_variable_by_name(name)  # a rescheduled run: the old runner is gone
-        client.create_variable(VariableCreate(name=name, value=runner_id()))
+        try:
+            client.create_variable(VariableCreate(name=name, value=runner_id()))
+        except ObjectAlreadyExists:  # a rescheduled run: its old runner is gone
+            client.update_variable(VariableUpdate(name=name, value=runner_id()))
 
 
 def _forget_runner(task_run_id: UUID) -> None:
     with get_client(sync_client=True) as client:
-        client.delete_variable_by_name(f"{RUNNER_PREFIX}{task_run_id}")
+        try:
+            client.delete_variable_by_name(f"{RUNNER_PREFIX}{task_run_id}")
+        except ObjectNotFound:
+            pass
 
 
 def _run_here(
