@@ -25,6 +25,7 @@ before it acts again.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
@@ -110,6 +111,7 @@ def _retry_here(task: Any, task_run: Any, state: Any) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=64)
 def site_task(site: str) -> Task[..., Any]:
     """The step task as a site's worker serves it and as the flow submits it to that site."""
     served: Task[..., Any] = Task(

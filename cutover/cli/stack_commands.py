@@ -146,6 +146,11 @@ def step_worker(
         loaded = load_or_exit(runbook)
         if site not in loaded.sites:
             raise _fail("step-worker", f"{runbook}: sites: no site {site!r} (the runbook has {', '.join(loaded.sites)})", 2)
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        # without one, Prefect would serve a private server of its own, which no flow run reaches
+        raise _fail("step-worker", "no Prefect API to take steps from: set PREFECT_API_URL (or a Prefect profile)", 2)
     from cutover.log import configure_logging
     from tasks.site_steps import serve
 
