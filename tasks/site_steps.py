@@ -70,6 +70,12 @@ WATCH_EVERY_S = 5.0
 # How long a run's worker may be missing from the server's list before the run is given to
 # another: the server notices a closed websocket within a second or two.
 GRACE_S = 10.0
+NO_RECORD_GRACE_S = 60.0
+
+
+def _still_running(client: Any, task_run_id: UUID) -> bool:
+    state = client.read_task_run(task_run_id).state
+    return state is not None and state.type == StateType.RUNNING
 
 
 def task_key(site: str) -> str:
@@ -317,12 +323,15 @@ class Watchdog:
                 for run in self._steps(client, flow_run_id, site, StateType.RUNNING):
                     running.add(run.id)
                     record = client.read_variable_by_name(f"{RUNNER_PREFIX}{run.id}")
-                    if record is None or record.value in alive:
+                    if record is not None and record.value in alive:
                         self._missing_since.pop(run.id, None)
                         continue
+                    # no record: its worker died before writing it, or the step just ended
+                    # and the server has not applied its last state yet: wait longer
+                    grace = GRACE_S if record is not None else NO_RECORD_GRACE_S
                     first = self._missing_since.setdefault(run.id, now)
-                    if now - first >= GRACE_S:
-                        self._reschedule(client, run, site, str(record.value))
+                    if now - first >= grace and _still_running(client, run.id):
+                        self._reschedule(client, run, site, str(record.value) if record else "(unrecorded)")
             for gone in set(self._missing_since) - running:
                 self._missing_since.pop(gone, None)
 
