@@ -52,7 +52,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.futures import PrefectDistributedFuture, PrefectFuture
 from prefect.states import Scheduled
 
-from cutover.errors import worth_retrying
+from cutover.errors import PermanentStepError, worth_retrying
 from cutover.orchestration.step_worker import TASK_KEY_PREFIX
 from cutover.plan.build import Step
 from cutover.plan.inputs import step_inputs
@@ -220,6 +220,19 @@ def _forget_runner(task_run_id: UUID) -> None:
             pass
 
 
+def _refuse_after_the_flow_run(flow_run_id: str, step: Step) -> None:
+    """A step handed out by a flow run that has ended since (cancelled, crashed, failed)
+    does not start: whatever ended the run, it is not the step's to go on with."""
+    try:
+        run_id = UUID(flow_run_id)
+    except ValueError:
+        return  # not from a flow run of the API (a local test)
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+    if state is not None and (state.is_final() or state.type == StateType.CANCELLING):
+        raise PermanentStepError(f"{step.id}: not started: its flow run {flow_run_id} is {state.name or state.type.value}")
+
+
 def _run_here(
     runbook_path: str,
     step: Step,
@@ -229,6 +242,7 @@ def _run_here(
     upstream: dict[str, Any],
     rolled_back: dict[str, str] | None = None,
 ) -> Any:
+    _refuse_after_the_flow_run(flow_run_id, step)
     context = TaskRunContext.get()
     task_run_id = context.task_run.id if context is not None else None
     if task_run_id is not None:
