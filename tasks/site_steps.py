@@ -117,10 +117,21 @@ def _retry_here(task: Any, task_run: Any, state: Any) -> bool:
     return True
 
 
+class _SiteTask(Task[..., Any]):
+    """A step task of one site. Routing is by task key, which Prefect derives from the
+    function (the same for every site): this one is set, and kept by ``with_options``
+    (Prefect's task worker serves a copy made with it)."""
+
+    def with_options(self, *args: Any, **options: Any) -> Task[..., Any]:
+        copy = super().with_options(*args, **options)
+        copy.task_key = self.task_key
+        return copy
+
+
 @functools.lru_cache(maxsize=64)
 def site_task(site: str) -> Task[..., Any]:
     """The step task as a site's worker serves it and as the flow submits it to that site."""
-    served: Task[..., Any] = Task(
+    served: Task[..., Any] = _SiteTask(
         fn=_run_here,
         name=f"step-at-{site}",
         task_run_name="{step.id}",
@@ -130,7 +141,6 @@ def site_task(site: str) -> Task[..., Any]:
         retry_delay_seconds=0,
         retry_condition_fn=_retry_here,
     )
-    # Routing is by task key, which Prefect derives from the function: the same for every site.
     served.task_key = task_key(site)
     return served
 
@@ -177,7 +187,6 @@ def submit(
     """Hand ``step`` to the step worker of ``site``; its future. The task run belongs to the
     current flow run and carries ``tags`` (the attempt, application and phase)."""
     task = site_task(site).with_options(name=step.id, tags=[*tags, f"site:{site}"])
-    task.task_key = task_key(site)
     with _context_for_hand_out():
         future = task.apply_async(
             kwargs={
@@ -263,7 +272,7 @@ def serve(site: str, limit: int = 16) -> None:
     from prefect.task_worker import serve as prefect_serve
 
     served = site_task(site)
-    log.info("step_worker_serving", site=site, task_key=served.task_key, limit=limit, runner=runner_id())
+    log.info("step_worker_serving", site=site, serves=served.task_key, limit=limit, runner=runner_id())
     prefect_serve(served, limit=limit)
 
 

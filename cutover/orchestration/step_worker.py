@@ -55,6 +55,7 @@ def start_step_worker(
     names them."""
     home = Path(home).absolute()
     own = home / f"step-worker-{site}"
+    (own / "prefect").mkdir(parents=True, exist_ok=True, mode=0o700)
     full = {k: v for k, v in os.environ.items() if k in _PASSED}
     full.update(
         {

@@ -57,3 +57,12 @@ def test_a_gate_cannot_be_placed_at_a_site():
     with pytest.raises(RunbookError) as caught:
         parse_runbook(MINIMAL + "placement: {at_target: [gate]}\n", "placed.yaml", {})
     assert "placement.at_target" in str(caught.value)
+
+
+def test_a_sites_step_task_keeps_its_own_task_key_through_with_options():
+    """Prefect's task worker serves a copy made with with_options: the key routes the steps."""
+    from tasks.site_steps import site_task, task_key
+
+    onprem, cloud = site_task("onprem"), site_task("cloud")
+    assert onprem.task_key == task_key("onprem") != cloud.task_key == task_key("cloud")
+    assert onprem.with_options(name="gis/freeze", persist_result=True).task_key == task_key("onprem")
