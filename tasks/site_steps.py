@@ -25,6 +25,7 @@ before it acts again.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import socket
@@ -35,13 +36,13 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import anyio
 import structlog
 from prefect import Task, flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.client.schemas.filters import (
     TaskRunFilter,
-    TaskRunFilterFlowRunId,
     TaskRunFilterState,
     TaskRunFilterStateType,
     TaskRunFilterTags,
@@ -51,6 +52,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.futures import PrefectDistributedFuture, PrefectFuture
 from prefect.states import Scheduled
+from prefect.task_worker import StopTaskWorker, TaskWorker
 
 from cutover.errors import PermanentStepError, worth_retrying
 from cutover.orchestration.step_worker import TASK_KEY_PREFIX
@@ -75,7 +77,7 @@ NO_RECORD_GRACE_S = 60.0
 
 def _still_running(client: Any, task_run_id: UUID) -> bool:
     state = client.read_task_run(task_run_id).state
-    return state is not None and state.type == StateType.RUNNING
+    return state is not None and state.type in (StateType.PENDING, StateType.RUNNING)
 
 
 def task_key(site: str) -> str:
@@ -252,28 +254,39 @@ def _run_here(
     rolled_back: dict[str, str] | None = None,
 ) -> Any:
     _refuse_after_the_flow_run(flow_run_id, step)
-    context = TaskRunContext.get()
-    task_run_id = context.task_run.id if context is not None else None
-    if task_run_id is not None:
-        _record_runner(task_run_id)
-    try:
-        return steps.run.fn(runbook_path, step, attempt_key, flow_run_id, run_key, upstream, rolled_back)
-    finally:
-        if task_run_id is not None:
+    return steps.run.fn(runbook_path, step, attempt_key, flow_run_id, run_key, upstream, rolled_back)
+
+
+class _StepWorker(TaskWorker):
+    """Prefect's task worker, recording the runner of every step from the moment it
+    receives it (a step may wait for its upstream steps, Pending, before it runs) until the
+    engine is done with it."""
+
+    async def _submit_scheduled_task_run(self, task_run: Any) -> None:
+        await anyio.to_thread.run_sync(_record_runner, task_run.id)
+        try:
+            await super()._submit_scheduled_task_run(task_run)
+        finally:
             try:
-                _forget_runner(task_run_id)
-            except Exception as exc:  # the result counts more than the bookkeeping
-                log.warning("runner_record_left", task_run=str(task_run_id), error=str(exc))
+                await anyio.to_thread.run_sync(_forget_runner, task_run.id)
+            except Exception as exc:  # the step's result counts more than the bookkeeping
+                log.warning("runner_record_left", task_run=str(task_run.id), error=str(exc))
+
+
+async def _serve(served: Task[..., Any], limit: int) -> None:
+    worker = _StepWorker(served, limit=limit)
+    try:
+        await worker.astart()
+    except (StopTaskWorker, asyncio.CancelledError, KeyboardInterrupt):
+        log.info("step_worker_stopped")
 
 
 def serve(site: str, limit: int = 16) -> None:
     """Run the step worker of ``site`` in this process until it is stopped: at most
     ``limit`` steps at once."""
-    from prefect.task_worker import serve as prefect_serve
-
     served = site_task(site)
     log.info("step_worker_serving", site=site, serves=served.task_key, limit=limit, runner=runner_id())
-    prefect_serve(served, limit=limit)
+    asyncio.run(_serve(served, limit))
 
 
 # --- in the flow run: the watch over site steps -----------------------------------------
@@ -289,7 +302,7 @@ class Watchdog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._watched: set[tuple[UUID, str]] = set()
+        self._watched: set[str] = set()  # sites
         self._missing_since: dict[UUID, float] = {}
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
@@ -302,7 +315,7 @@ class Watchdog:
         if flow_run is None or context is not None:
             return  # handed out outside a flow run: nothing to watch it from
         with self._lock:
-            self._watched.add((flow_run.id, site))
+            self._watched.add(site)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="cutover-site-watchdog", daemon=True)
                 self._thread.start()
@@ -315,13 +328,14 @@ class Watchdog:
             except Exception as exc:  # the API may be briefly away; look again next time
                 log.warning("site_watch_failed", error=str(exc))
 
-    def _steps(self, client: Any, flow_run_id: UUID, site: str, state: StateType, limit: int = 200) -> list[Any]:
+    def _steps(self, client: Any, site: str, states: list[StateType], limit: int = 200) -> list[Any]:
+        # not by flow run: Prefect's task worker reports a step it received as Pending without
+        # its flow run (the flow run comes back once the step runs)
         return list(
             client.read_task_runs(
                 task_run_filter=TaskRunFilter(
-                    flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run_id]),
                     tags=TaskRunFilterTags(all_=[f"site:{site}"]),
-                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[state])),
+                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=states)),
                 ),
                 limit=limit,
             )
@@ -332,18 +346,18 @@ class Watchdog:
         with self._lock:
             watched = sorted(self._watched, key=str)
         with get_client(sync_client=True) as client:
-            keys = sorted({task_key(site) for _, site in watched})
+            keys = sorted({task_key(site) for site in watched})
             live = client.request("POST", "/task_workers/filter", json={"task_worker_filter": {"task_keys": keys}}).json()
             alive = {w["identifier"] for w in live}
             served = {key for w in live for key in w["task_keys"]}
             now = time.monotonic()
             running: set[UUID] = set()
-            for flow_run_id, site in watched:
+            for site in watched:
                 waiting = task_key(site) not in served and site not in self._warned
-                if waiting and self._steps(client, flow_run_id, site, StateType.SCHEDULED, limit=1):
+                if waiting and self._steps(client, site, [StateType.SCHEDULED], limit=1):
                     self._warned.add(site)
                     log.warning("step_worker_missing", site=site, hint=f"start one: cutover step-worker --site {site}")
-                for run in self._steps(client, flow_run_id, site, StateType.RUNNING):
+                for run in self._steps(client, site, [StateType.PENDING, StateType.RUNNING]):
                     running.add(run.id)
                     record = client.read_variable_by_name(f"{RUNNER_PREFIX}{run.id}")
                     if record is not None and record.value in alive:
