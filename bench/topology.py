@@ -112,8 +112,9 @@ def prefect_cluster(info: Any, root: Path) -> Iterator[str]:
     postgres_cluster.start(pg)
     dsn = f"host={pg.host} port={pg.port} user={pg.user} password={pg.password} dbname=postgres"
     with psycopg.connect(dsn, autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_database where datname = 'prefect'").fetchone():
-            conn.execute("create database prefect")
+        # a fresh database each time: a test topology starts with no runs of an earlier one
+        conn.execute("drop database if exists prefect with (force)")
+        conn.execute("create database prefect")
     try:
         yield f"postgresql+asyncpg://{pg.user}:{pg.password}@{pg.host}:{pg.port}/prefect"
     finally:

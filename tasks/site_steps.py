@@ -66,6 +66,7 @@ from tasks.common import once, runbook_at
 log = structlog.get_logger()
 
 RUNNER_PREFIX = "cutover-runner-"
+RUN_TAG = "run:"  # a site step's tag naming its flow run (Prefect's Pending report of a received step drops the run)
 RESCHEDULED = "rescheduled"  # how the message of a step's state given to another worker begins
 MAX_RETRIES = 20  # the runbook's bound (Defaults.retries); the runbook's own count is decided per run
 WATCH_EVERY_S = 5.0
@@ -188,7 +189,7 @@ def submit(
 ) -> PrefectDistributedFuture[Any]:
     """Hand ``step`` to the step worker of ``site``; its future. The task run belongs to the
     current flow run and carries ``tags`` (the attempt, application and phase)."""
-    task = site_task(site).with_options(name=step.id, tags=[*tags, f"site:{site}"])
+    task = site_task(site).with_options(name=step.id, tags=[*tags, f"site:{site}", f"{RUN_TAG}{flow_run_id}"])
     with _context_for_hand_out():
         future = task.apply_async(
             kwargs={
@@ -302,7 +303,7 @@ class Watchdog:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._watched: set[str] = set()  # sites
+        self._watched: set[tuple[str, str]] = set()  # (flow run id, site)
         self._missing_since: dict[UUID, float] = {}
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
@@ -315,7 +316,7 @@ class Watchdog:
         if flow_run is None or context is not None:
             return  # handed out outside a flow run: nothing to watch it from
         with self._lock:
-            self._watched.add(site)
+            self._watched.add((str(flow_run.id), site))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="cutover-site-watchdog", daemon=True)
                 self._thread.start()
@@ -328,13 +329,13 @@ class Watchdog:
             except Exception as exc:  # the API may be briefly away; look again next time
                 log.warning("site_watch_failed", error=str(exc))
 
-    def _steps(self, client: Any, site: str, states: list[StateType], limit: int = 200) -> list[Any]:
-        # not by flow run: Prefect's task worker reports a step it received as Pending without
-        # its flow run (the flow run comes back once the step runs)
+    def _steps(self, client: Any, flow_run_id: str, site: str, states: list[StateType], limit: int = 200) -> list[Any]:
+        # by tag, not by flow run: Prefect's task worker reports a step it received as Pending
+        # without its flow run (the flow run comes back once the step runs)
         return list(
             client.read_task_runs(
                 task_run_filter=TaskRunFilter(
-                    tags=TaskRunFilterTags(all_=[f"site:{site}"]),
+                    tags=TaskRunFilterTags(all_=[f"site:{site}", f"{RUN_TAG}{flow_run_id}"]),
                     state=TaskRunFilterState(type=TaskRunFilterStateType(any_=states)),
                 ),
                 limit=limit,
@@ -346,18 +347,18 @@ class Watchdog:
         with self._lock:
             watched = sorted(self._watched, key=str)
         with get_client(sync_client=True) as client:
-            keys = sorted({task_key(site) for site in watched})
+            keys = sorted({task_key(site) for _, site in watched})
             live = client.request("POST", "/task_workers/filter", json={"task_worker_filter": {"task_keys": keys}}).json()
             alive = {w["identifier"] for w in live}
             served = {key for w in live for key in w["task_keys"]}
             now = time.monotonic()
             running: set[UUID] = set()
-            for site in watched:
+            for flow_run_id, site in watched:
                 waiting = task_key(site) not in served and site not in self._warned
-                if waiting and self._steps(client, site, [StateType.SCHEDULED], limit=1):
+                if waiting and self._steps(client, flow_run_id, site, [StateType.SCHEDULED], limit=1):
                     self._warned.add(site)
                     log.warning("step_worker_missing", site=site, hint=f"start one: cutover step-worker --site {site}")
-                for run in self._steps(client, site, [StateType.PENDING, StateType.RUNNING]):
+                for run in self._steps(client, flow_run_id, site, [StateType.PENDING, StateType.RUNNING]):
                     running.add(run.id)
                     record = client.read_variable_by_name(f"{RUNNER_PREFIX}{run.id}")
                     if record is not None and record.value in alive:
