@@ -78,7 +78,7 @@ NO_RECORD_GRACE_S = 60.0
 
 def _still_running(client: Any, task_run_id: UUID) -> bool:
     state = client.read_task_run(task_run_id).state
-    return state is not None and state.type in (StateType.PENDING, StateType.RUNNING)
+    return state is not None and state.type in (StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING)
 
 
 def task_key(site: str) -> str:
@@ -263,8 +263,13 @@ class _StepWorker(TaskWorker):
     receives it (a step may wait for its upstream steps, Pending, before it runs) until the
     engine is done with it."""
 
+    async def _acquire_token(self, task_run_id: UUID) -> bool:
+        # right after the step arrives (the server counts it delivered), before it waits
+        # for a free slot of this worker
+        await anyio.to_thread.run_sync(_record_runner, task_run_id)
+        return bool(await super()._acquire_token(task_run_id))
+
     async def _submit_scheduled_task_run(self, task_run: Any) -> None:
-        await anyio.to_thread.run_sync(_record_runner, task_run.id)
         try:
             await super()._submit_scheduled_task_run(task_run)
         finally:
@@ -358,12 +363,14 @@ class Watchdog:
                 if waiting and self._steps(client, flow_run_id, site, [StateType.SCHEDULED], limit=1):
                     self._warned.add(site)
                     log.warning("step_worker_missing", site=site, hint=f"start one: cutover step-worker --site {site}")
-                for run in self._steps(client, flow_run_id, site, [StateType.PENDING, StateType.RUNNING]):
+                for run in self._steps(client, flow_run_id, site, [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]):
                     running.add(run.id)
                     record = client.read_variable_by_name(f"{RUNNER_PREFIX}{run.id}")
                     if record is not None and record.value in alive:
                         self._missing_since.pop(run.id, None)
                         continue
+                    if record is None and run.state.type == StateType.SCHEDULED:
+                        continue  # still in the server's queue: nobody has it yet
                     # no record: its worker died before writing it, or the step just ended
                     # and the server has not applied its last state yet: wait longer
                     grace = GRACE_S if record is not None else NO_RECORD_GRACE_S
@@ -389,6 +396,10 @@ class Watchdog:
         state.state_details = StateDetails(deferred=True, task_parameters_id=parameters_id, task_run_id=run.id)
         state.message = f"{RESCHEDULED}: its step worker {runner} at {site} is gone; given to the next worker of {site}"
         client.set_task_run_state(run.id, state, force=True)
+        try:  # queued again: nobody has it until a worker takes it
+            client.delete_variable_by_name(f"{RUNNER_PREFIX}{run.id}")
+        except ObjectNotFound:
+            pass
         self._missing_since.pop(run.id, None)
         self.rescheduled.append(run.id)
         log.warning("site_step_rescheduled", step=run.name, site=site, lost_worker=runner)
