@@ -292,7 +292,11 @@ def serve(site: str, limit: int = 16) -> None:
     ``limit`` steps at once."""
     served = site_task(site)
     log.info("step_worker_serving", site=site, serves=served.task_key, limit=limit, runner=runner_id())
-    asyncio.run(_serve(served, limit))
+    # in Prefect's own event loop thread, as prefect.task_worker.serve does: the steps'
+    # waits for their upstream steps (TaskRunWaiter) are served from that loop
+    from prefect._internal.concurrency.api import create_call, from_sync
+
+    from_sync.call_soon_in_loop_thread(create_call(_serve, served, limit)).result()
 
 
 # --- in the flow run: the watch over site steps -----------------------------------------
