@@ -45,8 +45,8 @@ from cutover.phases import workspace
 from cutover.plan import build_plan
 from cutover.plan.affected import affected_by
 from cutover.plan.build import Plan, Step
-from cutover.plan.inputs import step_inputs
 from cutover.plan.phases import PHASES
+from cutover.plan.placement import site_of
 from cutover.plan.rollback import past_point_of_no_return
 from cutover.preflight import Report
 from cutover.process import STOPPING, stop_everything
@@ -54,7 +54,7 @@ from cutover.runbook.model import Runbook
 from cutover.summary import SUMMARY_ARTIFACT, summarize, summary_markdown
 from flows import report_hook
 from flows.compensations import failure_message, retry_options, run_rollback
-from tasks import plans, steps
+from tasks import plans, site_steps, steps
 from tasks.common import ATTEMPT_TAG, once, runbook_at, step_tags
 from tasks.journal import run_journal
 from tasks.limits import ensure_limits
@@ -78,7 +78,7 @@ def _options(runbook: Runbook, step: Step, attempt_key: str) -> dict[str, Any]:
     }
     if not spec.retried:
         options["retries"] = 0
-    key = f"{runbook.cutover}:{attempt_key}:{step.id}:{step_inputs(runbook, step)}"
+    key = site_steps.step_cache_key(runbook, step, attempt_key)
     if spec.always_rerun:
         options["cache_key_fn"] = once(key)
     else:
@@ -119,7 +119,22 @@ def submit_step(
     wait_for: list[Any],
     rolled_back: dict[str, str],
 ) -> PrefectFuture[Any]:
-    """One step as the one step task named by its step id."""
+    """One step as the one step task named by its step id: in this flow run's process, or,
+    when the runbook places its phase at a site, on that site's step worker."""
+    site = site_of(runbook, step)
+    if site is not None:
+        return site_steps.submit(
+            site,
+            runbook_path=runbook_path,
+            step=step,
+            attempt_key=attempt_key,
+            flow_run_id=flow_run_id,
+            run_key=run_key,
+            upstream=upstream,
+            wait_for=wait_for,
+            rolled_back=rolled_back if step.phase == "gate" else {},
+            tags=step_tags(step, attempt_key),
+        )
     return steps.run.with_options(**_options(runbook, step, attempt_key)).submit(
         runbook_path=runbook_path,
         step=step,

@@ -129,7 +129,37 @@ def status(home: HomeOption = None) -> None:
         raise typer.Exit(1)
 
 
+def step_worker(
+    site: Annotated[str, typer.Option("--site", help="the runbook's site whose steps this worker runs (see placement)")],
+    runbook: Annotated[
+        Path | None,
+        typer.Option("--runbook", help="check that the runbook has this site before serving", show_default=False),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=256, help="steps run at once")] = 16,
+) -> None:
+    """Run the steps a runbook's ``placement`` gives to SITE, in the foreground, with this
+    shell's environment (that site's secrets only) until stopped. Beside the site's
+    ``prefect worker start``; it talks to the Prefect API of PREFECT_API_URL."""
+    from cutover.cli.runbook_commands import load_or_exit
+
+    if runbook is not None:
+        loaded = load_or_exit(runbook)
+        if site not in loaded.sites:
+            raise _fail("step-worker", f"{runbook}: sites: no site {site!r} (the runbook has {', '.join(loaded.sites)})", 2)
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        # without one, Prefect would serve a private server of its own, which no flow run reaches
+        raise _fail("step-worker", "no Prefect API to take steps from: set PREFECT_API_URL (or a Prefect profile)", 2)
+    from cutover.log import configure_logging
+    from tasks.site_steps import serve
+
+    configure_logging(console=True)
+    serve(site, limit=limit)
+
+
 def register(app: typer.Typer) -> None:
+    app.command(name="step-worker")(step_worker)
     app.command()(up)
     app.command()(down)
     app.command()(status)

@@ -421,6 +421,51 @@ class Tls(Model):
         return self
 
 
+SitePhase = Literal[
+    "freeze",
+    "export",
+    "transfer",
+    "import",
+    "stream",
+    "verify",
+    "files",
+    "start",
+    "smoke",
+    "source_check",
+    "dns_switch",
+    "post_switch",
+    "finalize",
+]
+"""A phase whose steps a site's worker may run (a gate pauses the flow run, so it stays there)."""
+
+# The import goes with the export: it checks the dump it sent against the target host's
+# copy and reads the roles from the source, then runs pg_restore on the target host over SSH.
+AT_SOURCE: tuple[SitePhase, ...] = ("freeze", "export", "transfer", "import", "stream", "files", "source_check")
+AT_TARGET: tuple[SitePhase, ...] = ("verify", "start", "smoke", "dns_switch", "post_switch", "finalize")
+
+
+class Placement(Model):
+    """Which site's worker runs the steps of each phase: the source site of the step's
+    database (or files entry; an application's first one for its freeze and actions) or
+    its target site. A phase in neither list, and every gate, runs in the flow run's own
+    process. Each site needs a step worker (`cutover step-worker --site NAME`)."""
+
+    at_source: list[SitePhase] = Field(
+        list(AT_SOURCE),
+        description="phases run by the worker of the source site: freeze, export, transfer, import (pg_restore runs on the target host over SSH)...",
+    )
+    at_target: list[SitePhase] = Field(
+        list(AT_TARGET), description="phases run by the worker of the target site: verify, start, smoke, the DNS switch..."
+    )
+
+    @model_validator(mode="after")
+    def _one_site_per_phase(self) -> Placement:
+        both = sorted(set(self.at_source) & set(self.at_target))
+        if both:
+            raise ValueError(f"a phase runs at one site only: {', '.join(both)} is in at_source and in at_target")
+        return self
+
+
 class Runbook(Model):
     """A whole cutover: where things are, what moves, in what order, and the safety rails."""
 
@@ -446,6 +491,12 @@ class Runbook(Model):
     tls: Tls = Field(Tls(), description="HTTPS certificate checks: on by default, a CA bundle may be pinned")
     applications: list[Application] = Field(description="everything that moves")
     gates: list[Gate] = Field([], description="go/no-go decisions")
+    placement: Placement | None = Field(
+        None,
+        description="run each step on the worker of the site its data is at (absent: every step runs in the flow run's "
+        "process, on the one worker); `placement: {}` takes the defaults. EXPERIMENTAL: an estate of several "
+        "applications can stall with steps left Pending (docs/topology.md, 'What does not work yet')",
+    )
     teams: dict[Name, list[PersonName]] = Field(
         {}, description="named groups of people, for gate approvers: {migration-leads: [Anna de Vries, Joost Bakker]}"
     )

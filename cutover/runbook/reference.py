@@ -34,6 +34,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("action sql", model.SqlStep),
     ("action ssh", model.SshStep),
     ("gates[]", model.Gate),
+    ("placement", model.Placement),
 ]
 
 INTRO = """\
