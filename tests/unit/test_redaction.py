@@ -7,6 +7,8 @@ from collections import namedtuple
 from dataclasses import dataclass
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from cutover.redaction import (
     REDACTED,
@@ -19,8 +21,18 @@ from cutover.redaction import (
 )
 
 SECRET = "Tr0ub4dor&3-horse"
-PEM_BODY = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW"
-PRIVATE_KEY = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{PEM_BODY}\nQyNTUxOQAAACBm9Xx2Vq8\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def _private_key() -> str:
+    """A fresh OpenSSH private key (no key is kept in the repository)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+
+
+PRIVATE_KEY = _private_key()
+KEY_HEADER, PEM_BODY = PRIVATE_KEY.splitlines()[:2]
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +51,7 @@ def registered():
         (f"{SECRET}{SECRET}", f"{REDACTED}{REDACTED}"),
         ("Tr0ub4dor%263-horse in a query", f"{REDACTED} in a query"),  # percent-encoded
         (f"key body {PEM_BODY} quoted", f"key body {REDACTED} quoted"),  # one line of a multi-line secret
-        ("'-----BEGIN OPENSSH PRIVATE KEY-----\\nb3Bl", None),  # escaped form: checked below
+        (f"'{KEY_HEADER}\\n{PEM_BODY[:4]}", None),  # escaped form: checked below
         ("postgresql://migrate:other-pw@db1:5432/bzk", f"postgresql://migrate:{REDACTED}@db1:5432/bzk"),
         ("host=db1 user=migrate password=plain-pw dbname=bzk", f"host=db1 user=migrate password={REDACTED} dbname=bzk"),
         ("https://api/x?api_key=abc123&zone=z", f"https://api/x?api_key={REDACTED}&zone=z"),
