@@ -15,24 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cutover.runbook.model import Runbook
+from cutover.runbook.model import Runbook, SitePhase
 
-Phase = Literal[
-    "freeze",
-    "export",
-    "transfer",
-    "import",
-    "stream",
-    "verify",
-    "files",
-    "start",
-    "smoke",
-    "gate",
-    "source_check",
-    "dns_switch",
-    "post_switch",
-    "finalize",
-]
+# Every phase a site's worker may run (cutover.runbook.model.SitePhase), and the gate,
+# which pauses the flow run and so always runs in it.
+Phase = Literal[SitePhase, "gate"]
 PHASE_NAMES: tuple[str, ...] = typing.get_args(Phase)
 
 Slot = Literal["dump", "restore"]
