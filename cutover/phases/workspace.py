@@ -25,6 +25,9 @@ def run_dir(cutover: str, attempt_key: str) -> Path:
     created it."""
     root = work_root()
     path = root / cutover / attempt_key
+    # The levels above the root (``~/.local/state`` on a fresh machine) may not exist yet;
+    # they are the user's own, made with the usual mode.
+    root.parent.mkdir(parents=True, exist_ok=True)
     for level in (root, root / cutover, path):
         try:
             level.mkdir(mode=0o700)
