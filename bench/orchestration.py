@@ -64,6 +64,7 @@ def main() -> None:
     info = sandbox_tools.load(args.dir)
     handovers: list[float] = []
     durations: list[float] = []
+    by_kind: dict[str, list[float]] = {}  # hand-overs by the kind of step that waited
     with tempfile.TemporaryDirectory(dir=info.dir) as tmp:
         path = Path(tmp) / "orchestration-bench.yaml"
         path.write_text(synthetic_runbook(args.apps))
@@ -91,6 +92,7 @@ def main() -> None:
                     mine_d.append(ran.end - ran.start)
                     if planned.depends_on:
                         mine_h.append(ran.start - max(steps[d].end for d in planned.depends_on))
+                        by_kind.setdefault(ran.kind, []).append(mine_h[-1])
                 handovers.extend(mine_h)
                 durations.extend(mine_d)
                 return {
@@ -113,11 +115,17 @@ def main() -> None:
             "p95": round(percentile(durations, 0.95) * 1000, 1),
         },
     }
+    figures["handover_ms_by_kind"] = {
+        kind: {"n": len(v), "median": round(statistics.median(v) * 1000, 1), "p95": round(percentile(v, 0.95) * 1000, 1)}
+        for kind, v in sorted(by_kind.items())
+    }
     per_step = series[next(iter(series))].median / len(plan.steps) * 1000
     print(f"\nper step over {len(handovers)} hand-overs and {len(durations)} steps of {args.runs} runs:")
     print(f"  hand-over  median {figures['handover_ms']['median']:8.1f} ms   p95 {figures['handover_ms']['p95']:8.1f} ms")
     print(f"  duration   median {figures['duration_ms']['median']:8.1f} ms   p95 {figures['duration_ms']['p95']:8.1f} ms")
     print(f"  whole run / steps: {per_step:.1f} ms per step (median run)")
+    for kind, f in figures["handover_ms_by_kind"].items():
+        print(f"  hand-over to {kind:<14} n={f['n']:<4} median {f['median']:8.1f} ms   p95 {f['p95']:8.1f} ms")
     measure.report("orchestration", series, [], notes={**figures, "apps": args.apps, "run_ms_per_step": round(per_step, 1)})
 
 

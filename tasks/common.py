@@ -25,14 +25,13 @@ def runbook_at(path: str) -> Runbook:
 
 
 def step_tags(step: Step, attempt_key: str) -> list[str]:
-    """Tags of a step's task run: its attempt (the rollback flow finds a generation's steps
-    by it), and its application and phase, for the UI's filters."""
-    tags = [f"{ATTEMPT_TAG}{attempt_key}", f"phase:{step.phase}"]
-    if step.application:
-        tags.append(f"app:{step.application}")
-    if step.gate:
-        tags.append(f"gate:{step.gate}")
-    return tags
+    """Tags of a step's task run: only its attempt (the rollback flow and the report find a
+    generation's steps by it). The step id names the application and the phase. Prefect
+    asks the server for a tag-concurrency lease before every tagged task run, remembering
+    per set of tags that none exists: with one tag shared by a generation's steps, it asks
+    about once per generation; with a tag per application and phase it asked about once
+    per step, and 40 applications freezing at once made the local server refuse leases."""
+    return [f"{ATTEMPT_TAG}{attempt_key}"]
 
 
 def once(prefix: str) -> Any:

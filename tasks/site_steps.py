@@ -188,7 +188,7 @@ def submit(
     tags: list[str],
 ) -> PrefectDistributedFuture[Any]:
     """Hand ``step`` to the step worker of ``site``; its future. The task run belongs to the
-    current flow run and carries ``tags`` (the attempt, application and phase)."""
+    current flow run and carries ``tags`` (its attempt) and the site and run tags the watch finds it by."""
     task = site_task(site).with_options(name=step.id, tags=[*tags, f"site:{site}", f"{RUN_TAG}{flow_run_id}"])
     with _context_for_hand_out():
         future = task.apply_async(
