@@ -161,7 +161,7 @@ def test_a_retry_after_a_rollback_pauses_at_its_gate_and_past_the_switch_and_bot
     outcome = finish(api, run_id, since=retry_run(api, run_id))
     assert outcome.ok, (outcome.state_name, outcome.message)
     gates = step_states(api, run_id, "gate/go-no-go", ["Cached", "Completed"])  # asked once: the first attempt failed before it
-    assert all(run.tags == [f"attempt:{run_id}"] for run in gates), "one tag, its attempt: one tag lease per generation"
+    assert all(run.tags == [f"attempt:{run_id}.g1"] for run in gates), "one tag, its attempt (after the rollback: g1)"
     decided = events_named(api, "cutover.gate.decided", began)
     assert [e.payload["decided_by"] for e in decided] == [APPROVER]
     assert flow_run(api, run_id).name.startswith(CUTOVER + " "), "the run is named after its cutover"
