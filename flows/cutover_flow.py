@@ -24,6 +24,7 @@ The run has two halves, split at the point of no return (the runbook's
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,9 @@ from tasks.sizes import measure_sizes
 from tasks.step_run import emit
 
 log = structlog.get_logger()
+
+# How often a placed step held back for its upstream steps is looked at again.
+HAND_OUT_POLL_S = 0.5
 
 
 def _options(runbook: Runbook, step: Step, attempt_key: str) -> dict[str, Any]:
@@ -178,26 +182,60 @@ class Progress:
 
     def submit(self, stage: set[str]) -> None:
         """Every step of ``stage`` of the applications still going, in plan order, waiting for
-        its dependencies and given the results of the steps it reads."""
-        for step in self.plan.steps.values():
-            if step.id not in stage or step.id in self.futures:
-                continue
-            if step.application is not None and step.application not in self.active:
-                continue
-            if step.application is None and not self.held(step):
-                continue  # a gate for applications that were all rolled back
-            self.futures[step.id] = submit_step(
-                self.runbook_path,
-                self.runbook,
-                step,
-                self.attempt_of(step),
-                self.flow_run_id,
-                self.attempts.run,
-                upstream={sid: self.futures[sid] for sid in step.reads if self.going(sid)},
-                wait_for=[self.futures[d] for d in step.depends_on if self.going(d)],
-                rolled_back=dict(self.rolled_back),
-            )
+        its dependencies and given the results of the steps it reads. A step placed at a
+        site is handed out only once the steps it waits for have ended (a step worker
+        waiting for another process's step could miss its end), and so is every step that
+        waits for one not yet handed out."""
+        due = [step for step in self.plan.steps.values() if self._due(step, stage)]
+        try:
+            while due:
+                held = {step.id for step in due}
+                ended: dict[str, bool] = {}  # asked once per pass
+                later = []
+                for step in due:
+                    if self._can_hand_out(step, held, ended):
+                        self._hand_out(step)
+                        held.discard(step.id)
+                    else:
+                        later.append(step)
+                if later and len(later) == len(due):
+                    time.sleep(HAND_OUT_POLL_S)
+                due = later
+        except BaseException:
+            stop_everything()
+            raise
         wait_or_stop(self.futures)
+
+    def _due(self, step: Step, stage: set[str]) -> bool:
+        if step.id not in stage or step.id in self.futures:
+            return False
+        if step.application is not None and step.application not in self.active:
+            return False
+        return step.application is not None or bool(self.held(step))  # not a gate of rolled-back applications only
+
+    def _can_hand_out(self, step: Step, held: set[str], ended: dict[str, bool]) -> bool:
+        upstream = [*step.depends_on, *step.reads]
+        if any(sid in held for sid in upstream):
+            return False
+        if site_of(self.runbook, step) is None:
+            return True
+        for sid in upstream:
+            if self.going(sid) and sid not in ended:
+                ended[sid] = self.futures[sid].state.is_final()
+        return all(ended.get(sid, True) for sid in upstream)
+
+    def _hand_out(self, step: Step) -> None:
+        self.futures[step.id] = submit_step(
+            self.runbook_path,
+            self.runbook,
+            step,
+            self.attempt_of(step),
+            self.flow_run_id,
+            self.attempts.run,
+            upstream={sid: self.futures[sid] for sid in step.reads if self.going(sid)},
+            wait_for=[self.futures[d] for d in step.depends_on if self.going(d)],
+            rolled_back=dict(self.rolled_back),
+        )
 
     def going(self, step_id: str) -> bool:
         """Whether ``step_id`` was submitted and belongs to an application still going."""
