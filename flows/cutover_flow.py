@@ -188,23 +188,29 @@ class Progress:
         waits for one not yet handed out."""
         due = [step for step in self.plan.steps.values() if self._due(step, stage)]
         try:
-            while due:
-                held = {step.id for step in due}
-                ended: dict[str, bool] = {}  # asked once per pass
-                later = []
-                for step in due:
-                    if self._can_hand_out(step, held, ended):
-                        self._hand_out(step)
-                        held.discard(step.id)
-                    else:
-                        later.append(step)
-                if later and len(later) == len(due):
-                    time.sleep(HAND_OUT_POLL_S)
-                due = later
+            self.hand_out_in_order(due)
+            wait(list(self.futures.values()))
         except BaseException:
+            # interrupted (the run is cancelled: Prefect raises in this thread): end the
+            # steps' programs now, local and remote; their threads would run on otherwise
             stop_everything()
             raise
-        wait_or_stop(self.futures)
+
+    def hand_out_in_order(self, due: list[Step]) -> None:
+        """Submit ``due`` (in plan order), each once it may be handed out."""
+        while due:
+            held = {step.id for step in due}
+            ended: dict[str, bool] = {}  # asked once per pass
+            later = []
+            for step in due:
+                if self._can_hand_out(step, held, ended):
+                    self._hand_out(step)
+                    held.discard(step.id)
+                else:
+                    later.append(step)
+            if len(later) == len(due):
+                time.sleep(HAND_OUT_POLL_S)
+            due = later
 
     def _due(self, step: Step, stage: set[str]) -> bool:
         if step.id not in stage or step.id in self.futures:
@@ -290,17 +296,6 @@ class Progress:
             "applications": dict(self.rolled_back),
             "partial": bool(self.active),
         }
-
-
-def wait_or_stop(futures: dict[str, PrefectFuture[Any]]) -> None:
-    """Wait for the submitted steps. When the wait is interrupted (the run is cancelled:
-    Prefect raises in this thread), end their programs now, local and remote: the steps'
-    threads would otherwise run on until their programs finished."""
-    try:
-        wait(list(futures.values()))
-    except BaseException:
-        stop_everything()
-        raise
 
 
 def started(state: Any) -> bool:
