@@ -26,8 +26,10 @@ before it acts again.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import functools
 import os
+import signal
 import socket
 import threading
 import time
@@ -291,6 +293,9 @@ def serve(site: str, limit: int = 16) -> None:
     """Run the step worker of ``site`` in this process until it is stopped: at most
     ``limit`` steps at once."""
     served = site_task(site)
+    # `kill -USR1 <pid>` writes every thread's stack to the worker's log: what a worker
+    # that stopped taking steps is waiting for
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     log.info("step_worker_serving", site=site, serves=served.task_key, limit=limit, runner=runner_id())
     # in Prefect's own event loop thread, as prefect.task_worker.serve does: the steps'
     # waits for their upstream steps (TaskRunWaiter) are served from that loop
