@@ -55,6 +55,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.futures import PrefectDistributedFuture, PrefectFuture
 from prefect.states import Scheduled
 from prefect.task_worker import StopTaskWorker, TaskWorker
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from cutover.errors import PermanentStepError, worth_retrying
 from cutover.orchestration.step_worker import TASK_KEY_PREFIX
@@ -76,6 +77,7 @@ WATCH_EVERY_S = 5.0
 # another: the server notices a closed websocket within a second or two.
 GRACE_S = 10.0
 NO_RECORD_GRACE_S = 60.0
+RESUBSCRIBE_AFTER_S = 1.0
 
 
 def _still_running(client: Any, task_run_id: UUID) -> bool:
@@ -263,13 +265,41 @@ def _run_here(
 class _StepWorker(TaskWorker):
     """Prefect's task worker, recording the runner of every step from the moment it
     receives it (a step may wait for its upstream steps, Pending, before it runs) until the
-    engine is done with it."""
+    engine is done with it.
+
+    Its limit bounds the steps that run at once (the thread pool Prefect runs them in), not
+    the steps it takes. Prefect's own worker stops reading its subscription while every
+    slot is taken; the server, waiting for that worker to acknowledge the next step, drops
+    it from its list of task workers meanwhile, and the watch in the flow run would take a
+    busy worker for a dead one and give its steps to another. This one acknowledges every
+    step at once; the steps over the limit wait here for a thread, recorded as its own."""
+
+    def __init__(self, served: Task[..., Any], limit: int) -> None:
+        super().__init__(served, limit=limit)
+        self._held: set[UUID] = set()
 
     async def _acquire_token(self, task_run_id: UUID) -> bool:
-        # right after the step arrives (the server counts it delivered), before it waits
-        # for a free slot of this worker
+        # right after the step arrives (the server counts it delivered)
         await anyio.to_thread.run_sync(_record_runner, task_run_id)
-        return bool(await super()._acquire_token(task_run_id))
+        if task_run_id in self._held:
+            return False  # sent again while it is still here: it runs once
+        self._held.add(task_run_id)
+        return True
+
+    def _release_token(self, task_run_id: UUID) -> bool:
+        self._held.discard(task_run_id)
+        return True
+
+    async def _subscribe_to_task_scheduling(self) -> None:
+        # Prefect's subscription connects again after an error, but ends when the server
+        # closes it normally (a server restarting says "going away"): a worker would then
+        # sit idle, alive. This one subscribes again until it is stopped.
+        while True:
+            try:
+                await super()._subscribe_to_task_scheduling()  # type: ignore[no-untyped-call]
+            except (ConnectionClosed, InvalidHandshake, OSError) as exc:
+                log.warning("step_worker_subscribing_again", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(RESUBSCRIBE_AFTER_S)
 
     async def _submit_scheduled_task_run(self, task_run: Any) -> None:
         try:
