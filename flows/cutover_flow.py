@@ -28,12 +28,15 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import structlog
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterId
 from prefect.client.schemas.objects import State, StateType
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectDistributedFuture, PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
@@ -68,6 +71,7 @@ log = structlog.get_logger()
 
 # How often a placed step held back for its upstream steps is looked at again.
 HAND_OUT_POLL_S = 0.5
+API_PAGE = 200  # the most task runs the Prefect API returns for one read
 
 
 def _options(runbook: Runbook, step: Step, attempt_key: str) -> dict[str, Any]:
@@ -169,6 +173,7 @@ class Progress:
         self.active = [app.name for app in runbook.applications]
         self.rolled_back: dict[str, str] = {}
         self.rollbacks: list[dict[str, Any]] = []
+        self.ended: set[str] = set()  # submitted steps known to have ended (placed steps wait for them)
 
     def attempt_of(self, step: Step) -> str:
         if step.application is not None:
@@ -200,10 +205,10 @@ class Progress:
         """Submit ``due`` (in plan order), each once it may be handed out."""
         while due:
             held = {step.id for step in due}
-            ended: dict[str, bool] = {}  # asked once per pass
+            self._learn_ended(due, held)
             later = []
             for step in due:
-                if self._can_hand_out(step, held, ended):
+                if self._can_hand_out(step, held):
                     self._hand_out(step)
                     held.discard(step.id)
                 else:
@@ -219,16 +224,40 @@ class Progress:
             return False
         return step.application is not None or bool(self.held(step))  # not a gate of rolled-back applications only
 
-    def _can_hand_out(self, step: Step, held: set[str], ended: dict[str, bool]) -> bool:
-        upstream = [*step.depends_on, *step.reads]
+    def _waiting_on(self, step: Step) -> list[str]:
+        return [*step.depends_on, *step.reads]
+
+    def _learn_ended(self, due: list[Step], held: set[str]) -> None:
+        """Find out which of the steps the placed ``due`` steps wait for have ended since the
+        last pass: the site steps' states in one request per 200 (a read per step, every
+        pass, would keep the server busy with hundreds of waiting steps)."""
+        asked = {
+            sid
+            for step in due
+            if site_of(self.runbook, step) is not None
+            for sid in self._waiting_on(step)
+            if sid not in held and sid not in self.ended and self.going(sid)
+        }
+        remote = {sid: f for sid in asked if isinstance(f := self.futures[sid], PrefectDistributedFuture)}
+        self.ended.update(sid for sid in asked - set(remote) if self.futures[sid].state.is_final())
+        ids = [future.task_run_id for future in remote.values()]
+        if not ids:
+            return
+        final: set[UUID] = set()
+        with get_client(sync_client=True) as client:
+            for at in range(0, len(ids), API_PAGE):
+                page = ids[at : at + API_PAGE]
+                runs = client.read_task_runs(task_run_filter=TaskRunFilter(id=TaskRunFilterId(any_=page)), limit=len(page))
+                final.update(run.id for run in runs if run.state is not None and run.state.is_final())
+        self.ended.update(sid for sid, future in remote.items() if future.task_run_id in final)
+
+    def _can_hand_out(self, step: Step, held: set[str]) -> bool:
+        upstream = self._waiting_on(step)
         if any(sid in held for sid in upstream):
             return False
         if site_of(self.runbook, step) is None:
             return True
-        for sid in upstream:
-            if self.going(sid) and sid not in ended:
-                ended[sid] = self.futures[sid].state.is_final()
-        return all(ended.get(sid, True) for sid in upstream)
+        return all(sid in self.ended for sid in upstream if self.going(sid))
 
     def _hand_out(self, step: Step) -> None:
         self.futures[step.id] = submit_step(
