@@ -30,10 +30,16 @@ class StepRun:
         return "gate" if parts[0] == "gate" else (parts[1] if len(parts) > 1 else parts[0])
 
 
+@dataclass(frozen=True)
+class Stack:
+    api_url: str
+    pids: dict[str, int]  # the server's and the worker's (its flow runs are its children)
+
+
 @contextmanager
-def prefect_stack(info: SandboxInfo) -> Iterator[str]:
+def prefect_stack(info: SandboxInfo) -> Iterator[Stack]:
     """A Prefect server (home ``DIR/prefect-bench``), the deployments and a worker, for
-    the ``with`` block; yields the API URL. Everything started is stopped after."""
+    the ``with`` block. Everything started is stopped after."""
     from cutover.orchestration.deployments import apply_deployments
     from cutover.orchestration.server import start_server, stop_server
     from cutover.orchestration.worker import start_worker, stop_worker
@@ -42,8 +48,8 @@ def prefect_stack(info: SandboxInfo) -> Iterator[str]:
     try:
         server = start_server(home)
         apply_deployments(server.api_url, project_dir=PROJECT, home=server.home)
-        start_worker(server.home, server.api_url, env=info.environment(), project_dir=PROJECT)
-        yield server.api_url
+        worker = start_worker(server.home, server.api_url, env=info.environment(), project_dir=PROJECT)
+        yield Stack(server.api_url, {"prefect server": server.pid, "worker and flow run": worker.pid})
     finally:
         stop_worker(home)
         stop_server(home)

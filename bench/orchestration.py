@@ -8,7 +8,9 @@ approved at once, as ``cutover run`` does. Per step, from the task runs:
 
 - *hand-over*: from the end of the last step it waits for to its own start (scheduling,
   slot and state round trips);
-- *duration*: its own start to end (the task wrapper, events, logs and the few ms of work).
+- *duration*: its own start to end (the task wrapper, events, logs and the few ms of work);
+- *CPU per step*: the CPU the Prefect server and the worker (with its flow run) used in a
+  run, over its steps: where the time goes when hand-overs are slow.
 
 The figure quoted is the median and p95 of each, over all steps of all runs.
 
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cpu
 import flow_runs
 import measure
 import sandbox_tools
@@ -65,6 +68,7 @@ def main() -> None:
     handovers: list[float] = []
     durations: list[float] = []
     by_kind: dict[str, list[float]] = {}  # hand-overs by the kind of step that waited
+    cpu_s: dict[str, list[float]] = {}  # CPU seconds per run, by process
     with tempfile.TemporaryDirectory(dir=info.dir) as tmp:
         path = Path(tmp) / "orchestration-bench.yaml"
         path.write_text(synthetic_runbook(args.apps))
@@ -72,10 +76,14 @@ def main() -> None:
 
         os.environ.update(info.environment())
         plan = build_plan(load_runbook(path))
-        with flow_runs.prefect_stack(info) as api_url:
+        with flow_runs.prefect_stack(info) as stack:
+            api_url = stack.api_url
 
             def run() -> dict[str, Any]:
-                run_id = flow_runs.run_cutover(api_url, str(path))
+                with cpu.CpuWatch(stack.pids) as watch:
+                    run_id = flow_runs.run_cutover(api_url, str(path))
+                for name, seconds in watch.used().items():
+                    cpu_s.setdefault(name, []).append(seconds)
                 # Task states reach the API as events, a little after the flow run ended.
                 deadline = time.monotonic() + 60
                 while True:
@@ -119,6 +127,9 @@ def main() -> None:
         kind: {"n": len(v), "median": round(statistics.median(v) * 1000, 1), "p95": round(percentile(v, 0.95) * 1000, 1)}
         for kind, v in sorted(by_kind.items())
     }
+    figures["cpu_ms_per_step"] = {
+        name: round(statistics.median(seconds) / len(plan.steps) * 1000, 1) for name, seconds in cpu_s.items()
+    }
     per_step = series[next(iter(series))].median / len(plan.steps) * 1000
     print(f"\nper step over {len(handovers)} hand-overs and {len(durations)} steps of {args.runs} runs:")
     print(f"  hand-over  median {figures['handover_ms']['median']:8.1f} ms   p95 {figures['handover_ms']['p95']:8.1f} ms")
@@ -126,6 +137,8 @@ def main() -> None:
     print(f"  whole run / steps: {per_step:.1f} ms per step (median run)")
     for kind, f in figures["handover_ms_by_kind"].items():
         print(f"  hand-over to {kind:<14} n={f['n']:<4} median {f['median']:8.1f} ms   p95 {f['p95']:8.1f} ms")
+    for name, ms in figures["cpu_ms_per_step"].items():
+        print(f"  CPU of the {name}: {ms:.1f} ms per step (median run)")
     measure.report("orchestration", series, [], notes={**figures, "apps": args.apps, "run_ms_per_step": round(per_step, 1)})
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import sys
@@ -30,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cpu
 import psycopg
 import sandbox_tools
 import topology
@@ -90,65 +90,6 @@ def estate_runbook(apps: int, placement: bool, seed: int = 16) -> str:
     if placement:
         out.append("\nplacement: {}\n")
     return "".join(out)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` and its reaped children (clock ticks to seconds)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / ticks
-
-
-def process_tree(pid: int) -> set[int]:
-    found = {pid}
-    for child in Path("/proc").iterdir():
-        if child.name.isdigit():
-            try:
-                ppid = int((child / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                found |= process_tree(int(child.name))
-    return found
-
-
-class CpuWatch:
-    """CPU seconds per named process tree, sampled while the run goes (children that exit
-    are counted in their parent's cumulative figures)."""
-
-    def __init__(self, roots: dict[str, int]) -> None:
-        self.roots = roots
-        self.peak: dict[str, dict[int, float]] = {name: {} for name in roots}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _sample(self) -> None:
-        for name, root in self.roots.items():
-            for pid in process_tree(root):
-                self.peak[name][pid] = max(self.peak[name].get(pid, 0.0), cpu_seconds(pid))
-
-    def _loop(self) -> None:
-        while not self._stop.wait(2):
-            self._sample()
-
-    def __enter__(self) -> CpuWatch:
-        self._sample()
-        self.start = {name: dict(p) for name, p in self.peak.items()}
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._sample()
-
-    def used(self) -> dict[str, float]:
-        return {
-            name: round(sum(v - self.start[name].get(pid, 0.0) for pid, v in pids.items()), 1) for name, pids in self.peak.items()
-        }
 
 
 class ApiProbe:
@@ -249,6 +190,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=200, help="rows in each application's database")
     parser.add_argument("--embedded", action="store_true", help="the embedded default instead of the production topology")
     parser.add_argument("--timeout", type=float, default=5400)
+    parser.add_argument("--step-limit", type=int, default=None, help="steps each step worker runs at once (default: its own)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -278,7 +220,7 @@ def main() -> int:
     figures["plan_s"] = round(time.perf_counter() - t, 3)
 
     def run(api_url: str, roots: dict[str, int]) -> None:
-        with CpuWatch(roots) as cpu, ApiProbe(api_url) as probe:
+        with cpu.CpuWatch(roots) as watch, ApiProbe(api_url) as probe:
             started = time.monotonic()
             run_id = start_run(api_url, topology.DEPLOYMENT, {"runbook": str(runbook), "outside_window": True})
             state = wait_final(api_url, run_id, args.timeout)
@@ -286,7 +228,7 @@ def main() -> int:
         figures["flow_run_id"] = run_id
         figures["state"] = state.name
         figures["message"] = (state.message or "")[:300]
-        figures["cpu_s"] = cpu.used()
+        figures["cpu_s"] = watch.used()
         figures["api"] = probe.figures()
         time.sleep(3)
         figures.update(step_figures(api_url, run_id, plan))
@@ -316,7 +258,7 @@ def main() -> int:
                 stop_worker(home)
                 stop_server(home)
         else:
-            with topology.production_topology(info, root, runbook, figures) as top:
+            with topology.production_topology(info, root, runbook, figures, step_limit=args.step_limit) as top:
                 from cutover.orchestration.server import running_server
                 from cutover.orchestration.worker import running_worker
 

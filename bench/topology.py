@@ -49,6 +49,7 @@ class Topology:
     storage: Path
     workers: dict[str, int] = field(default_factory=dict)  # site -> pid of its step worker
     env: dict[str, dict[str, str]] = field(default_factory=dict)  # site -> its environment
+    step_limit: int | None = None  # steps a step worker runs at once (None: its default)
 
 
 def read_topology() -> dict[str, Any]:
@@ -136,7 +137,7 @@ def start_step_worker(top: Topology, site: str, env: dict[str, str]) -> int:
     # the result storage the flow run uses too (its settings travel with each step, but the
     # worker reads a step's parameters with its own)
     full = {**env, "PREFECT_LOCAL_STORAGE_PATH": str(top.storage)}
-    worker = start(top.home.parent, top.api_url, site, full, PROJECT, runbook=top.runbook)
+    worker = start(top.home.parent, top.api_url, site, full, PROJECT, runbook=top.runbook, limit=top.step_limit)
     top.workers[site] = worker.pid
     top.env[site] = full
     return worker.pid
@@ -190,7 +191,9 @@ def secrets_separated(top: Topology, config: dict[str, Any], sandbox_env: dict[s
 
 
 @contextmanager
-def production_topology(info: Any, root: Path, runbook: Path, figures: dict[str, Any]) -> Iterator[Topology]:
+def production_topology(
+    info: Any, root: Path, runbook: Path, figures: dict[str, Any], step_limit: int | None = None
+) -> Iterator[Topology]:
     """The server on the ``prefect`` cluster, the deployments, the control worker (every
     secret: the preflight) and a step worker per site (its own secrets only), for the
     ``with`` block; everything started is stopped after."""
@@ -204,7 +207,7 @@ def production_topology(info: Any, root: Path, runbook: Path, figures: dict[str,
     started = time.monotonic()
     with prefect_cluster(info, root) as database_url:
         home = root / "prefect"
-        top = Topology(api_url="", home=home, runbook=runbook, storage=home / "storage")
+        top = Topology(api_url="", home=home, runbook=runbook, storage=home / "storage", step_limit=step_limit)
         try:
             server = start_server(home, database_url=database_url)
             top.api_url = server.api_url

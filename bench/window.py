@@ -133,7 +133,7 @@ def main() -> None:
     commands: dict[str, measure.Timed] = {}
     with contextlib.ExitStack() as stack:
         if "flow" in wanted:
-            api_url = stack.enter_context(flow_runs.prefect_stack(info))
+            api_url = stack.enter_context(flow_runs.prefect_stack(info)).api_url
 
             def flow() -> dict[str, Any]:
                 run_id = flow_runs.run_cutover(api_url, RUNBOOK)

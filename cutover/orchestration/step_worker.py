@@ -48,11 +48,12 @@ def start_step_worker(
     project_dir: str | Path,
     runbook: str | Path | None = None,
     timeout_s: float = START_TIMEOUT_S,
+    limit: int | None = None,
 ) -> StepWorker:
     """Start the step worker of ``site`` against ``api_url`` with ``env`` (and the few
     variables any process needs) and return it once the server lists it as subscribed.
     Its Prefect home and work directory are ``<home>/step-worker-<site>/`` unless ``env``
-    names them."""
+    names them; ``limit``: the steps it runs at once (``cutover step-worker --limit``)."""
     home = Path(home).absolute()
     own = home / f"step-worker-{site}"
     (own / "prefect").mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -70,6 +71,8 @@ def start_step_worker(
     argv = [sys.executable, "-m", "cutover", "step-worker", "--site", site]
     if runbook is not None:
         argv += ["--runbook", str(runbook)]
+    if limit is not None:
+        argv += ["--limit", str(limit)]
     marker = _marker(home, site)
     log_file = home / f"step-worker-{site}.log"
     pid = owned_process.start(argv, full, marker, log_file, cwd=Path(project_dir))
