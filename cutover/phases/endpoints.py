@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import ssl
 from typing import Literal
 
@@ -63,18 +65,34 @@ def ssh(runbook: Runbook, site_name: str) -> SshTarget:
 
 def tls_verify(runbook: Runbook, what: str) -> ssl.SSLContext | bool:
     """How an HTTPS request of the run checks the server (httpx's ``verify``): against the
-    runbook's pinned CA bundle (``tls.ca_bundle``), else the system's trust store; not at
-    all only when the runbook says ``tls.insecure_skip_verify``, which is logged as a
-    warning naming ``what`` every time. A bundle that cannot be read is a permanent error."""
+    runbook's pinned CA bundle (``tls.ca_bundle``), else httpx's default trust (certifi's
+    bundle, or ``SSL_CERT_FILE``/``SSL_CERT_DIR``); not at all only when the runbook says
+    ``tls.insecure_skip_verify``, which is logged as a warning naming ``what`` every time. A
+    bundle that cannot be read is a permanent error."""
     if runbook.tls.insecure_skip_verify:
         log.warning("tls_verification_off", what=what, setting="tls.insecure_skip_verify")
         return False
-    if runbook.tls.ca_bundle is None:
-        return True
+    bundle = runbook.tls.ca_bundle
     try:
-        return ssl.create_default_context(cafile=runbook.tls.ca_bundle)
+        if bundle is None:
+            return _trust(None, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        seen = os.stat(bundle)
+        return _trust(bundle, str(seen.st_mtime_ns), str(seen.st_size))
     except (OSError, ssl.SSLError) as exc:
-        raise PermanentStepError(f"tls.ca_bundle {runbook.tls.ca_bundle}: cannot be read as PEM certificates: {exc}") from None
+        raise PermanentStepError(f"tls.ca_bundle {bundle}: cannot be read as PEM certificates: {exc}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _trust(bundle: str | None, *version: str | None) -> ssl.SSLContext:
+    # One context per trust source and process, shared by every request (an SSLContext is
+    # safe to share between threads): loading certifi's bundle costs about 20 ms of CPU,
+    # which every HTTP check paid when each made its own. ``version`` (the bundle file's
+    # mtime and size, or the SSL_CERT_* variables) makes a changed source load again.
+    if bundle is None:
+        import httpx
+
+        return httpx.create_ssl_context()
+    return ssl.create_default_context(cafile=bundle)
 
 
 def dns_provider(runbook: Runbook) -> PowerDnsProvider:

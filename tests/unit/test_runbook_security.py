@@ -86,7 +86,11 @@ def test_turning_tls_checks_off_is_explicit_and_cannot_be_combined_with_a_pinned
 def test_tls_verification_is_on_by_default_pinned_by_a_bundle_and_off_only_with_a_warning(tmp_path, monkeypatch) -> None:
     from structlog.testing import capture_logs
 
-    assert endpoints.tls_verify(parse_runbook(MINIMAL, "rb.yaml", {}), "x") is True
+    default = endpoints.tls_verify(parse_runbook(MINIMAL, "rb.yaml", {}), "x")
+    assert isinstance(default, ssl.SSLContext)
+    assert default.verify_mode == ssl.CERT_REQUIRED and default.check_hostname
+    assert default.get_ca_certs(), "the default trust has CA certificates loaded"
+    assert endpoints.tls_verify(parse_runbook(MINIMAL, "rb.yaml", {}), "y") is default, "loaded once per process"
     bundle = tmp_path / "ca.pem"
     bundle.write_text("not a certificate\n")
     pinned = parse_runbook(MINIMAL.replace("applications:\n", f"tls: {{ca_bundle: {bundle}}}\napplications:\n", 1), "rb.yaml", {})
@@ -95,7 +99,12 @@ def test_tls_verification_is_on_by_default_pinned_by_a_bundle_and_off_only_with_
     import certifi
 
     bundle.write_text(Path(certifi.where()).read_text())
-    assert isinstance(endpoints.tls_verify(pinned, "x"), ssl.SSLContext)
+    context = endpoints.tls_verify(pinned, "x")
+    assert isinstance(context, ssl.SSLContext) and context is not default
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    bundle.write_text("not a certificate either, a changed bundle is read again\n")
+    with pytest.raises(PermanentStepError, match=r"tls\.ca_bundle"):
+        endpoints.tls_verify(pinned, "x")
     off = parse_runbook(
         MINIMAL.replace("applications:\n", "tls: {insecure_skip_verify: true}\napplications:\n", 1), "rb.yaml", {}
     )
