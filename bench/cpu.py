@@ -38,15 +38,25 @@ class CpuWatch:
     are counted in their parent's cumulative figures)."""
 
     def __init__(self, roots: dict[str, int]) -> None:
-        self.roots = roots
+        self.roots = dict(roots)
         self.peak: dict[str, dict[int, float]] = {name: {} for name in roots}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
+    def follow(self, name: str, pid: int) -> None:
+        """Account one more process tree from now on: one started inside the ``with`` block."""
+        with self._lock:
+            self.roots[name] = pid
+            self.peak[name] = {}
+            self.start[name] = {}
+        self._sample()
+
     def _sample(self) -> None:
-        for name, root in self.roots.items():
-            for pid in process_tree(root):
-                self.peak[name][pid] = max(self.peak[name].get(pid, 0.0), cpu_seconds(pid))
+        with self._lock:
+            for name, root in self.roots.items():
+                for pid in process_tree(root):
+                    self.peak[name][pid] = max(self.peak[name].get(pid, 0.0), cpu_seconds(pid))
 
     def _loop(self) -> None:
         while not self._stop.wait(2):

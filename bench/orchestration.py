@@ -12,6 +12,11 @@ approved at once, as ``cutover run`` does. Per step, from the task runs:
 - *CPU per step*: the CPU the Prefect server and the worker (with its flow run) used in a
   run, over its steps: where the time goes when hand-overs are slow.
 
+Interleaved with it, the same figures of Prefect alone (``prefect_floor.py``): a plain
+flow with one task run per step of the same plan, the same dependencies, each an HTTP GET
+of the same page, results persisted, through the same server. What a bare task run costs
+there is the floor under any step that is one.
+
 The figure quoted is the median and p95 of each, over all steps of all runs.
 
     .venv/bin/cutover sandbox up --dir .sandbox-bench
@@ -21,7 +26,10 @@ The figure quoted is the median and p95 of each, over all steps of all runs.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,16 +40,19 @@ import flow_runs
 import measure
 import sandbox_tools
 
+from cutover.orchestration.worker import worker_environment
 from cutover.plan import build_plan
 from cutover.runbook import load_runbook
 from cutover.sandbox.reset import reset
+
+HEALTH_PORT, HEALTH_PORT_DEFAULT = "CUTOVER_APP_BURGERZAKEN_PORT", "18081"
 
 
 def synthetic_runbook(apps: int) -> str:
     """The demo runbook's sites, DNS and gate, with ``apps`` small applications."""
     demo = (flow_runs.PROJECT / "runbooks" / "demo.yaml").read_text()
     head = demo[: demo.index("\napplications:\n") + 1].replace("cutover: gemeente-werkendam", "cutover: orchestration-bench")
-    url = "http://127.0.0.2:${CUTOVER_APP_BURGERZAKEN_PORT:-18081}/health"
+    url = f"http://127.0.0.2:${{{HEALTH_PORT}:-{HEALTH_PORT_DEFAULT}}}/health"
     body = "".join(
         f"  - name: app{i:03d}\n"
         f'    freeze:\n      - http: {{url: "{url}", expect_status: 200}}\n'
@@ -65,10 +76,11 @@ def main() -> None:
     args = parser.parse_args()
     measure.quiet_logs()
     info = sandbox_tools.load(args.dir)
-    handovers: list[float] = []
-    durations: list[float] = []
-    by_kind: dict[str, list[float]] = {}  # hand-overs by the kind of step that waited
-    cpu_s: dict[str, list[float]] = {}  # CPU seconds per run, by process
+    cutover_cmd, floor_cmd = f"cutover run, {args.apps} apps", "Prefect alone, same steps"
+    handovers: dict[str, list[float]] = {cutover_cmd: [], floor_cmd: []}
+    durations: dict[str, list[float]] = {cutover_cmd: [], floor_cmd: []}
+    by_kind: dict[str, list[float]] = {}  # hand-overs by the kind of step that waited (Cutover's)
+    cpu_s: dict[str, dict[str, list[float]]] = {cutover_cmd: {}, floor_cmd: {}}  # CPU s per run, by process
     with tempfile.TemporaryDirectory(dir=info.dir) as tmp:
         path = Path(tmp) / "orchestration-bench.yaml"
         path.write_text(synthetic_runbook(args.apps))
@@ -79,11 +91,13 @@ def main() -> None:
         with flow_runs.prefect_stack(info) as stack:
             api_url = stack.api_url
 
-            def run() -> dict[str, Any]:
-                with cpu.CpuWatch(stack.pids) as watch:
-                    run_id = flow_runs.run_cutover(api_url, str(path))
-                for name, seconds in watch.used().items():
-                    cpu_s.setdefault(name, []).append(seconds)
+            graph = {step_id: list(planned.depends_on) for step_id, planned in plan.steps.items()}
+            graph_file = Path(tmp) / "graph.json"
+            graph_file.write_text(json.dumps(graph))
+            url = f"http://127.0.0.2:{info.environment().get(HEALTH_PORT, HEALTH_PORT_DEFAULT)}/health"
+            floor_env = worker_environment(api_url, Path(info.dir).absolute() / "prefect-bench", {}, flow_runs.PROJECT)
+
+            def timings(command: str, run_id: str) -> dict[str, Any]:
                 # Task states reach the API as events, a little after the flow run ended.
                 deadline = time.monotonic() + 60
                 while True:
@@ -100,46 +114,75 @@ def main() -> None:
                     mine_d.append(ran.end - ran.start)
                     if planned.depends_on:
                         mine_h.append(ran.start - max(steps[d].end for d in planned.depends_on))
-                        by_kind.setdefault(ran.kind, []).append(mine_h[-1])
-                handovers.extend(mine_h)
-                durations.extend(mine_d)
+                        if command == cutover_cmd:
+                            by_kind.setdefault(ran.kind, []).append(mine_h[-1])
+                handovers[command].extend(mine_h)
+                durations[command].extend(mine_d)
                 return {
                     "steps": len(plan.steps),
                     "handover_median_ms": round(statistics.median(mine_h) * 1000, 1),
                     "duration_median_ms": round(statistics.median(mine_d) * 1000, 1),
                 }
 
+            def account(command: str, watch: cpu.CpuWatch) -> None:
+                for name, seconds in watch.used().items():
+                    cpu_s[command].setdefault(name, []).append(seconds)
+
+            def run_cutover() -> dict[str, Any]:
+                with cpu.CpuWatch(stack.pids) as watch:
+                    run_id = flow_runs.run_cutover(api_url, str(path))
+                account(cutover_cmd, watch)
+                return timings(cutover_cmd, run_id)
+
+            def run_floor() -> dict[str, Any]:
+                console = Path(tmp) / "prefect-floor.log"  # its flow run's log lines, for a failure
+                with cpu.CpuWatch({"prefect server": stack.pids["prefect server"]}) as watch, console.open("w") as err:
+                    flow = subprocess.Popen(
+                        [sys.executable, str(Path(__file__).with_name("prefect_floor.py")), str(graph_file), url],
+                        env=floor_env,
+                        stdout=subprocess.PIPE,
+                        stderr=err,
+                        text=True,
+                    )
+                    watch.follow("the flow run", flow.pid)
+                    out, _ = flow.communicate()
+                if flow.returncode != 0:
+                    raise RuntimeError(f"the plain Prefect flow exited {flow.returncode}: {console.read_text()[-2000:]}")
+                account(floor_cmd, watch)
+                return timings(floor_cmd, out.strip().splitlines()[-1])
+
             series = measure.interleave(
-                {f"cutover run, {args.apps} apps": run}, runs=args.runs, prepare=lambda _name: reset(info), max_load=args.max_load
+                {cutover_cmd: run_cutover, floor_cmd: run_floor},
+                runs=args.runs,
+                prepare=lambda _name: reset(info),
+                max_load=args.max_load,
             )
-    figures = {
-        "steps_per_run": len(plan.steps),
-        "handover_ms": {
-            "median": round(statistics.median(handovers) * 1000, 1),
-            "p95": round(percentile(handovers, 0.95) * 1000, 1),
-        },
-        "duration_ms": {
-            "median": round(statistics.median(durations) * 1000, 1),
-            "p95": round(percentile(durations, 0.95) * 1000, 1),
-        },
-    }
+    steps = len(plan.steps)
+    figures: dict[str, Any] = {"steps_per_run": steps}
+    print(f"\nper step, over every step of {args.runs} runs each:")
+    for command in (cutover_cmd, floor_cmd):
+        h, d = handovers[command], durations[command]
+        mine = figures[command] = {
+            "handover_ms": {"median": round(statistics.median(h) * 1000, 1), "p95": round(percentile(h, 0.95) * 1000, 1)},
+            "duration_ms": {"median": round(statistics.median(d) * 1000, 1), "p95": round(percentile(d, 0.95) * 1000, 1)},
+            "run_ms_per_step": round(series[command].median / steps * 1000, 1),
+            "cpu_ms_per_step": {
+                name: round(statistics.median(seconds) / steps * 1000, 1) for name, seconds in cpu_s[command].items()
+            },
+        }
+        print(f"  {command}:")
+        print(f"    hand-over  median {mine['handover_ms']['median']:8.1f} ms   p95 {mine['handover_ms']['p95']:8.1f} ms")
+        print(f"    duration   median {mine['duration_ms']['median']:8.1f} ms   p95 {mine['duration_ms']['p95']:8.1f} ms")
+        print(f"    whole run / steps: {mine['run_ms_per_step']:.1f} ms per step (median run)")
+        for name, ms in mine["cpu_ms_per_step"].items():
+            print(f"    CPU of {name}: {ms:.1f} ms per step (median run)")
     figures["handover_ms_by_kind"] = {
         kind: {"n": len(v), "median": round(statistics.median(v) * 1000, 1), "p95": round(percentile(v, 0.95) * 1000, 1)}
         for kind, v in sorted(by_kind.items())
     }
-    figures["cpu_ms_per_step"] = {
-        name: round(statistics.median(seconds) / len(plan.steps) * 1000, 1) for name, seconds in cpu_s.items()
-    }
-    per_step = series[next(iter(series))].median / len(plan.steps) * 1000
-    print(f"\nper step over {len(handovers)} hand-overs and {len(durations)} steps of {args.runs} runs:")
-    print(f"  hand-over  median {figures['handover_ms']['median']:8.1f} ms   p95 {figures['handover_ms']['p95']:8.1f} ms")
-    print(f"  duration   median {figures['duration_ms']['median']:8.1f} ms   p95 {figures['duration_ms']['p95']:8.1f} ms")
-    print(f"  whole run / steps: {per_step:.1f} ms per step (median run)")
     for kind, f in figures["handover_ms_by_kind"].items():
-        print(f"  hand-over to {kind:<14} n={f['n']:<4} median {f['median']:8.1f} ms   p95 {f['p95']:8.1f} ms")
-    for name, ms in figures["cpu_ms_per_step"].items():
-        print(f"  CPU of the {name}: {ms:.1f} ms per step (median run)")
-    measure.report("orchestration", series, [], notes={**figures, "apps": args.apps, "run_ms_per_step": round(per_step, 1)})
+        print(f"  {cutover_cmd}, hand-over to {kind:<14} n={f['n']:<4} median {f['median']:8.1f} ms   p95 {f['p95']:8.1f} ms")
+    measure.report("orchestration", series, [(cutover_cmd, floor_cmd)], notes={**figures, "apps": args.apps})
 
 
 if __name__ == "__main__":
