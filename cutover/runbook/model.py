@@ -494,8 +494,9 @@ class Runbook(Model):
     placement: Placement | None = Field(
         None,
         description="run each step on the worker of the site its data is at (absent: every step runs in the flow run's "
-        "process, on the one worker); `placement: {}` takes the defaults. EXPERIMENTAL: five applications complete, "
-        "a 300-application estate stalled with steps left Scheduled (docs/benchmarks.md, 'Past one machine')",
+        "process, on the one worker); `placement: {}` takes the defaults. Needs a step worker per site and result "
+        "storage every machine reaches (docs/topology.md); measured up to 300 applications (docs/benchmarks.md, "
+        "'Past one machine')",
     )
     teams: dict[Name, list[PersonName]] = Field(
         {}, description="named groups of people, for gate approvers: {migration-leads: [Anna de Vries, Joost Bakker]}"
