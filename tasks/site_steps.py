@@ -40,7 +40,7 @@ from uuid import UUID
 
 import structlog
 from prefect import Task, flow
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.client.schemas.filters import (
     TaskRunFilter,
@@ -218,7 +218,7 @@ def runner_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-async def _record_runner(client: Any, task_run_id: UUID) -> None:
+async def _record_runner(client: PrefectClient, task_run_id: UUID) -> None:
     name = f"{RUNNER_PREFIX}{task_run_id}"
     try:
         await client.create_variable(VariableCreate(name=name, value=runner_id()))
@@ -226,7 +226,7 @@ async def _record_runner(client: Any, task_run_id: UUID) -> None:
         await client.update_variable(VariableUpdate(name=name, value=runner_id()))
 
 
-async def _forget_runner(client: Any, task_run_id: UUID) -> None:
+async def _forget_runner(client: PrefectClient, task_run_id: UUID) -> None:
     try:
         await client.delete_variable_by_name(f"{RUNNER_PREFIX}{task_run_id}")
     except ObjectNotFound:

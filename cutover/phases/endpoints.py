@@ -73,9 +73,14 @@ def tls_verify(runbook: Runbook, what: str) -> ssl.SSLContext | bool:
         log.warning("tls_verification_off", what=what, setting="tls.insecure_skip_verify")
         return False
     bundle = runbook.tls.ca_bundle
+    if bundle is None:
+        variables = {name: os.environ.get(name) for name in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+        try:
+            return _trust(None, *variables.values())
+        except (OSError, ssl.SSLError) as exc:
+            named = ", ".join(f"{name}={value}" for name, value in variables.items() if value) or "certifi's bundle"
+            raise PermanentStepError(f"the default CA trust ({named}) cannot be loaded: {exc}") from None
     try:
-        if bundle is None:
-            return _trust(None, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
         seen = os.stat(bundle)
         return _trust(bundle, str(seen.st_mtime_ns), str(seen.st_size))
     except (OSError, ssl.SSLError) as exc:
@@ -85,7 +90,7 @@ def tls_verify(runbook: Runbook, what: str) -> ssl.SSLContext | bool:
 @functools.lru_cache(maxsize=8)
 def _trust(bundle: str | None, *version: str | None) -> ssl.SSLContext:
     # One context per trust source and process, shared by every request (an SSLContext is
-    # safe to share between threads): loading certifi's bundle costs about 20 ms of CPU,
+    # safe to share between threads): making one with certifi's bundle costs about 36 ms of CPU,
     # which every HTTP check paid when each made its own. ``version`` (the bundle file's
     # mtime and size, or the SSL_CERT_* variables) makes a changed source load again.
     if bundle is None:

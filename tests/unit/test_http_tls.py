@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import http.server
 import ipaddress
+import re
 import ssl
 import threading
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cutover.errors import TransientStepError
+from cutover.errors import PermanentStepError, TransientStepError
 from cutover.phases import endpoints
 from cutover.phases.actions import http_request
 from cutover.runbook import parse_runbook
@@ -116,3 +117,13 @@ def test_the_one_context_per_trust_source_serves_concurrent_checks(https_server)
             )
         )
     assert [o.status for o in outcomes] == [200] * 24
+
+
+def test_a_default_trust_that_cannot_be_loaded_names_the_variable(tmp_path, monkeypatch) -> None:
+    broken = tmp_path / "broken.pem"
+    broken.write_text("not a certificate\n")
+    monkeypatch.setenv("SSL_CERT_FILE", str(broken))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    expected = re.escape(f"the default CA trust (SSL_CERT_FILE={broken}) cannot be loaded: ")
+    with pytest.raises(PermanentStepError, match=expected):
+        endpoints.tls_verify(_runbook(), "x")
