@@ -168,9 +168,14 @@ class StreamResult(StepResult):
     sha256_received: str | None = None  # as the target host counted what it received
     roles_needed: list[str] | None = None
     roles_created: list[str] | None = None
+    # "copy": the rows went table by table (cutover.postgres.table_copy); bytes is the copied
+    # tables' size on the source, there is no byte stream to hash (the verify step proves it)
+    method: str = "stream"
+    tables: int | None = None
+    tables_resumed: int | None = None  # finished by an earlier attempt, not copied again
 
     def figures(self) -> dict[str, Any]:
-        return {k: v for k, v in (("bytes", self.bytes), ("sha256", self.sha256)) if v is not None}
+        return {k: v for k, v in (("bytes", self.bytes), ("sha256", self.sha256), ("tables", self.tables)) if v is not None}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Moving one database: freeze, export, transfer, import (or stream), verify, source check.
+"""Moving one database: freeze, export, transfer, import (or stream, or copy table by
+table), verify, source check.
 
 Each function is idempotent on its own: it looks at the world first. A database created
 on the target carries a comment ``cutover:<run key>`` while it is being filled and
@@ -17,7 +18,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ import structlog
 
 from cutover.errors import PermanentStepError, StepError, TransientStepError
 from cutover.phases import endpoints, workspace
-from cutover.postgres import dump, fingerprint, freeze, roles
+from cutover.postgres import dump, fingerprint, freeze, roles, table_copy
 from cutover.postgres.endpoint import PgEndpoint, connect, lost_server
 from cutover.postgres.passfile import client_environment, remote_passfile
 from cutover.results import (
@@ -82,6 +83,11 @@ class Move:
         assert ssh is not None
         base = workspace.remote_run_dir(ssh.work_dir, self.runbook.cutover, self.attempt_key)
         return f"{base}/{self.app.name}.{self.db.name}.dump"
+
+    def copy_journal(self) -> table_copy.CopyJournal:
+        """What the copy method finished in this attempt (kept for a retry to resume)."""
+        run = workspace.run_dir(self.runbook.cutover, self.attempt_key)
+        return table_copy.CopyJournal(run / f"{self.app.name}.{self.db.name}.copy.json")
 
     def marker(self, finished: bool = False) -> str:
         return f"{dump.MARKER_PREFIX}{self.attempt_key}" + (":imported" if finished else "")
@@ -297,6 +303,78 @@ def stream_database(move: Move, progress: Callable[[int], None] | None = None) -
     )
 
 
+# --- copy method ---------------------------------------------------------------------
+
+
+def copy_tables(move: Move, progress: Callable[[int], None] | None = None) -> StreamResult:
+    """The rows table by table with ``COPY``, ``jobs`` tables at a time, through an SSH
+    tunnel to the target cluster (:mod:`cutover.postgres.table_copy`). A retry of the same
+    attempt resumes: the tables an earlier try finished stay, unless its index builds had
+    begun (then the database starts over). ``progress(bytes)`` gets the copied tables'
+    source size."""
+    from cutover.ssh import tunnel
+
+    if _already_imported(move):
+        return StreamResult(database=move.key, skipped=True, method="copy")
+    journal = move.copy_journal()
+    with connect(move.target(), "postgres", autocommit=True) as admin:
+        ours = dump.database_comment(admin, move.db.target) == move.marker()
+    resume = ours and journal.resumable
+    if not resume:
+        journal.reset()
+    else:
+        log.info("table_copy_resumed", database=move.key, finished=journal.state.get("done", []))
+    needed, created = _prepare_target(move, keep_partial=resume)
+    target = move.target()
+    archive = workspace.run_dir(move.runbook.cutover, move.attempt_key) / f"{move.app.name}.{move.db.name}.schema.dump"
+    start = time.perf_counter()
+    try:
+        with tunnel.forward(
+            move.target_host(), tunnel.remote_address(target.host, target.port), hello=tunnel.POSTGRES_HELLO
+        ) as forward:
+            # libpq connects to the tunnel and checks TLS against the cluster's own name; a
+            # socket directory has no name (and had no TLS): then plainly the tunnel
+            through = (
+                replace(target, host="127.0.0.1", port=forward.port)
+                if target.host.startswith("/")
+                else replace(target, hostaddr="127.0.0.1", port=forward.port)
+            )
+            outcome = table_copy.copy_database(
+                move.source(),
+                move.db.name,
+                through,
+                move.db.target,
+                jobs=move.db.jobs,
+                archive=archive,
+                journal=journal,
+                timeout_s=move.runbook.defaults.timeout_s,
+                progress=progress,
+            )
+    finally:
+        archive.unlink(missing_ok=True)  # dumped again by every attempt: never left at rest
+    _mark_imported(move)
+    journal.reset()
+    duration = round(time.perf_counter() - start, 2)
+    log.info(
+        "database_copied",
+        database=move.key,
+        tables=outcome.tables,
+        resumed=outcome.tables - outcome.tables_copied,
+        bytes=outcome.bytes,
+        duration_s=duration,
+    )
+    return StreamResult(
+        database=move.key,
+        bytes=outcome.bytes,
+        duration_s=duration,
+        roles_needed=needed,
+        roles_created=created,
+        method="copy",
+        tables=outcome.tables,
+        tables_resumed=outcome.tables - outcome.tables_copied,
+    )
+
+
 # --- verify --------------------------------------------------------------------------
 
 
@@ -479,8 +557,9 @@ def _aside_prefix(target: str) -> str:
     return f"{target[:40]}_rolled_back_"
 
 
-def _prepare_target(move: Move) -> tuple[list[str], list[str]]:
-    """Roles first (a missing one stops us before any data moves), then an empty database.
+def _prepare_target(move: Move, *, keep_partial: bool = False) -> tuple[list[str], list[str]]:
+    """Roles first (a missing one stops us before any data moves), then an empty database
+    (``keep_partial``: this attempt's unfinished one, which the copy method resumes).
     Returns the roles the database uses and those of them created here."""
     source, target = move.source(), move.target()
     with connect(source, move.db.name, autocommit=True) as conn:
@@ -498,7 +577,8 @@ def _prepare_target(move: Move) -> tuple[list[str], list[str]]:
         missing = roles.missing_roles(admin, needed)
         if missing:
             raise PermanentStepError(f"{move.key}: roles missing on the target: {', '.join(sorted(missing))}")
-        dump.ensure_empty_database(admin, move.db.target, owner, marker=move.marker())
+        if not keep_partial:
+            dump.ensure_empty_database(admin, move.db.target, owner, marker=move.marker())
     return sorted(needed), sorted(created)
 
 

@@ -61,7 +61,8 @@ def _source_check(ctx: StepContext) -> SourceCheckResult:
 
 
 def _stream(ctx: StepContext) -> StepResult:
-    result = database.stream_database(_move(ctx), ctx.progress)
+    move = database.copy_tables if ctx.step.method == "copy" else database.stream_database
+    result = move(_move(ctx), ctx.progress)
     if ctx.progress is not None:
         ctx.progress.finish()
     return result

@@ -44,7 +44,7 @@ MARKER_PREFIX = "cutover:"
 DEFAULT_COMPRESSION = 1
 
 
-def _dbname_arg(dbname: str) -> str:
+def dbname_arg(dbname: str) -> str:
     """``--dbname`` as a connection string, so that a database name containing ``=`` or
     spaces is taken as a name and not parsed as connection parameters."""
     escaped = dbname.replace("\\", "\\\\").replace("'", "\\'")
@@ -71,7 +71,7 @@ def pg_dump_argv(
     jobs), so keep the ``with`` around the whole dump."""
     if format not in ("custom", "directory"):
         raise ValueError(f"unknown pg_dump format {format!r}")
-    argv = [endpoint.tool("pg_dump"), f"--format={format}", "--no-password", "--blobs", _dbname_arg(dbname)]
+    argv = [endpoint.tool("pg_dump"), f"--format={format}", "--no-password", "--blobs", dbname_arg(dbname)]
     if format == "directory":
         if out is None:
             raise ValueError("a directory-format dump needs an output directory")
@@ -122,7 +122,7 @@ def pg_restore_argv(dbname: str, *, jobs: int = 1, path: str | None = None, bin_
     stream, one job); ``jobs`` > 1 needs a ``path``. Owners and privileges are restored as
     dumped, so the roles must exist first (see :mod:`cutover.postgres.roles`)."""
     program = f"{bin_dir.rstrip('/')}/pg_restore" if bin_dir else "pg_restore"
-    argv = [program, "--no-password", "--exit-on-error", _dbname_arg(dbname)]
+    argv = [program, "--no-password", "--exit-on-error", dbname_arg(dbname)]
     if path is None:
         return argv
     if jobs > 1:

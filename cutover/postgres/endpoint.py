@@ -45,11 +45,14 @@ class PgEndpoint:
     bin_dir: str | None = None
     connect_timeout_s: int = 10
     sslrootcert: str | None = None  # a PEM file of the CA(s) the server's certificate must come from
+    # where to connect when that is not ``host`` (a tunnel's 127.0.0.1); ``host`` stays the
+    # name the server's certificate is checked against
+    hostaddr: str | None = None
 
     @property
     def where(self) -> str:
         """``host:port``, for messages."""
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.port}" + (f" (via {self.hostaddr})" if self.hostaddr else "")
 
     def conninfo(self, dbname: str) -> str:
         """A libpq connection string for psycopg (it contains the password: never log it)."""
@@ -66,6 +69,8 @@ class PgEndpoint:
             params["password"] = self.password
         if self.sslrootcert is not None:
             params["sslrootcert"] = self.sslrootcert
+        if self.hostaddr is not None:
+            params["hostaddr"] = self.hostaddr
         return make_conninfo("", **params)
 
     def libpq_env(self) -> dict[str, str]:
@@ -83,6 +88,8 @@ class PgEndpoint:
         }
         if self.sslrootcert is not None:
             env["PGSSLROOTCERT"] = self.sslrootcert
+        if self.hostaddr is not None:
+            env["PGHOSTADDR"] = self.hostaddr
         return env
 
     def tool(self, name: str) -> str:

@@ -177,6 +177,11 @@ def database_custody(rec: Recorded, attempt: str, plan: Plan, app: str, db: str,
         size, files = stream.bytes, None
         sent, received, before_restore = stream.sha256, getattr(stream, "sha256_received", None), None
         what = "the pg_dump -Fc stream, counted as it left the orchestrator and as the target host received it; no dump file was written on either side"
+        if getattr(stream, "method", "stream") == "copy":
+            what = (
+                "the rows, table by table with COPY through an SSH tunnel to the target cluster, and pg_dump's schema "
+                "archive (removed after the step); no byte stream to count: the target's fingerprint proves the copy"
+            )
     else:
         size = (
             transfer.bytes

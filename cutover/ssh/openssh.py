@@ -97,11 +97,21 @@ class Carrier:
 
     def argv(self, remote_command: str) -> list[str]:
         """The ``ssh`` command line that runs ``remote_command`` on the target."""
+        return ["ssh", *self.options(), "--", remote_command]
+
+    def forward_argv(self, local_port: int, remote: str) -> list[str]:
+        """The ``ssh`` command line that forwards 127.0.0.1:``local_port`` to ``remote``
+        (``host:port`` or a socket path, as the target host sees it) and runs nothing;
+        ``ssh`` exits when the listener cannot be set up."""
+        return ["ssh", *self.options(), "-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:{local_port}:{remote}"]
+
+    def options(self) -> list[str]:
+        """Every ``ssh`` option but the command: the pinned key, the identity, no prompt."""
         if self._key_fd is None:
             raise RuntimeError("the carrier is closed")
         key_type = self.target.host_key.split()[0]
         return [
-            "ssh", "-F", "/dev/null", "-T", "-x", "-a",
+            "-F", "/dev/null", "-T", "-x", "-a",
             "-o", "BatchMode=yes",
             "-o", f"UserKnownHostsFile={self._known_hosts}",
             "-o", "GlobalKnownHostsFile=/dev/null",
@@ -119,7 +129,6 @@ class Carrier:
             "-o", "ServerAliveInterval=15",
             "-o", "LogLevel=ERROR",
             "-p", str(self.target.port), "-l", self.target.user, self.target.host,
-            "--", remote_command,
         ]  # fmt: skip
 
     def probe(self) -> str | None:
