@@ -453,6 +453,46 @@ def _ssh(report: Report, runbook: Runbook, missing: set[str], sizes: dict[str, i
             report.add("ssh", subject, Status.fail, str(exc))
         finally:
             client.close()
+        if any(
+            db.to == site_name and choose_method(runbook, db, sizes.get(f"{a.name}/{db.name}")) == "copy"
+            for a in runbook.applications
+            for db in a.databases
+        ):
+            _tunnel(report, runbook, site_name, missing)
+
+
+def _tunnel(report: Report, runbook: Runbook, site_name: str, missing: set[str]) -> None:
+    """The copy method's way in: the target cluster through an SSH tunnel, logged in with
+    the runbook's credentials (TLS as the runbook says), and the local client programs."""
+    from dataclasses import replace
+
+    from cutover.postgres.endpoint import client_program
+    from cutover.postgres.endpoint import connect as pg_connect
+    from cutover.ssh import tunnel
+
+    subject = f"{site_name} PostgreSQL through SSH"
+    if any(ref.startswith(f"sites.{site_name}.") for ref in missing):
+        report.add("tunnel", subject, Status.fail, "not tried: a secret of the site does not resolve")
+        return
+    try:
+        target = endpoints.postgres(runbook, site_name)
+        for program in ("psql", "pg_restore"):
+            client_program(program, target.bin_dir)
+        remote = tunnel.remote_address(target.host, target.port)
+        with tunnel.forward(endpoints.ssh(runbook, site_name), remote, hello=tunnel.POSTGRES_HELLO) as forward:
+            through = (
+                replace(target, host="127.0.0.1", port=forward.port)
+                if target.host.startswith("/")
+                else replace(target, hostaddr="127.0.0.1", port=forward.port)
+            )
+            with pg_connect(through, "postgres", autocommit=True) as conn:
+                tls = "TLS" if conn.pgconn.ssl_in_use else "no TLS"
+    except CutoverError as exc:
+        report.add("tunnel", subject, Status.fail, str(exc))
+        return
+    report.add(
+        "tunnel", subject, Status.ok, f"{remote} reached and logged in for the copy method ({tls}, sslmode {target.sslmode})"
+    )
 
 
 def _source_bin_dir(runbook: Runbook, target_site: str) -> str | None:

@@ -68,7 +68,10 @@ class Defaults(Model):
     check_timeout_s: float = Field(30, gt=0, le=HOUR_S, description="timeout of one smoke or post-switch check")
     concurrency: Concurrency = Concurrency()
     stream_below_bytes: int = Field(
-        1 << 30, ge=0, le=MAX_BYTES, description="method auto streams databases smaller than this, else uses files"
+        64 << 20,
+        ge=0,
+        le=MAX_BYTES,
+        description="method auto streams databases smaller than this, and copies the others table by table",
     )
 
 
@@ -268,8 +271,15 @@ class DatabaseMove(Model):
     from_: Name = Field(alias="from", description="source site")
     to: Name = Field(description="target site")
     target_name: DatabaseName | None = Field(None, description="the database name on the target (default: name)")
-    method: Literal["stream", "file", "auto"] = "auto"
-    jobs: int = Field(2, ge=1, le=32, description="parallel pg_dump/pg_restore jobs (file method)")
+    method: Literal["stream", "copy", "file", "auto"] = Field(
+        "auto",
+        description="stream: pg_dump | SSH | pg_restore; copy: COPY table by table, jobs at a time, through an SSH "
+        "tunnel to the target cluster (resumable per table); file: dump files uploaded, then restored (resumable "
+        "per file); auto: stream below defaults.stream_below_bytes, else copy",
+    )
+    jobs: int = Field(
+        2, ge=1, le=32, description="tables (copy method) or pg_dump/pg_restore jobs (file method) at a time, per database"
+    )
     roles: dict[RoleName, RolePassword] = Field({}, description="passwords for login roles created on the target")
     on_rollback: Literal["keep", "rename", "drop"] = Field(
         "rename", description="what rollback does with the imported target database"

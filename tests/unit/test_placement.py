@@ -10,6 +10,9 @@ from cutover.plan.placement import site_of, sites_used
 from cutover.runbook import parse_runbook
 from tests.unit.runbook_texts import MINIMAL
 
+# gis moves as files, so that every phase of a move has a step to place
+FILES = MINIMAL.replace("{name: gis, from: old, to: new}", "{name: gis, from: old, to: new, method: file}")
+
 
 def _plan(text: str):
     runbook = parse_runbook(text, "placed.yaml", {})
@@ -22,7 +25,7 @@ def test_without_placement_every_step_runs_in_the_flow_run():
 
 
 def test_default_placement_runs_freeze_export_and_import_at_the_source_and_verify_and_smoke_at_the_target():
-    runbook, plan = _plan(MINIMAL + "gates: [{name: go-no-go}]\nplacement: {}\n")
+    runbook, plan = _plan(FILES + "gates: [{name: go-no-go}]\nplacement: {}\n")
     sites = {sid: site_of(runbook, step) for sid, step in plan.steps.items()}
     assert sites["gis/freeze"] == "old"
     assert sites["gis/export/gis"] == "old"
@@ -40,7 +43,7 @@ def test_default_placement_runs_freeze_export_and_import_at_the_source_and_verif
 
 
 def test_a_phase_left_out_of_both_lists_runs_in_the_flow_run():
-    runbook, plan = _plan(MINIMAL + "placement: {at_source: [freeze, export], at_target: [import]}\n")
+    runbook, plan = _plan(FILES + "placement: {at_source: [freeze, export], at_target: [import]}\n")
     assert site_of(runbook, plan.steps["gis/freeze"]) == "old"
     assert site_of(runbook, plan.steps["gis/transfer/gis"]) is None
     assert site_of(runbook, plan.steps["portal/smoke"]) is None

@@ -87,8 +87,11 @@ def test_topological_order_is_valid_or_names_a_real_cycle(graph):
 
 def test_demo_plan_ids_are_stable_and_readable():
     plan = build_plan(load_runbook("runbooks/demo.yaml"))
-    assert "burgerzaken/export/bzk" in plan.steps
-    assert plan.steps["burgerzaken/verify/bzk"].depends_on == ("burgerzaken/import/bzk",)
+    assert plan.methods["burgerzaken/bzk"] == "copy", "no size known: copied table by table"
+    assert plan.steps["burgerzaken/verify/bzk"].depends_on == ("burgerzaken/stream/bzk",)
+    files = build_plan(load_runbook("runbooks/demo.yaml"), methods={"burgerzaken/bzk": "file"})
+    assert files.steps["burgerzaken/verify/bzk"].depends_on == ("burgerzaken/import/bzk",)
+    assert files.steps["burgerzaken/import/bzk"].depends_on == ("burgerzaken/transfer/bzk",)
     assert plan.steps["portaal/dns"].irreversible and not plan.steps["portaal/smoke"].irreversible
     assert plan.steps["burgerzaken/freeze"].compensation.startswith("unfreeze")
     assert build_plan(load_runbook("runbooks/demo.yaml")).digest() == plan.digest()
@@ -99,5 +102,6 @@ def test_auto_method_follows_size():
     small = build_plan(runbook, sizes={"burgerzaken/bzk": 10_000_000})
     large = build_plan(runbook, sizes={"burgerzaken/bzk": 50 << 30})
     assert small.methods["burgerzaken/bzk"] == "stream" and "burgerzaken/stream/bzk" in small.steps
-    assert large.methods["burgerzaken/bzk"] == "file" and "burgerzaken/transfer/bzk" in large.steps
-    assert large.steps["burgerzaken/transfer/bzk"].estimate_s > small.steps["burgerzaken/verify/bzk"].estimate_s
+    assert large.methods["burgerzaken/bzk"] == "copy" and "burgerzaken/stream/bzk" in large.steps
+    assert "burgerzaken/transfer/bzk" not in large.steps, "copied: no dump files to move"
+    assert large.steps["burgerzaken/stream/bzk"].estimate_s > small.steps["burgerzaken/stream/bzk"].estimate_s

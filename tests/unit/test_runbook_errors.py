@@ -93,7 +93,9 @@ BROKEN = [
     ),
     pytest.param(
         ("method: stream", "method: streem"),
-        ["rb.yaml:25:52: applications[1].databases[0].method: should be 'stream', 'file' or 'auto' (did you mean 'stream'?)"],
+        [
+            "rb.yaml:25:52: applications[1].databases[0].method: should be 'stream', 'copy', 'file' or 'auto' (did you mean 'stream'?)"
+        ],
         id="bad-choice",
     ),
     pytest.param(

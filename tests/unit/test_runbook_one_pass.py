@@ -56,7 +56,7 @@ def test_a_broken_database_entry_is_still_checked_for_its_sites():
     text = edited(("{name: portal, from: old, to: new, method: stream}", "{name: portal, from: odl, to: new, method: streem}"))
     assert problems_of(text) == [
         "rb.yaml:25:30: applications[1].databases[0].from: unknown site 'odl' (did you mean 'old'?)",
-        "rb.yaml:25:52: applications[1].databases[0].method: should be 'stream', 'file' or 'auto' (did you mean 'stream'?)",
+        "rb.yaml:25:52: applications[1].databases[0].method: should be 'stream', 'copy', 'file' or 'auto' (did you mean 'stream'?)",
     ]
 
 
