@@ -79,6 +79,11 @@ def main() -> None:
     )
     parser.add_argument("--only", default="flow,pipe,pgcopydb,naive", help="comma-separated subset of flow,pipe,pgcopydb,naive")
     parser.add_argument("--max-load", type=float, default=None)
+    parser.add_argument(
+        "--method",
+        default=None,
+        help="run the flow with every database's method set to this (stream, copy, file) instead of the runbook's",
+    )
     args = parser.parse_args()
     measure.quiet_logs()
     wanted = set(args.only.split(","))
@@ -135,8 +140,16 @@ def main() -> None:
         if "flow" in wanted:
             api_url = stack.enter_context(flow_runs.prefect_stack(info)).api_url
 
+            runbook = str(flow_runs.PROJECT / RUNBOOK)
+            if args.method:
+                import re
+
+                runbook = str(scratch / f"demo-{args.method}.yaml")
+                text = (flow_runs.PROJECT / RUNBOOK).read_text()
+                Path(runbook).write_text(re.sub(r"(?m)^(\s+method:) auto$", rf"\1 {args.method}", text))
+
             def flow() -> dict[str, Any]:
-                run_id = flow_runs.run_cutover(api_url, RUNBOOK)
+                run_id = flow_runs.run_cutover(api_url, runbook)
                 return {"flow_run_id": run_id, **flow_figures(api_url, run_id)}
 
             commands["cutover flow"] = flow
@@ -179,6 +192,7 @@ def main() -> None:
             "estate_bytes": estate_bytes,
             "scale": info.scale,
             "parallel": args.parallel,
+            "method": args.method or "the runbook's",
             "copy_kinds": sorted(COPY_KINDS),
             "reading": "window: first freeze start to last post-switch end; copy phase: first export/stream start to last verify end",
         },
