@@ -58,8 +58,16 @@ def table_lines(out: str, status: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith(status + " ")]
 
 
-def test_preflight_of_the_sandbox_is_green_but_for_the_privileges_it_holds_beyond_need(estate, cutover_worker, prefect_api):
-    done = run_cli("preflight", str(DEMO), "--api", prefect_api.api_url)
+def copy_first_database(data: dict[str, Any]) -> None:
+    data["applications"][0]["databases"][0]["method"] = "copy"
+
+
+def test_preflight_of_the_sandbox_is_green_but_for_the_privileges_it_holds_beyond_need(
+    estate, cutover_worker, prefect_api, tmp_path
+):
+    # one database by the copy method, whose way in (the tunnel) is checked too
+    runbook = variant(tmp_path, "werkendam", copy_first_database)
+    done = run_cli("preflight", str(runbook), "--api", prefect_api.api_url)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line for line in done.stdout.splitlines() if line.split(" ", 1)[0] in ("green", "AMBER", "RED")]
     amber = [line for line in rows if not line.startswith("green ")]
@@ -70,7 +78,11 @@ def test_preflight_of_the_sandbox_is_green_but_for_the_privileges_it_holds_beyon
     assert "on a source: own the databases" in text and "on a target: CREATEDB and CREATEROLE" in text
     assert any("smoke query(ies) run as" in line and "name a smoke_user" in line for line in amber), text
     areas = {line.split()[1] for line in rows}
-    assert areas == {"window", "secret", "postgres", "privileges", "source", "tools", "ssh", "disk", "dns", "http"}, areas
+    assert areas == {"window", "secret", "postgres", "privileges", "source", "tools", "ssh", "tunnel", "disk", "dns", "http"}, (
+        areas
+    )
+    (tunnel,) = [line for line in rows if line.split()[1] == "tunnel"]
+    assert tunnel.startswith("green ") and "cloud PostgreSQL through SSH" in tunnel and "logged in" in tunnel, tunnel
     assert "all secret" not in done.stdout and "9 secret reference(s) resolve in this worker's environment" in done.stdout
 
 
@@ -83,6 +95,7 @@ def wrong_everything(tmp_path: Path):
         data["sites"]["cloud"]["ssh"]["host_key"] = other
         data["dns"]["api_key"] = "env:CUTOVER_ONPREM_PG_PASSWORD"  # set on the worker, but not the DNS key
         data["applications"][0]["databases"][0]["roles"]["burgerzaken_app"]["password"] = "env:CUTOVER_TEST_NEVER_SET"
+        copy_first_database(data)
 
     return edit, other
 
@@ -104,6 +117,7 @@ def test_preflight_names_every_red_item_and_the_cutover_stops_before_its_first_f
     red = table_lines(checked.stdout, "RED")
     text = "\n".join(red)
     assert any(" ssh " in line and "does not match the pinned key" in line and "pinned SHA256:" in line for line in red), text
+    assert any(" tunnel " in line and "host key verification failed" in line.lower() for line in red), text
     assert any(" secret " in line and "CUTOVER_TEST_NEVER_SET" in line and "not set" in line for line in red), text
     assert any(" postgres " in line and "cloud" in line for line in red), text
     assert any(" dns " in line and ("401" in line or "refused" in line or "key" in line) for line in red), text
