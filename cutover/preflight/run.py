@@ -409,6 +409,11 @@ def _ssh(report: Report, runbook: Runbook, missing: set[str], sizes: dict[str, i
         if site is None or site.ssh is None:
             continue
         subject = f"{site_name} ({site.ssh.user}@{site.ssh.host}:{site.ssh.port})"
+        copies_here = any(
+            db.to == site_name and choose_method(runbook, db, sizes.get(f"{a.name}/{db.name}")) == "copy"
+            for a in runbook.applications
+            for db in a.databases
+        )
         if f"sites.{site_name}.ssh.key" in missing:
             report.add("ssh", subject, Status.fail, "not tried: its key reference does not resolve")
             continue
@@ -416,6 +421,8 @@ def _ssh(report: Report, runbook: Runbook, missing: set[str], sizes: dict[str, i
             client = connect(endpoints.ssh(runbook, site_name))
         except CutoverError as exc:
             report.add("ssh", subject, Status.fail, str(exc))
+            if copies_here:
+                report.add("tunnel", f"{site_name} PostgreSQL through SSH", Status.fail, "not tried: SSH to the site failed")
             continue
         try:
             report.add("ssh", subject, Status.ok, "reached with the pinned host key")
@@ -453,11 +460,7 @@ def _ssh(report: Report, runbook: Runbook, missing: set[str], sizes: dict[str, i
             report.add("ssh", subject, Status.fail, str(exc))
         finally:
             client.close()
-        if any(
-            db.to == site_name and choose_method(runbook, db, sizes.get(f"{a.name}/{db.name}")) == "copy"
-            for a in runbook.applications
-            for db in a.databases
-        ):
+        if copies_here:
             _tunnel(report, runbook, site_name, missing)
 
 
