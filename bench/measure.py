@@ -89,6 +89,15 @@ class Series:
 Timed = Callable[[], "dict[str, Any] | None"]
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (every process, the
+    kernel's share included; idle and I/O wait not), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def interleave(
     commands: Mapping[str, Timed],
     *,
@@ -98,6 +107,7 @@ def interleave(
     warmup: int = 0,
     max_load: float | None = None,
     quiet_timeout_s: float = 120,
+    machine_cpu: bool = False,
 ) -> dict[str, Series]:
     """Run each of ``commands`` ``runs`` times, in turn, after ``warmup`` untimed rounds.
 
@@ -105,6 +115,8 @@ def interleave(
     ``after(name)`` untimed after it; a command, and ``after``, may return a dict of figures
     of their own (bytes, rows, CPU seconds), kept per run.
     With ``max_load``, each run waits (at most ``quiet_timeout_s``) for the load to drop.
+    With ``machine_cpu``, each run also records the CPU seconds the whole machine spent
+    (``machine_cpu_s``) and how busy its cores were (``machine_busy``, 1.0 = all of them).
     """
     series = {name: Series(name) for name in commands}
     for round_number in range(warmup + runs):
@@ -112,9 +124,17 @@ def interleave(
             if prepare is not None:
                 prepare(name)
             before = wait_for_quiet(max_load, quiet_timeout_s) if max_load is not None else load()
+            busy_before = machine_busy_s() if machine_cpu else 0.0
             start = time.perf_counter()
             extra = command() or {}
             elapsed = time.perf_counter() - start
+            if machine_cpu:
+                spent = machine_busy_s() - busy_before
+                extra = {
+                    **extra,
+                    "machine_cpu_s": round(spent, 1),
+                    "machine_busy": round(spent / (elapsed * (os.cpu_count() or 1)), 2),
+                }
             if after is not None:
                 extra = {**extra, **after(name)}
             if round_number < warmup:

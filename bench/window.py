@@ -160,7 +160,7 @@ def main() -> None:
         if "naive" in wanted:
             commands["naive"] = plain("naive")
         try:
-            series = measure.interleave(commands, runs=args.runs, prepare=prepare, max_load=args.max_load)
+            series = measure.interleave(commands, runs=args.runs, prepare=prepare, max_load=args.max_load, machine_cpu=True)
             prepare("")
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

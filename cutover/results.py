@@ -168,8 +168,8 @@ class StreamResult(StepResult):
     sha256_received: str | None = None  # as the target host counted what it received
     roles_needed: list[str] | None = None
     roles_created: list[str] | None = None
-    # "copy": the rows went table by table (cutover.postgres.table_copy); bytes is the copied
-    # tables' size on the source, there is no byte stream to hash (the verify step proves it)
+    # "copy": the rows went table by table (cutover.postgres.table_copy); bytes is the COPY
+    # text moved, there is no byte stream to hash (the verify step's fingerprint proves it)
     method: str = "stream"
     tables: int | None = None
     tables_resumed: int | None = None  # finished by an earlier attempt, not copied again

@@ -310,8 +310,8 @@ def copy_tables(move: Move, progress: Callable[[int], None] | None = None) -> St
     """The rows table by table with ``COPY``, ``jobs`` tables at a time, through an SSH
     tunnel to the target cluster (:mod:`cutover.postgres.table_copy`). A retry of the same
     attempt resumes: the tables an earlier try finished stay, unless its index builds had
-    begun (then the database starts over). ``progress(bytes)`` gets the copied tables'
-    source size."""
+    begun (then the database starts over). ``progress(bytes)`` gets the bytes of
+    COPY text moved so far."""
     from cutover.ssh import tunnel
 
     if _already_imported(move):

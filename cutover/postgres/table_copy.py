@@ -12,9 +12,10 @@ frames and replays it serially, then builds every index one after the other. Her
 3. ``pg_restore --section=pre-data`` of that archive creates the tables, bare;
 4. ``jobs`` pipes at a time, largest table first, ``psql -c "COPY t (columns) TO STDOUT"``
    in the snapshot feeds ``psql -1 -c "TRUNCATE ONLY t" -c "COPY t (columns) FROM STDIN
-   WITH (FREEZE)"``: program to program, no byte through Python, the rows written frozen
-   (no later hint-bit rewrite), one transaction per table, so a table is there whole or
-   not at all; beside them ``pg_restore --section=data`` of the archive;
+   WITH (FREEZE)"``, relayed and counted in 1 MiB reads (the step's progress), the rows
+   written frozen (no later hint-bit rewrite), one transaction per table that commits only
+   after the reader ended well, so a table is there whole or not at all; beside them
+   ``pg_restore --section=data`` of the archive;
 5. ``pg_restore --section=post-data -j jobs``: indexes, constraints, triggers and
    materialized views, built in parallel once the rows are in.
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -52,7 +54,7 @@ from cutover.errors import PermanentStepError, StepError, TransientStepError
 from cutover.postgres import dump
 from cutover.postgres.endpoint import PgEndpoint, client_program, connect, lost_server
 from cutover.postgres.passfile import client_environment
-from cutover.process import ProgramError, run_program, start_program
+from cutover.process import ProgramError, RunningProgram, run_program, start_program
 
 log = structlog.get_logger()
 
@@ -65,6 +67,8 @@ _SOURCE_OPTIONS = f"{_RENDERING} -c row_security=off -c statement_timeout=0 -c i
 _TARGET_OPTIONS = f"{_RENDERING} -c statement_timeout=0 -c synchronous_commit=off"
 
 DATA_SECTION = "data section (sequences, large objects)"
+_CHUNK = 1 << 20
+_PROGRESS_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -158,7 +162,7 @@ class CopyJournal:
 class CopyOutcome:
     tables: int
     tables_copied: int  # this attempt; the rest were finished by an earlier one
-    bytes: int  # the copied tables' size on the source (pg_table_size)
+    bytes: int  # of COPY text moved by this attempt
 
 
 def copy_database(
@@ -177,7 +181,8 @@ def copy_database(
     """Copy ``dbname`` on ``source`` into the existing database ``target_db`` on ``target``
     (empty, or as an earlier attempt recorded in ``journal`` left it), as the module
     docstring says. ``archive`` is where the schema archive is written (a private file of the
-    run). ``progress(bytes)`` gets the copied tables' source size as they finish.
+    run). ``progress(bytes)`` gets the bytes of COPY text moved so far (about once a second,
+and at each table's end).
 
     A failure stops the other pipes and raises TransientStepError when a server could not
     be reached or went away, PermanentStepError otherwise, naming the database and table."""
@@ -260,10 +265,23 @@ def _copy_rows(
     progress: Callable[[int], None] | None,
 ) -> int:
     """The rows of ``todo`` and the archive's data section, ``jobs`` at a time; the bytes
-    (source size) of the tables copied."""
+    of COPY text moved."""
     cancel = threading.Event()
     done_bytes = [0]
+    reported = [time.monotonic()]
     lock = threading.Lock()
+
+    def moved(count: int, final: bool = False) -> None:
+        """Count bytes on their way; tell ``progress`` at most every second, and at each
+        table's end."""
+        with lock:
+            done_bytes[0] += count
+            now = time.monotonic()
+            if progress is None or not (final or now - reported[0] >= _PROGRESS_EVERY_S):
+                return
+            reported[0] = now
+            total = done_bytes[0]
+        progress(total)
 
     def one_table(table: Table) -> None:
         reader = [
@@ -286,23 +304,38 @@ def _copy_rows(
                 cancel=cancel,
             )
             with producer:
+                read_end, write_end = os.pipe()
                 try:
-                    run_program(
+                    consumer = start_program(
                         writer,
                         env={**dst_env, "PGOPTIONS": _TARGET_OPTIONS, "PGCLIENTENCODING": encoding},
-                        stdin=producer.stdout,
+                        stdin=read_end,
                         timeout_s=timeout_s,
                         log_name=f"COPY FROM {target_db} {table.key}",
                         cancel=cancel,
                     )
-                    producer.wait()
-                except ProgramError as exc:
-                    raise _failure(exc, dbname) from exc
+                finally:
+                    os.close(read_end)
+                with consumer:
+                    try:
+                        if not _relay(producer, write_end, moved):  # the writer stopped reading
+                            producer.kill()
+                            consumer.wait()
+                            raise PermanentStepError(f"{dbname}: COPY into {table.key} stopped reading and exited 0")
+                        # all read: only a reader that ended well may let the writer commit;
+                        # otherwise the writer is killed inside its transaction
+                        producer.wait()
+                        os.close(write_end)
+                        write_end = -1
+                        consumer.wait()
+                    except ProgramError as exc:
+                        consumer.kill()
+                        raise _failure(exc, dbname) from exc
+                    finally:
+                        if write_end >= 0:
+                            os.close(write_end)
         journal.record(done=table.key)
-        with lock:
-            done_bytes[0] += table.bytes
-            if progress is not None:
-                progress(done_bytes[0])
+        moved(0, final=True)
 
     def data_section() -> None:
         with client_environment(target) as env:
@@ -332,6 +365,24 @@ def _copy_rows(
             assert error is not None
             raise error
     return done_bytes[0]
+
+
+def _relay(producer: RunningProgram, write_fd: int, moved: Callable[[int], None]) -> bool:
+    """The reader's output into the writer's stdin, counted. True at the reader's end of
+    file, False when the writer stopped reading (its wait says why)."""
+    assert producer.stdout is not None, "started with its output piped"
+    source = producer.stdout.fileno()
+    while True:
+        chunk = os.read(source, _CHUNK)
+        if not chunk:
+            return True
+        view = memoryview(chunk)
+        try:
+            while view:
+                view = view[os.write(write_fd, view) :]
+        except BrokenPipeError:
+            return False
+        moved(len(chunk))
 
 
 def _restore_argv(program: str, target_db: str, archive: Path, section: str, jobs: int = 1) -> list[str]:
