@@ -205,8 +205,12 @@ def test_status_page_follows_a_real_cutover_live_in_a_browser(estate_with_ballas
     home = tmp_path / "status-page"
     # a cutover name of its own: other tests' runs of the demo on this server are not this page's
     runbook = tmp_path / "demo.yaml"
-    runbook.write_text(DEMO.read_text().replace("cutover: gemeente-werkendam\n", f"cutover: {OWN_CUTOVER}\n", 1))
-    assert f"cutover: {OWN_CUTOVER}" in runbook.read_text()
+    # the ballast database streamed: one pipe, slow enough (seconds) for its progress to be seen
+    # moving; copied table by table (what auto takes at its size) it is done within a second
+    text = DEMO.read_text().replace("cutover: gemeente-werkendam\n", f"cutover: {OWN_CUTOVER}\n", 1)
+    ballast_db = "      - name: gis\n        from: onprem\n        to: cloud\n        method: auto\n"
+    runbook.write_text(text.replace(ballast_db, ballast_db.replace("method: auto", "method: stream"), 1))
+    assert f"cutover: {OWN_CUTOVER}" in runbook.read_text() and "method: stream" in runbook.read_text()
     page_process = start_status_page(home, prefect_api.api_url, runbook=runbook, team_token=TOKEN)
     base = page_process.url.rstrip("/")
     try:

@@ -111,7 +111,8 @@ def test_a_table_copy_has_the_fingerprint_of_its_source(ends, tricky: str, tmp_p
     source, target, _ = ends
     with connect(target, "postgres", autocommit=True) as admin:
         dump.ensure_empty_database(admin, f"{P}_copy", target.user, marker=f"cutover:{P}")
-    outcome = copy_into(ends, tricky, f"{P}_copy", tmp_path, jobs=3)
+    told: list[int] = []
+    outcome = copy_into(ends, tricky, f"{P}_copy", tmp_path, jobs=3, progress=told.append)
 
     with connect(source, tricky, autocommit=True) as conn:
         before = fingerprint(conn)
@@ -133,6 +134,8 @@ def test_a_table_copy_has_the_fingerprint_of_its_source(ends, tricky: str, tmp_p
     assert after.large_objects.rows == 1 and after.tables["public.nothing"].rows == 2
     assert after.tables['Odd "Schema".x.ta.ble "q"'].rows == 500
     assert table_copy.CopyJournal(tmp_path / "journal.json").state["post_data"] == "done"
+    # progress: the COPY text counted as it went, at least once per table, never backwards
+    assert len(told) >= outcome.tables and told == sorted(told) and told[-1] == outcome.bytes > 2_000_000
 
 
 def test_a_copy_cut_off_after_a_table_resumes_with_only_the_tables_it_had_not_finished(ends, tricky: str, tmp_path: Path) -> None:
