@@ -11,7 +11,10 @@ What a caller may rely on:
   when the ``cancel`` event is set, when the waiting thread is interrupted (KeyboardInterrupt,
   or an exception raised into it asynchronously, as Prefect does on a task timeout) and
   when :func:`kill_all` is called, for instance from a flow's cancellation hook. Group
-  members that are still running when the program itself exits are killed too.
+  members that are still running when the program itself exits are killed too. An
+  interruption while the program is still being started (inside the fork, before its
+  threads run) kills it as well before propagating: :func:`run_program` owns the program
+  before starting it, :func:`start_program` until it hands the handle over.
 * If this Python process dies without cleaning up (SIGKILL, the OOM killer, a crash in C,
   an orchestrator killing the flow-run process), its programs' groups are SIGKILLed within
   about a second by a guardian process: one small process per Python process, started on
@@ -362,62 +365,95 @@ class RunningProgram:
         self._finished = threading.Event()
         self._kill_lock = threading.Lock()
 
+        self._cancel = cancel
+        self._stdin = stdin
+        self._env_names = sorted(env) if env else []
+        self._launched = False  # set the instant the program's Popen is ours
+        self.stdout: IO[bytes] | None = None
+        self._proc: subprocess.Popen[bytes]
+        self.pid: int
+
         # Built from an allow-list (cutover.child_env): the flow run's environment holds the
         # estate's secrets, and inherited PG* variables (PGSERVICE, PGPASSFILE...) could point
         # the program somewhere else than the caller said.
-        child_env = program_environment(env)
         if isinstance(stdin, bytes):
             stdin_arg: Any = subprocess.PIPE
         elif stdin is None:
             stdin_arg = subprocess.DEVNULL
         else:
             stdin_arg = stdin
-        self._started = time.monotonic()
+        self._popen_kwargs: dict[str, Any] = {
+            "stdin": stdin_arg,
+            "stdout": subprocess.PIPE,
+            "cwd": cwd,
+            "env": program_environment(env),
+            "start_new_session": True,
+            "close_fds": True,
+            "umask": 0o077,  # what it writes (pg_dump -Fd: the estate's data) is for this user only
+        }
         self._timeout_s = timeout_s
-        self._deadline = None if timeout_s is None else self._started + timeout_s
-        _guardian.ensure()
-        try:
-            self._proc = subprocess.Popen(
-                self.argv,
-                stdin=stdin_arg,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=child_env,
-                start_new_session=True,
-                close_fds=True,
-                umask=0o077,  # what it writes (pg_dump -Fd: the estate's data) is for this user only
-            )
-        except OSError as exc:
-            raise PermanentStepError(f"{log_name}: cannot start {self.program}: {exc.strerror}") from exc
-        self.pid = self._proc.pid
-        _guardian.add(self.pid)
-        with _live_lock:
-            _live[self.pid] = self
-        log.info(
-            "program_started",
-            program=self.program,
-            name=log_name,
-            pid=self.pid,
-            argv=self.argv,
-            env_names=sorted(env) if env else [],
-            timeout_s=timeout_s,
-        )
 
-        self._readers = [threading.Thread(target=self._read_lines, args=(self._proc.stderr, "stderr"), daemon=True)]
-        self.stdout: IO[bytes] | None = None
-        if stdout_mode == "pipe":
-            self.stdout = self._proc.stdout
-        elif stdout_mode == "log":
-            self._readers.append(threading.Thread(target=self._read_lines, args=(self._proc.stdout, "stdout"), daemon=True))
-        else:
-            self._readers.append(threading.Thread(target=self._capture, args=(self._proc.stdout,), daemon=True))
-        if isinstance(stdin, bytes):
-            self._readers.append(threading.Thread(target=self._feed, args=(self._proc.stdin, stdin), daemon=True))
-        for reader in self._readers:
-            reader.start()
-        self._watchdog = threading.Thread(target=self._watch, args=(cancel,), name=f"watch-{self.pid}", daemon=True)
-        self._watchdog.start()
+    def _start(self) -> None:
+        """Start the program, register it, start its threads. An exception at any point of
+        this (a KeyboardInterrupt, an exception raised into the thread by Prefect, or the
+        program not starting) leaves nothing running: a program already launched is
+        killed with its group before the exception propagates."""
+        _guardian.ensure()
+        # stderr is a pipe of ours rather than Popen's: if the start is interrupted between
+        # the fork and Popen handing back the child (the interruption is raised the moment
+        # the fork returns, before Popen stores the pid), that pipe is how the child is found.
+        err_read, err_write = os.pipe()
+        stderr = open(err_read, "rb")  # noqa: SIM115 - the stderr reader thread closes it
+        stderr_pipe = f"pipe:[{os.fstat(err_read).st_ino}]"
+        self._started = time.monotonic()
+        self._deadline = None if self._timeout_s is None else self._started + self._timeout_s
+        try:
+            try:
+                try:
+                    self._proc = subprocess.Popen(self.argv, stderr=err_write, **self._popen_kwargs)
+                except OSError as exc:
+                    if exc.errno is None:
+                        raise  # not Popen's: raised into this thread (Prefect's task timeout is a TimeoutError)
+                    raise PermanentStepError(f"{self.log_name}: cannot start {self.program}: {exc.strerror}") from exc
+                finally:
+                    os.close(err_write)
+                self.pid = self._proc.pid
+                self._launched = True
+            except BaseException as exc:
+                stderr.close()
+                # Popen reaps a child that failed to exec before it raises: no retry then
+                _kill_unclaimed_child(stderr_pipe, retry_s=0.0 if isinstance(exc, PermanentStepError) else 0.1)
+                raise
+            _guardian.add(self.pid)
+            with _live_lock:
+                _live[self.pid] = self
+            log.info(
+                "program_started",
+                program=self.program,
+                name=self.log_name,
+                pid=self.pid,
+                argv=self.argv,
+                env_names=self._env_names,
+                timeout_s=self._timeout_s,
+            )
+
+            self._readers = [threading.Thread(target=self._read_lines, args=(stderr, "stderr"), daemon=True)]
+            if self._stdout_mode == "pipe":
+                self.stdout = self._proc.stdout
+            elif self._stdout_mode == "log":
+                self._readers.append(threading.Thread(target=self._read_lines, args=(self._proc.stdout, "stdout"), daemon=True))
+            else:
+                self._readers.append(threading.Thread(target=self._capture, args=(self._proc.stdout,), daemon=True))
+            if isinstance(self._stdin, bytes):
+                self._readers.append(threading.Thread(target=self._feed, args=(self._proc.stdin, self._stdin), daemon=True))
+            for reader in self._readers:
+                reader.start()
+            self._watchdog = threading.Thread(target=self._watch, args=(self._cancel,), name=f"watch-{self.pid}", daemon=True)
+            self._watchdog.start()
+        except BaseException:
+            if self._launched:
+                self._abandon()
+            raise
 
     # -- public --
 
@@ -455,7 +491,7 @@ class RunningProgram:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if not self._finished.is_set():
+        if self._launched and not self._finished.is_set():
             self.kill()
 
     # -- internals --
@@ -463,6 +499,27 @@ class RunningProgram:
     def _mark_stopped(self, reason: str) -> None:
         if self._stop_reason is None and not self._finished.is_set():
             self._stop_reason = reason
+
+    def _abandon(self) -> None:
+        """Undo a start interrupted after the launch: kill the group, reap the program and
+        deregister it, whether or not its watchdog was started (Popen serialises the two
+        reapers; the deregistration is idempotent)."""
+        self._mark_stopped("cancelled")
+        try:
+            self._terminate_group()
+            try:
+                self._proc.wait(timeout=self._grace_s + 5)
+            except subprocess.TimeoutExpired:
+                pass
+        finally:
+            self._forget()
+
+    def _forget(self) -> None:
+        with _live_lock:
+            _live.pop(self.pid, None)
+        _guardian.remove(self.pid)
+        self._duration = time.monotonic() - self._started
+        self._finished.set()
 
     def _terminate_group(self) -> None:
         with self._kill_lock:
@@ -500,11 +557,7 @@ class RunningProgram:
                 log.warning("program_left_children", program=self.program, name=self.log_name, pid=self.pid)
                 self._terminate_group()
         finally:
-            with _live_lock:
-                _live.pop(self.pid, None)
-            _guardian.remove(self.pid)
-            self._duration = time.monotonic() - self._started
-            self._finished.set()
+            self._forget()
 
     def _read_lines(self, stream: IO[bytes] | None, name: str) -> None:
         if stream is None:
@@ -588,7 +641,7 @@ def start_program(
     while the caller reads; call ``wait()`` afterwards for the outcome. The program's
     environment is ``env`` on top of the allow-list of :mod:`cutover.child_env`.
     Raises PermanentStepError when the program cannot be started."""
-    return RunningProgram(
+    program = RunningProgram(
         argv,
         env=env,
         timeout_s=timeout_s,
@@ -600,6 +653,14 @@ def start_program(
         transient_exit_codes=transient_exit_codes,
         stdout_mode="pipe",
     )
+    try:
+        program._start()
+    except BaseException:
+        # _start cleans up after itself; this is for an interruption raised the instant it
+        # returns, before the caller holds the handle
+        program.__exit__()
+        raise
+    return program
 
 
 def run_program(
@@ -632,7 +693,8 @@ def run_program(
         transient_exit_codes=transient_exit_codes,
         stdout_mode="capture" if capture_stdout else "log",
     )
-    with program:
+    with program:  # entered before the start: no moment where a started program has no owner
+        program._start()
         return program.wait(check=check)
 
 
@@ -647,6 +709,42 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
     except PermissionError:
         # A member changed its credentials (setuid); nothing we may do about it.
         log.warning("program_group_not_signalled", pgid=pgid, signal=sig.name)
+
+
+def _kill_unclaimed_child(stderr_pipe: str, retry_s: float) -> None:
+    """Kill (with its group) and reap the child of ours whose stderr is ``stderr_pipe``
+    ("pipe:[inode]"), if there is one: a program whose start was interrupted after the fork
+    but before Popen gave it to us. The pipe is ours alone, so no other thread's child can
+    match. Popen forks with vfork here, so the child has exec'd (its stderr is in place) by
+    the time the interruption is raised; ``retry_s`` is for a plain fork."""
+    me = os.getpid()
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return
+        for entry in entries:
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    stat = f.read()
+                if int(stat[stat.rfind(b")") + 2 :].split()[1]) != me or os.readlink(f"/proc/{entry}/fd/2") != stderr_pipe:
+                    continue
+            except (OSError, ValueError, IndexError):
+                continue
+            pid = int(entry)
+            _signal_group(pid, signal.SIGKILL)  # its group: it is a session leader (start_new_session)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass  # reaped by the Popen object we never got (its __del__ hands it to subprocess)
+            log.warning("program_killed_at_start", pid=pid)
+            return
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.01)
 
 
 def _group_alive(pgid: int) -> bool:

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
+from cutover import process
 from cutover.errors import PermanentStepError, TransientStepError
 from cutover.process import (
     ProgramCancelled,
@@ -22,6 +24,7 @@ from cutover.process import (
     ProgramExitedTransient,
     ProgramKilled,
     ProgramTimedOut,
+    RunningProgram,
     guardian_pid,
     kill_all,
     live_process_groups,
@@ -87,13 +90,100 @@ def test_cancel_event_kills_the_whole_process_group(tmp_path: Path) -> None:
     _assert_all_gone(_pids(pidfile))
 
 
+def _waits_for_a_program(thread_id: int) -> bool:
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None and frame.f_code is not RunningProgram.wait.__code__:
+        frame = frame.f_back
+    return frame is not None
+
+
+def _interrupt_main_once_it_waits() -> list[bool]:
+    """Ctrl-C for the main thread (``_thread.interrupt_main``) as soon as it is inside
+    RunningProgram.wait, not after a fixed delay: on a loaded machine the start can take
+    longer than any delay, and an interruption during the start is another test's."""
+    main = threading.main_thread().ident
+    assert main is not None
+    fired: list[bool] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if _waits_for_a_program(main):
+                fired.append(True)
+                _thread.interrupt_main()
+                return
+            time.sleep(0.01)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return fired
+
+
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """interrupt_main() runs the SIGINT handler (it does nothing under SIG_IGN or SIG_DFL);
+    make it Python's default, which raises KeyboardInterrupt, whatever ran before."""
+    assert threading.current_thread() is threading.main_thread()  # only the main thread handles signals
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("default_sigint")
 def test_keyboard_interrupt_while_waiting_kills_the_group_and_propagates(tmp_path: Path) -> None:
     argv, pidfile = _tree_argv(tmp_path)
-    timer = threading.Timer(0.5, _thread.interrupt_main)
-    timer.start()
+    fired = _interrupt_main_once_it_waits()
     with pytest.raises(KeyboardInterrupt):
         run_program(argv, timeout_s=60, log_name="tree", grace_s=1)
+    assert fired == [True]
     _assert_all_gone(_pids(pidfile))
+    assert live_process_groups() == []
+
+
+class _PopenInterruptedOnReturn(subprocess.Popen):  # type: ignore[type-arg]
+    """The child is forked, then a KeyboardInterrupt is raised before the caller holds the
+    Popen object: as when Ctrl-C arrives during the fork (Python raises it the moment the
+    fork returns, before Popen stores the pid)."""
+
+    pids: list[int] = []
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-overload]
+        self.pids.append(self.pid)
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["in-the-fork", "after-the-launch"])
+@pytest.mark.parametrize("how", ["run_program", "start_program"])
+def test_keyboard_interrupt_while_starting_kills_the_group_and_propagates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, how: str
+) -> None:
+    pids: list[int] = []
+    process._guardian.ensure()  # started with the real Popen, if no earlier test started it
+    if where == "in-the-fork":
+        monkeypatch.setattr(_PopenInterruptedOnReturn, "pids", pids)
+        monkeypatch.setattr(subprocess, "Popen", _PopenInterruptedOnReturn)
+    else:
+        real_add = process._guardian.add
+
+        def add(pgid: int) -> None:  # registered, then interrupted before the threads start
+            pids.append(pgid)
+            real_add(pgid)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(process._guardian, "add", add)
+    with pytest.raises(KeyboardInterrupt):
+        if how == "run_program":
+            run_program(["sh", "-c", "sleep 100 & sleep 100"], timeout_s=60, log_name="tree", grace_s=1)
+        else:
+            start_program(["sh", "-c", "sleep 100 & sleep 100"], timeout_s=60, log_name="tree", grace_s=1)
+    monkeypatch.undo()
+    assert len(pids) == 1
+    _assert_groups_die({pids[0]: []})  # the whole group, killed before the interruption propagated
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pids[0], os.WNOHANG)  # and reaped
+    assert live_process_groups() == []
 
 
 def test_exception_raised_into_the_waiting_thread_kills_the_group(tmp_path: Path) -> None:
@@ -110,6 +200,11 @@ def test_exception_raised_into_the_waiting_thread_kills_the_group(tmp_path: Path
     worker = threading.Thread(target=step)
     worker.start()
     pids = _pids(pidfile)
+    # Raised once it waits, not while it starts its threads: on 3.11 a thread being started
+    # shares its creator's id until it runs, and the exception could go to it instead.
+    deadline = time.monotonic() + 20
+    while not _waits_for_a_program(worker.ident or 0) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident or 0), ctypes.py_object(TimeoutError)) == 1
     worker.join(10)
     assert not worker.is_alive()
