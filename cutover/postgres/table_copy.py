@@ -141,10 +141,15 @@ class CopyJournal:
     def done(self, item: str) -> bool:
         return item in self.state.get("done", [])
 
-    def record(self, **changes: Any) -> None:
+    def record(self, *, moved: int | None = None, **changes: Any) -> None:
+        """Update the state and write it; ``done=ITEM`` appends an item, with ``moved`` the
+        bytes it moved."""
         with self._lock:
             if "done" in changes:
-                self.state["done"] = [*self.state.get("done", []), changes.pop("done")]
+                item = changes.pop("done")
+                self.state["done"] = [*self.state.get("done", []), item]
+                if moved is not None:
+                    self.state["bytes"] = {**self.state.get("bytes", {}), item: moved}
             self.state.update(changes)
             temporary = self.path.with_suffix(".tmp")
             handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -162,7 +167,7 @@ class CopyJournal:
 class CopyOutcome:
     tables: int
     tables_copied: int  # this attempt; the rest were finished by an earlier one
-    bytes: int  # of COPY text moved by this attempt
+    bytes: int  # of COPY text moved, by this attempt and the earlier ones it resumed
 
 
 def copy_database(
@@ -179,13 +184,13 @@ def copy_database(
     progress: Callable[[int], None] | None = None,
 ) -> CopyOutcome:
     """Copy ``dbname`` on ``source`` into the existing database ``target_db`` on ``target``
-    (empty, or as an earlier attempt recorded in ``journal`` left it), as the module
-    docstring says. ``archive`` is where the schema archive is written (a private file of the
-    run). ``progress(bytes)`` gets the bytes of COPY text moved so far (about once a second,
-and at each table's end).
+        (empty, or as an earlier attempt recorded in ``journal`` left it), as the module
+        docstring says. ``archive`` is where the schema archive is written (a private file of the
+        run). ``progress(bytes)`` gets the bytes of COPY text moved so far (about once a second,
+    and at each table's end).
 
-    A failure stops the other pipes and raises TransientStepError when a server could not
-    be reached or went away, PermanentStepError otherwise, naming the database and table."""
+        A failure stops the other pipes and raises TransientStepError when a server could not
+        be reached or went away, PermanentStepError otherwise, naming the database and table."""
     restore = client_program("pg_restore", target_bin_dir or target.bin_dir)
     psql_source = source.tool("psql")
     psql_target = client_program("psql", target_bin_dir or target.bin_dir)
@@ -244,7 +249,8 @@ and at each table's end).
             dbname,
         )
     journal.record(post_data="done")
-    return CopyOutcome(tables=len(tables), tables_copied=len(todo), bytes=copied)
+    earlier = sum(n for item, n in journal.state.get("bytes", {}).items() if item not in {t.key for t in todo})
+    return CopyOutcome(tables=len(tables), tables_copied=len(todo), bytes=copied + earlier)
 
 
 def _copy_rows(
@@ -271,17 +277,22 @@ def _copy_rows(
     reported = [time.monotonic()]
     lock = threading.Lock()
 
+    telling = threading.Lock()
+
     def moved(count: int, final: bool = False) -> None:
         """Count bytes on their way; tell ``progress`` at most every second, and at each
-        table's end."""
+        table's end: from one thread at a time (a step's progress reporter runs in the
+        step's context, which two threads cannot enter at once)."""
         with lock:
             done_bytes[0] += count
             now = time.monotonic()
             if progress is None or not (final or now - reported[0] >= _PROGRESS_EVERY_S):
                 return
             reported[0] = now
-            total = done_bytes[0]
-        progress(total)
+        with telling:
+            with lock:
+                total = done_bytes[0]
+            progress(total)
 
     def one_table(table: Table) -> None:
         reader = [
@@ -295,6 +306,12 @@ def _copy_rows(
             "-c", f"truncate only {table.qualified}",
             "-c", f"copy {table.qualified}{table.column_list()} from stdin with (freeze)",
         ]  # fmt: skip
+        mine = [0]
+
+        def counted(count: int) -> None:
+            mine[0] += count
+            moved(count)
+
         with client_environment(source) as src_env, client_environment(target) as dst_env:
             producer = start_program(
                 reader,
@@ -318,7 +335,7 @@ def _copy_rows(
                     os.close(read_end)
                 with consumer:
                     try:
-                        if not _relay(producer, write_end, moved):  # the writer stopped reading
+                        if not _relay(producer, write_end, counted):  # the writer stopped reading
                             producer.kill()
                             consumer.wait()
                             raise PermanentStepError(f"{dbname}: COPY into {table.key} stopped reading and exited 0")
@@ -334,7 +351,7 @@ def _copy_rows(
                     finally:
                         if write_end >= 0:
                             os.close(write_end)
-        journal.record(done=table.key)
+        journal.record(done=table.key, moved=mine[0])
         moved(0, final=True)
 
     def data_section() -> None:

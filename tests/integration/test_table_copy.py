@@ -11,6 +11,8 @@ only and proves it reaches a PostgreSQL server before anything is copied.
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -112,7 +114,20 @@ def test_a_table_copy_has_the_fingerprint_of_its_source(ends, tricky: str, tmp_p
     with connect(target, "postgres", autocommit=True) as admin:
         dump.ensure_empty_database(admin, f"{P}_copy", target.user, marker=f"cutover:{P}")
     told: list[int] = []
-    outcome = copy_into(ends, tricky, f"{P}_copy", tmp_path, jobs=3, progress=told.append)
+    inside = threading.Lock()
+    overlapped: list[int] = []
+
+    def progress(done: int) -> None:  # a step's reporter runs in the step's context: one caller at a time
+        if not inside.acquire(blocking=False):
+            overlapped.append(done)
+            return
+        try:
+            told.append(done)
+            time.sleep(0.05)
+        finally:
+            inside.release()
+
+    outcome = copy_into(ends, tricky, f"{P}_copy", tmp_path, jobs=3, progress=progress)
 
     with connect(source, tricky, autocommit=True) as conn:
         before = fingerprint(conn)
@@ -135,6 +150,7 @@ def test_a_table_copy_has_the_fingerprint_of_its_source(ends, tricky: str, tmp_p
     assert after.tables['Odd "Schema".x.ta.ble "q"'].rows == 500
     assert table_copy.CopyJournal(tmp_path / "journal.json").state["post_data"] == "done"
     # progress: the COPY text counted as it went, at least once per table, never backwards
+    assert not overlapped, "progress was called from two threads at once"
     assert len(told) >= outcome.tables and told == sorted(told) and told[-1] == outcome.bytes > 2_000_000
 
 
@@ -155,8 +171,10 @@ def test_a_copy_cut_off_after_a_table_resumes_with_only_the_tables_it_had_not_fi
     with connect(target, f"{P}_resume", autocommit=True) as conn:
         written_by_first = conn.execute("select min(xmin::text), count(*) from public.people").fetchone()
 
+    people_bytes = journal.state["bytes"]["public.people"]
     again = copy_into(ends, tricky, f"{P}_resume", tmp_path, jobs=2, journal=table_copy.CopyJournal(tmp_path / "journal.json"))
     assert (again.tables, again.tables_copied) == (10, 9)
+    assert again.bytes > people_bytes > 1_000_000, "the bytes count the table the first attempt moved, too"
     with connect(target, f"{P}_resume", autocommit=True) as conn:
         assert conn.execute("select min(xmin::text), count(*) from public.people").fetchone() == written_by_first, (
             "the finished table was kept, not copied again"
