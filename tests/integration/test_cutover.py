@@ -76,7 +76,7 @@ def test_copy_cutover_moves_the_whole_estate_table_by_table_and_every_copy_is_ve
     assert_estate_moved(fresh_estate)
     summary = flow_run.state.result()
     assert summary["ok"] and {db["method"] for db in summary["databases"].values()} == {"copy"}
-    assert all(db["verified"] and db["rows"] and db["bytes"] for db in summary["databases"].values())
+    assert all(db["verified"] and db["rows"] and db["bytes"] for db in summary["databases"].values()), summary["databases"]
     with connect(endpoint(fresh_estate.cloud), "postgres", autocommit=True) as admin:
         comments = dict(admin.execute("select datname, shobj_description(oid, 'pg_database') from pg_database").fetchall())
     moved = [db for app in fresh_estate.apps.values() for db in app.databases]
