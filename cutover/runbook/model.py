@@ -273,7 +273,7 @@ class DatabaseMove(Model):
     target_name: DatabaseName | None = Field(None, description="the database name on the target (default: name)")
     method: Literal["stream", "copy", "file", "auto"] = Field(
         "auto",
-        description="stream: pg_dump | SSH | pg_restore; copy: COPY table by table, jobs at a time, through an SSH "
+        description="stream: pg_dump piped over SSH into pg_restore on the target host; copy: COPY table by table, jobs at a time, through an SSH "
         "tunnel to the target cluster (resumable per table); file: dump files uploaded, then restored (resumable "
         "per file); auto: stream below defaults.stream_below_bytes, else copy",
     )
