@@ -37,16 +37,17 @@ class Stack:
 
 
 @contextmanager
-def prefect_stack(info: SandboxInfo) -> Iterator[Stack]:
-    """A Prefect server (home ``DIR/prefect-bench``), the deployments and a worker, for
-    the ``with`` block. Everything started is stopped after."""
+def prefect_stack(info: SandboxInfo, database_url: str | None = None) -> Iterator[Stack]:
+    """A Prefect server (home ``DIR/prefect-bench``, its SQLite database there; with
+    ``database_url``, home ``DIR/prefect-bench-pg`` and that PostgreSQL database), the
+    deployments and a worker, for the ``with`` block. Everything started is stopped after."""
     from cutover.orchestration.deployments import apply_deployments
     from cutover.orchestration.server import start_server, stop_server
     from cutover.orchestration.worker import start_worker, stop_worker
 
-    home = Path(info.dir).absolute() / "prefect-bench"
+    home = Path(info.dir).absolute() / ("prefect-bench-pg" if database_url else "prefect-bench")
     try:
-        server = start_server(home)
+        server = start_server(home, database_url=database_url)
         apply_deployments(server.api_url, project_dir=PROJECT, home=server.home)
         worker = start_worker(server.home, server.api_url, env=info.environment(), project_dir=PROJECT)
         yield Stack(server.api_url, {"prefect server": server.pid, "worker and flow run": worker.pid})

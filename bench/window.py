@@ -80,6 +80,12 @@ def main() -> None:
     parser.add_argument("--only", default="flow,pipe,pgcopydb,naive", help="comma-separated subset of flow,pipe,pgcopydb,naive")
     parser.add_argument("--max-load", type=float, default=None)
     parser.add_argument(
+        "--prefect-db",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the flow's Prefect server on SQLite (the demo's) or on a PostgreSQL cluster of its own (production's)",
+    )
+    parser.add_argument(
         "--method",
         default=None,
         help="run the flow with every database's method set to this (stream, copy, file) instead of the runbook's",
@@ -138,7 +144,12 @@ def main() -> None:
     commands: dict[str, measure.Timed] = {}
     with contextlib.ExitStack() as stack:
         if "flow" in wanted:
-            api_url = stack.enter_context(flow_runs.prefect_stack(info)).api_url
+            database_url = None
+            if args.prefect_db == "postgres":
+                import topology
+
+                database_url = stack.enter_context(topology.prefect_cluster(info, Path(info.dir)))
+            api_url = stack.enter_context(flow_runs.prefect_stack(info, database_url)).api_url
 
             runbook = str(flow_runs.PROJECT / RUNBOOK)
             if args.method:
@@ -193,6 +204,7 @@ def main() -> None:
             "scale": info.scale,
             "parallel": args.parallel,
             "method": args.method or "the runbook's",
+            "prefect_db": args.prefect_db,
             "copy_kinds": sorted(COPY_KINDS),
             "reading": "window: first freeze start to last post-switch end; copy phase: first export/stream start to last verify end",
         },
