@@ -18,7 +18,7 @@ import shutil
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -332,17 +332,10 @@ def copy_tables(move: Move, progress: Callable[[int], None] | None = None) -> St
         with tunnel.forward(
             move.target_host(), tunnel.remote_address(target.host, target.port), hello=tunnel.POSTGRES_HELLO
         ) as forward:
-            # libpq connects to the tunnel and checks TLS against the cluster's own name; a
-            # socket directory has no name (and had no TLS): then plainly the tunnel
-            through = (
-                replace(target, host="127.0.0.1", port=forward.port)
-                if target.host.startswith("/")
-                else replace(target, hostaddr="127.0.0.1", port=forward.port)
-            )
             outcome = table_copy.copy_database(
                 move.source(),
                 move.db.name,
-                through,
+                target.through_tunnel(forward.port),
                 move.db.target,
                 jobs=move.db.jobs,
                 archive=archive,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -91,6 +91,15 @@ class PgEndpoint:
         if self.hostaddr is not None:
             env["PGHOSTADDR"] = self.hostaddr
         return env
+
+    def through_tunnel(self, port: int) -> PgEndpoint:
+        """This server as reached through a tunnel listening on 127.0.0.1:``port``
+        (:mod:`cutover.ssh.tunnel`): ``hostaddr`` is the tunnel and ``host`` stays the
+        server's name, which TLS checks the certificate against. A socket directory has no
+        name (and had no TLS): then plainly the tunnel."""
+        if self.host.startswith("/"):
+            return replace(self, host="127.0.0.1", port=port, hostaddr=None)
+        return replace(self, hostaddr="127.0.0.1", port=port)
 
     def tool(self, name: str) -> str:
         """The path of the client program ``name``: from ``bin_dir`` when set, else ``PATH``.

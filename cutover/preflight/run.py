@@ -467,8 +467,6 @@ def _ssh(report: Report, runbook: Runbook, missing: set[str], sizes: dict[str, i
 def _tunnel(report: Report, runbook: Runbook, site_name: str, missing: set[str]) -> None:
     """The copy method's way in: the target cluster through an SSH tunnel, logged in with
     the runbook's credentials (TLS as the runbook says), and the local client programs."""
-    from dataclasses import replace
-
     from cutover.postgres.endpoint import client_program
     from cutover.postgres.endpoint import connect as pg_connect
     from cutover.ssh import tunnel
@@ -482,14 +480,11 @@ def _tunnel(report: Report, runbook: Runbook, site_name: str, missing: set[str])
         for program in ("psql", "pg_restore"):
             client_program(program, target.bin_dir)
         remote = tunnel.remote_address(target.host, target.port)
-        with tunnel.forward(endpoints.ssh(runbook, site_name), remote, hello=tunnel.POSTGRES_HELLO) as forward:
-            through = (
-                replace(target, host="127.0.0.1", port=forward.port)
-                if target.host.startswith("/")
-                else replace(target, hostaddr="127.0.0.1", port=forward.port)
-            )
-            with pg_connect(through, "postgres", autocommit=True) as conn:
-                tls = "TLS" if conn.pgconn.ssl_in_use else "no TLS"
+        with (
+            tunnel.forward(endpoints.ssh(runbook, site_name), remote, hello=tunnel.POSTGRES_HELLO) as forward,
+            pg_connect(target.through_tunnel(forward.port), "postgres", autocommit=True) as conn,
+        ):
+            tls = "TLS" if conn.pgconn.ssl_in_use else "no TLS"
     except CutoverError as exc:
         report.add("tunnel", subject, Status.fail, str(exc))
         return

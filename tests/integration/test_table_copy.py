@@ -103,7 +103,7 @@ def copy_into(ends: tuple[PgEndpoint, PgEndpoint, SshTarget], db: str, target_db
     source, target, ssh = ends
     journal = kwargs.pop("journal", None) or table_copy.CopyJournal(tmp / "journal.json")
     with tunnel.forward(ssh, tunnel.remote_address(target.host, target.port), hello=tunnel.POSTGRES_HELLO) as fwd:
-        through = replace(target, hostaddr="127.0.0.1", port=fwd.port)
+        through = target.through_tunnel(fwd.port)
         return table_copy.copy_database(
             source, db, through, target_db, archive=tmp / "schema.dump", journal=journal, timeout_s=300, **kwargs
         )
@@ -189,7 +189,7 @@ def test_the_tunnel_trusts_only_the_pinned_host_key_and_proves_it_reaches_postgr
     remote = tunnel.remote_address(target.host, target.port)
     with (
         tunnel.forward(ssh, remote, hello=tunnel.POSTGRES_HELLO) as fwd,
-        connect(replace(target, hostaddr="127.0.0.1", port=fwd.port), "postgres", autocommit=True) as conn,
+        connect(target.through_tunnel(fwd.port), "postgres", autocommit=True) as conn,
     ):
         assert conn.execute("select inet_server_port()").fetchone() == (target.port,)
     wrong = replace(ssh, host_key=OTHER_HOST_KEY)
