@@ -48,7 +48,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
@@ -720,21 +720,12 @@ def _kill_unclaimed_child(stderr_pipe: str, retry_s: float) -> None:
     me = os.getpid()
     deadline = time.monotonic() + retry_s
     while True:
-        try:
-            entries = os.listdir("/proc")
-        except OSError:
-            return
-        for entry in entries:
-            if not entry.isdigit():
-                continue
+        for pid, fields in _processes():
             try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    stat = f.read()
-                if int(stat[stat.rfind(b")") + 2 :].split()[1]) != me or os.readlink(f"/proc/{entry}/fd/2") != stderr_pipe:
+                if int(fields[1]) != me or os.readlink(f"/proc/{pid}/fd/2") != stderr_pipe:
                     continue
             except (OSError, ValueError, IndexError):
                 continue
-            pid = int(entry)
             _signal_group(pid, signal.SIGKILL)  # its group: it is a session leader (start_new_session)
             try:
                 os.waitpid(pid, 0)
@@ -747,21 +738,13 @@ def _kill_unclaimed_child(stderr_pipe: str, retry_s: float) -> None:
         time.sleep(0.01)
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether any process of group ``pgid`` is still running. Zombies do not count: an
-    orphaned member may wait for a reaper that a container's PID 1 never is."""
+def _processes() -> Iterator[tuple[int, list[bytes]]]:
+    """(pid, the fields of /proc/PID/stat after the command name: state, ppid, pgrp, ...)
+    of every process there is; nothing where /proc cannot be read."""
     try:
         entries = os.listdir("/proc")
     except OSError:
-        entries = []
-    if not entries:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return
     for entry in entries:
         if not entry.isdigit():
             continue
@@ -771,7 +754,18 @@ def _group_alive(pgid: int) -> bool:
         except OSError:
             continue
         # "pid (comm) state ppid pgrp ..."; comm may contain spaces and parentheses.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+        yield int(entry), stat[stat.rfind(b")") + 2 :].split()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` is still running. Zombies do not count: an
+    orphaned member may wait for a reaper that a container's PID 1 never is."""
+    if not os.path.isdir("/proc/self"):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
             return True
-    return False
+        return True
+    return any(len(f) >= 3 and int(f[2]) == pgid and f[0] not in (b"Z", b"X") for _, f in _processes())

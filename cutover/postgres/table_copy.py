@@ -52,7 +52,7 @@ import structlog
 
 from cutover.errors import PermanentStepError, StepError, TransientStepError
 from cutover.postgres import dump
-from cutover.postgres.endpoint import PgEndpoint, client_program, connect, lost_server
+from cutover.postgres.endpoint import PgEndpoint, connect, lost_server
 from cutover.postgres.passfile import client_environment
 from cutover.process import ProgramError, RunningProgram, run_program, start_program
 
@@ -180,20 +180,19 @@ def copy_database(
     archive: Path,
     journal: CopyJournal,
     timeout_s: float | None,
-    target_bin_dir: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> CopyOutcome:
     """Copy ``dbname`` on ``source`` into the existing database ``target_db`` on ``target``
-        (empty, or as an earlier attempt recorded in ``journal`` left it), as the module
-        docstring says. ``archive`` is where the schema archive is written (a private file of the
-        run). ``progress(bytes)`` gets the bytes of COPY text moved so far (about once a second,
-    and at each table's end).
+    (empty, or as an earlier attempt recorded in ``journal`` left it), as the module
+    docstring says. ``archive`` is where the schema archive is written (a private file of
+    the run). ``progress(bytes)`` gets the bytes of COPY text moved so far (about once a
+    second, and at each table's end).
 
-        A failure stops the other pipes and raises TransientStepError when a server could not
-        be reached or went away, PermanentStepError otherwise, naming the database and table."""
-    restore = client_program("pg_restore", target_bin_dir or target.bin_dir)
+    A failure stops the other pipes and raises TransientStepError when a server could not
+    be reached or went away, PermanentStepError otherwise, naming the database and table."""
+    restore = target.tool("pg_restore")
     psql_source = source.tool("psql")
-    psql_target = client_program("psql", target_bin_dir or target.bin_dir)
+    psql_target = target.tool("psql")
     with dump.exported_snapshot(source, dbname) as snapshot:
         with connect(source, dbname, autocommit=True) as conn:
             conn.execute("begin isolation level repeatable read, read only")
@@ -339,18 +338,20 @@ def _copy_rows(
                             producer.kill()
                             consumer.wait()
                             raise PermanentStepError(f"{dbname}: COPY into {table.key} stopped reading and exited 0")
-                        # all read: only a reader that ended well may let the writer commit;
-                        # otherwise the writer is killed inside its transaction
+                        # all read: only a reader that ended well may let the writer commit
                         producer.wait()
                         os.close(write_end)
                         write_end = -1
                         consumer.wait()
-                    except ProgramError as exc:
+                    except BaseException as exc:
+                        # the writer dies inside its transaction before its stdin closes: an
+                        # end of file now would commit a table cut off halfway
                         consumer.kill()
-                        raise _failure(exc, dbname) from exc
-                    finally:
                         if write_end >= 0:
                             os.close(write_end)
+                        if isinstance(exc, ProgramError):
+                            raise _failure(exc, dbname) from exc
+                        raise
         journal.record(done=table.key, moved=mine[0])
         moved(0, final=True)
 

@@ -17,6 +17,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
+import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -72,8 +75,6 @@ def forward(target: SshTarget, remote: str, *, hello: bytes | None = None, timeo
     ``ssh`` cannot connect or nothing answers within the target's connect timeout (twice
     over), PermanentStepError when ``ssh`` is not installed, the host key or identity is
     refused, or the server does not forward."""
-    import shutil
-
     if shutil.which("ssh") is None:
         raise PermanentStepError("the table copy needs the OpenSSH client (ssh) on the orchestrator; install openssh-client")
     wait_s = timeout_s if timeout_s is not None else 2 * target.connect_timeout_s + 5
@@ -140,8 +141,6 @@ def _wait_listening(proc: subprocess.Popen[bytes], port: int, wait_s: float, hel
 
 def _last_words(proc: subprocess.Popen[bytes], wait_s: float = 0.0) -> str:
     """The last line ssh wrote to stderr (read without blocking past ``wait_s``)."""
-    import select
-
     if proc.stderr is None:
         return ""
     chunks: list[bytes] = []
@@ -160,8 +159,6 @@ def _last_words(proc: subprocess.Popen[bytes], wait_s: float = 0.0) -> str:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    import signal
-
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
