@@ -201,6 +201,71 @@ def _comm(pid: int) -> str:
         return ""
 
 
+def _sshd_descendants(sandbox: SandboxInfo) -> list[int]:
+    listener = sandbox.ssh.pid
+    if not processes.is_ours(listener, sandbox.dir):
+        raise RuntimeError(f"the sandbox's sshd (pid {listener}) is not running")
+    assert listener is not None
+    return sorted(processes.descendants(listener))
+
+
+def _ssh_sessions(sandbox: SandboxInfo) -> list[int]:
+    """The per-connection ``sshd`` processes of the sandbox's daemon (privileged monitor
+    and session child): its descendants named ``sshd*``."""
+    return [pid for pid in _sshd_descendants(sandbox) if _comm(pid).startswith("sshd")]
+
+
+def _remote_commands(sandbox: SandboxInfo) -> list[int]:
+    """The processes that connections to the sandbox's sshd run (shells, ``cat``,
+    ``python3``, ``sftp-server``, ``pg_restore``): the daemon's descendants not named ``sshd*``."""
+    return [pid for pid in _sshd_descendants(sandbox) if not _comm(pid).startswith("sshd")]
+
+
+def _signal_all(pids: Iterable[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+@contextmanager
+def slow_ssh(sandbox: SandboxInfo, share: float = 0.1, period_s: float = 0.05) -> Iterator[None]:
+    """What connections to the sandbox's sshd run on the cloud host, commands started
+    meanwhile included, gets ``share`` of the time until exit: an upload or a stream slows
+    to a crawl (its bytes wait in the SSH channel's window, as on a thin line), so that a
+    test can catch it half-way however fast the machine is. Logins are not slowed. On
+    exit everything runs freely again.
+
+    Mechanism: a thread stops the remote commands (SIGSTOP) for ``(1 - share) * period_s``
+    and lets them run (SIGCONT) for ``share * period_s``, over and over. sshd itself is
+    left alone: a stop and continue in the middle of its authentication can make it refuse
+    the login (an interrupted system call), which no slow line does."""
+    if not 0 < share < 1:
+        raise ValueError(f"slow_ssh: share must be between 0 and 1 (exclusive), not {share!r}")
+    done = threading.Event()
+    stopped: set[int] = set()
+
+    def pace() -> None:
+        while not done.is_set():
+            commands = _remote_commands(sandbox)
+            _signal_all(commands, signal.SIGSTOP)
+            stopped.update(commands)
+            if done.wait((1 - share) * period_s):
+                break
+            _signal_all(commands, signal.SIGCONT)
+            done.wait(share * period_s)
+
+    pacer = threading.Thread(target=pace, name="slow-ssh", daemon=True)
+    pacer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        pacer.join(5)
+        _signal_all(stopped, signal.SIGCONT)
+
+
 def kill_ssh_sessions(sandbox: SandboxInfo) -> list[int]:
     """Break every open connection to the sandbox's sshd (an SFTP upload, a remote
     restore's channel); the daemon keeps listening, so new connections work. Returns the
@@ -210,16 +275,8 @@ def kill_ssh_sessions(sandbox: SandboxInfo) -> list[int]:
     daemon's descendants named ``sshd*`` (privileged monitor and session child); the
     commands they ran lose their sshd, which is what a dropped network link looks like to
     them. The listener is found by its recorded pid and its config path in the sandbox dir."""
-    listener = sandbox.ssh.pid
-    if not processes.is_ours(listener, sandbox.dir):
-        raise RuntimeError(f"kill_ssh_sessions: the sandbox's sshd (pid {listener}) is not running")
-    assert listener is not None
-    sessions = sorted(pid for pid in processes.descendants(listener) if _comm(pid).startswith("sshd"))
-    for pid in sessions:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    sessions = _ssh_sessions(sandbox)
+    _signal_all(sessions, signal.SIGKILL)
     left = processes.wait_gone(sessions, 5)
     if left:
         raise RuntimeError(f"kill_ssh_sessions: sshd processes {sorted(left)} survived SIGKILL")

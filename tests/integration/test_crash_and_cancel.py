@@ -242,8 +242,38 @@ def assert_nothing_left(sandbox: SandboxInfo, flow_run_id: str) -> None:
 # --- Prefect: runs, task runs, results --------------------------------------------------------
 
 
+_STARTED: list[tuple[str, str]] = []  # (API URL, flow run id) of every run the tests here started
+
+
 def start(api_url: str, runbook: Path) -> str:
-    return start_run(api_url, DEPLOYMENT, {"runbook": str(runbook), "outside_window": True})
+    run_id = start_run(api_url, DEPLOYMENT, {"runbook": str(runbook), "outside_window": True})
+    _STARTED.append((api_url, run_id))
+    return run_id
+
+
+@pytest.fixture(autouse=True)
+def no_run_outlives_its_test() -> Iterator[None]:
+    """A test that fails half-way leaves its run going; the next test would meet its
+    target database (a red preflight). Cancel such a run and wait until it has ended."""
+    from prefect.states import Cancelling
+
+    yield
+    while _STARTED:
+        api_url, run_id = _STARTED.pop()
+        state = flow_run(api_url, run_id).state
+        if state is None or state.is_final():
+            continue
+        with prefect_client(api_url) as client:
+            client.set_flow_run_state(UUID(run_id), Cancelling(message="its test ended"), force=True)
+        wait_until(ended(api_url, run_id), 60, f"run {run_id} to end")
+
+
+def ended(api_url: str, flow_run_id: str) -> Callable[[], bool]:
+    def final() -> bool:
+        state = flow_run(api_url, flow_run_id).state
+        return state is not None and state.is_final()
+
+    return final
 
 
 def finish(api_url: str, flow_run_id: str, since: Any = None) -> RunOutcome:
@@ -318,12 +348,24 @@ def target_database(sandbox: SandboxInfo, name: str) -> tuple[int, str | None] |
     return (int(row[0]), row[1]) if row else None
 
 
+def wait_for_export(api_url: str, flow_run_id: str) -> None:
+    """Wait until the run dumps the database into its local work directory: preflight and
+    freeze are over (a slow link would fail the preflight's SSH login), the upload is next."""
+    local_dump = local_work_root() / CUTOVER / flow_run_id / f"{APP}.{DB}.dump"
+    wait_during_run(api_url, flow_run_id, local_dump.exists, "the export to begin")
+
+
 def wait_for_big_upload(api_url: str, sandbox: SandboxInfo, flow_run_id: str) -> tuple[Path, Path, int]:
-    """Wait until a fifth or more of the big dump file is on the target (its ``.part``
-    file grows in the run's remote dump directory). Returns that directory, the local
-    big file and its size."""
+    """Wait until a fifth or more, but not all, of the big dump file is on the target (its
+    ``.part`` file grows in the run's remote dump directory). Call it under
+    :func:`faults.slow_ssh`: on a fast machine the whole upload can otherwise pass between
+    two looks, and after :func:`wait_for_export`. Returns that directory, the local big file and its size."""
     local_dump = local_work_root() / CUTOVER / flow_run_id / f"{APP}.{DB}.dump"
     remote_dump = Path(sandbox.ssh.work_dir) / CUTOVER / flow_run_id / f"{APP}.{DB}.dump"
+
+    def partial(part: Path) -> bool:
+        local = local_dump / part.name.removesuffix(".part")
+        return part.name.endswith(".part") and local.exists() and part.stat().st_size < local.stat().st_size
 
     def big_upload_under_way() -> tuple[Path, int] | None:
         for part in remote_dump.glob("*.part"):
@@ -332,9 +374,9 @@ def wait_for_big_upload(api_url: str, sandbox: SandboxInfo, flow_run_id: str) ->
                 total, sent = local.stat().st_size, part.stat().st_size
             except FileNotFoundError:
                 continue
-            if total >= BIG_FILE and sent >= total // 5:
+            if total >= BIG_FILE and total // 5 <= sent < total:
                 return local, total
-        finished = [p for p in remote_dump.glob("*.dat*") if not p.name.endswith(".part") and p.stat().st_size >= BIG_FILE]
+        finished = [p for p in remote_dump.glob("*.dat*") if p.stat().st_size >= BIG_FILE and not partial(p)]
         assert not finished, f"the upload of {finished[0].name} ended before the test caught it: make the ballast bigger"
         return None
 
@@ -390,8 +432,10 @@ def test_sigkill_mid_restore_then_retry_restores_again(estate, cutover_worker, p
 def test_sigkill_mid_upload_then_retry_resumes_the_upload(estate, cutover_worker, prefect_api, tmp_path):
     api = prefect_api.api_url
     run_id = start(api, runbook_variant(tmp_path, "file"))
-    remote_dump, big_file, big_size = wait_for_big_upload(api, estate, run_id)
-    os.kill(flow_run_process(api, cutover_worker.pid, run_id), signal.SIGKILL)
+    wait_for_export(api, run_id)
+    with faults.slow_ssh(estate):
+        remote_dump, big_file, big_size = wait_for_big_upload(api, estate, run_id)
+        os.kill(flow_run_process(api, cutover_worker.pid, run_id), signal.SIGKILL)
 
     crashed = finish(api, run_id)
     assert crashed.state_type == "CRASHED", crashed
@@ -416,10 +460,12 @@ def test_sigkill_mid_upload_then_retry_resumes_the_upload(estate, cutover_worker
 def test_ssh_connection_cut_mid_upload_is_resumed_by_the_steps_retry(estate, cutover_worker, prefect_api, tmp_path):
     api = prefect_api.api_url
     run_id = start(api, runbook_variant(tmp_path, "file"))
-    remote_dump, big_file, big_size = wait_for_big_upload(api, estate, run_id)
-    assert faults.kill_ssh_sessions(estate), "the upload's SSH connection was cut"
-    part = remote_dump / (big_file.name + ".part")
-    left_behind = part.stat().st_size  # the retry starts a second after the failure
+    wait_for_export(api, run_id)
+    with faults.slow_ssh(estate):
+        remote_dump, big_file, big_size = wait_for_big_upload(api, estate, run_id)
+        assert faults.kill_ssh_sessions(estate), "the upload's SSH connection was cut"
+        part = remote_dump / (big_file.name + ".part")
+        left_behind = part.stat().st_size  # the retry starts a second after the failure
     assert 0 < left_behind < big_size
 
     outcome = finish(api, run_id)  # no retry of the run, no operator

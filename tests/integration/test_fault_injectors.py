@@ -182,6 +182,42 @@ def test_kill_ssh_sessions_breaks_an_open_connection_and_its_remote_command(esta
         assert run_remote(again, "true", timeout_s=30).exit_status == 0
 
 
+def process_state(pid: int) -> str:
+    """The one-letter state of ``pid`` from /proc (``T``: stopped), "" when it is gone."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+def test_slow_ssh_stops_remote_commands_most_of_the_time_and_lets_them_all_run_after(estate):
+    with connect(ssh_target(estate)) as client:
+        outcome: dict[str, Any] = {}
+
+        def count_a_stream() -> None:
+            # about 2 s of work for one core; the pipe's ends are stopped and resumed
+            outcome["result"] = run_remote(client, "head -c 4000000000 /dev/zero | wc -c", timeout_s=120)
+
+        runner = threading.Thread(target=count_a_stream)
+        runner.start()
+        wait_until(lambda: len(faults._remote_commands(estate)) >= 3, 15, "the command's shell, head and wc show up")
+        samples = []
+        with faults.slow_ssh(estate, share=0.1):
+            for _ in range(100):
+                states = [process_state(pid) for pid in faults._remote_commands(estate)]
+                samples.append(bool(states) and all(state == "T" for state in states))
+                time.sleep(0.01)
+            # logins are not slowed: a second connection is let in and runs its command
+            with connect(ssh_target(estate)) as second:
+                assert run_remote(second, "true", timeout_s=60).exit_status == 0
+        stopped_share = sum(samples) / len(samples)
+        assert stopped_share > 0.5, f"the remote commands were stopped {stopped_share:.0%} of the time, not about 90%"
+        assert not any(process_state(pid) == "T" for pid in faults._remote_commands(estate)), "every command runs again"
+        runner.join(120)
+        # slow, not broken: the command ran to its end through its stops
+        assert outcome["result"].stdout_tail.strip() == "4000000000", outcome
+
+
 def test_leftover_processes_lists_only_programs_of_this_sandbox(estate, tmp_path):
     def start(argv: list[str], port: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, env={"PATH": "/usr/bin:/bin", "PGPORT": str(port)}, start_new_session=True)
