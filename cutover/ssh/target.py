@@ -31,6 +31,8 @@ _PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 # ("Key-exchange timed out"): seen at the end of 1 GiB streams. For a 128-bit block
 # cipher RFC 4344 (3.2) allows 2**32 blocks (64 GiB) per key, as OpenSSH uses.
 _AES_REKEY_BYTES = 2**36
+# paramiko raises a plain AuthenticationException with these words when auth_timeout passes.
+_AUTH_TIMEOUT = "Authentication timeout."
 _KEY_CLASSES: tuple[type[paramiko.PKey], ...] = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
 
@@ -120,6 +122,10 @@ def connect(target: SshTarget) -> paramiko.SSHClient:
         ) from exc
     except paramiko.AuthenticationException as exc:
         client.close()
+        if str(exc) == _AUTH_TIMEOUT:
+            # The server did not answer in time (a slow line, a slow key lookup behind
+            # it): that may pass, a refused key does not.
+            raise TransientStepError(f"SSH authentication as {where} got no answer within {target.connect_timeout_s:g}s") from exc
         raise PermanentStepError(f"SSH authentication as {where} was refused") from exc
     except paramiko.SSHException as exc:
         client.close()
