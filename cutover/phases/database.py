@@ -110,11 +110,16 @@ def freeze_database(move: Move) -> FrozenDatabase:
         marker = freeze.change_marker(admin, move.db.name)
         size = dump.database_size(admin, move.db.name)
     start = time.perf_counter()
-    with connect(source, move.db.name, autocommit=True) as conn:
-        taken = fingerprint.fingerprint(conn)
+    taken = fingerprint_of(source, move.db.name, move.db.jobs)
     rows = taken.total_rows
     log.info("source_frozen", database=move.key, size=size, rows=rows, fingerprint_s=round(time.perf_counter() - start, 2))
     return FrozenDatabase(fingerprint=taken.to_dict(), marker=marker.to_dict(), size=size, rows=rows)
+
+
+def fingerprint_of(endpoint: PgEndpoint, dbname: str, jobs: int, *, algorithm: str | None = None) -> fingerprint.Fingerprint:
+    """The fingerprint of ``dbname``, its tables read over ``jobs`` connections at once (the
+    database's ``jobs``: what the runbook lets one step take of the host), in one snapshot."""
+    return fingerprint.fingerprint_parallel(lambda: connect(endpoint, dbname, autocommit=True), jobs, algorithm=algorithm)
 
 
 def unfreeze_database(move: Move) -> None:
@@ -135,8 +140,7 @@ def check_source_unchanged(move: Move, frozen: FrozenDatabase) -> SourceProof:
         return SourceProof(database=move.key, proof="marker")
     log.info("source_marker_moved", database=move.key, moved=moved)
     at_freeze = fingerprint.Fingerprint.from_dict(frozen.fingerprint)
-    with connect(source, move.db.name, autocommit=True) as conn:
-        now = fingerprint.fingerprint(conn, algorithm=at_freeze.algorithm)
+    now = fingerprint_of(source, move.db.name, move.db.jobs, algorithm=at_freeze.algorithm)
     differences = fingerprint.compare(at_freeze, now)
     if differences:
         raise PermanentStepError(f"{move.key}: the source changed after the freeze: " + "; ".join(differences[:5]))
@@ -373,9 +377,8 @@ def copy_tables(move: Move, progress: Callable[[int], None] | None = None) -> St
 
 def verify_database(move: Move, frozen: FrozenDatabase) -> VerifyResult:
     """The target's fingerprint must equal the source's taken at freeze time."""
-    with connect(move.target(), move.db.target, autocommit=True) as conn:
-        taken = fingerprint.fingerprint(conn)
     source = fingerprint.Fingerprint.from_dict(frozen.fingerprint)
+    taken = fingerprint_of(move.target(), move.db.target, move.db.jobs)
     differences = fingerprint.compare(source, taken)
     if differences:
         raise PermanentStepError(f"{move.key}: target differs from the source: " + "; ".join(differences[:10]))

@@ -278,7 +278,11 @@ class DatabaseMove(Model):
         "per file); auto: stream below defaults.stream_below_bytes, else copy",
     )
     jobs: int = Field(
-        2, ge=1, le=32, description="tables (copy method) or pg_dump/pg_restore jobs (file method) at a time, per database"
+        2,
+        ge=1,
+        le=32,
+        description="tables (copy method) or pg_dump/pg_restore jobs (file method) at a time, per database; also the "
+        "connections its fingerprint reads tables over, on the source at the freeze and on the target at verify",
     )
     roles: dict[RoleName, RolePassword] = Field({}, description="passwords for login roles created on the target")
     on_rollback: Literal["keep", "rename", "drop"] = Field(

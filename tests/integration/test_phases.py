@@ -4,7 +4,8 @@ port). Each test walks one branch a rerun takes: a database already imported by 
 attempt is kept, somebody else's is refused; ``on_rollback`` keeps, renames or drops only
 what this attempt made; a DNS switch that crashed after switching is resumed from its
 journal and reverted to the true old value; a freeze's first look is what the rollback
-trusts."""
+trusts; an application's databases are frozen side by side, their fingerprints read over
+each database's ``jobs`` connections and the same as one connection's."""
 
 from __future__ import annotations
 
@@ -120,3 +121,33 @@ def test_the_freeze_looks_once_and_the_rollback_trusts_that_first_look(estate):
     assert undone.details["left_frozen"] == [f"{APP}/{DB}"]
     with connect(m.source(), "postgres", autocommit=True) as admin:
         assert freeze.is_read_only(admin, DB), "not this run's to unfreeze"
+
+
+def test_an_applications_databases_are_frozen_side_by_side_with_the_same_fingerprints(estate):
+    import structlog
+    from structlog.testing import capture_logs
+
+    from cutover.log import bind_step
+    from cutover.postgres import fingerprint
+
+    runbook = load_runbook("runbooks/demo.yaml")
+    app = runbook.application("zaaksysteem")
+    assert len(app.databases) >= 2, "an application with more than one database"
+    with (
+        capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines,
+        bind_step("phase-tests", "zaaksysteem/freeze"),
+    ):
+        frozen = freeze_application(runbook, app, ATTEMPT, FreezeRecord(MemoryJournal(), app.name))
+    for db in app.databases:
+        m = database.Move(runbook, app, db, ATTEMPT)
+        with connect(m.source(), "postgres", autocommit=True) as admin:
+            assert freeze.is_read_only(admin, db.name)
+        with connect(m.source(), db.name, autocommit=True) as conn:
+            alone = fingerprint.fingerprint(conn)  # one connection, one snapshot: the reference
+        assert fingerprint.compare(alone, fingerprint.Fingerprint.from_dict(frozen.databases[db.name].fingerprint)) == []
+    taken = {line["database"]: line for line in lines if line["event"] == "fingerprint_taken"}
+    assert set(taken) == {db.name for db in app.databases}
+    for db in app.databases:
+        assert taken[db.name]["workers"] == db.jobs
+        # logged from the freeze's threads, still with the step's bindings (the status page sorts lines by them)
+        assert taken[db.name]["step_id"] == "zaaksysteem/freeze" and taken[db.name]["cutover"] == "phase-tests"
