@@ -10,12 +10,14 @@ on an idle one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -96,6 +98,45 @@ def machine_busy_s() -> float:
         fields = [int(v) for v in stat.readline().split()[1:]]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuTimeline:
+    """The machine's busy CPU seconds (:func:`machine_busy_s`) sampled every ``every_s``
+    from a thread, between :meth:`start` and :meth:`stop`, so that the CPU spent in a part
+    of a run known only afterwards (the window, from the task runs' times) can be read
+    back with :meth:`between`."""
+
+    def __init__(self, every_s: float = 0.2) -> None:
+        self.every_s = every_s
+        self.samples: list[tuple[float, float]] = []  # (time.time(), busy seconds)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="cpu-timeline", daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.samples.append((time.time(), machine_busy_s()))
+            if self._done.wait(self.every_s):
+                self.samples.append((time.time(), machine_busy_s()))
+                return
+
+    def start(self) -> CpuTimeline:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _at(self, when: float) -> float:
+        """Busy seconds at ``when``, interpolated between the two samples around it."""
+        for (t0, b0), (t1, b1) in itertools.pairwise(self.samples):
+            if t0 <= when <= t1:
+                return b0 if t1 == t0 else b0 + (b1 - b0) * (when - t0) / (t1 - t0)
+        raise ValueError(f"{when} is outside the sampled span")
+
+    def between(self, start: float, end: float) -> float:
+        """CPU seconds the whole machine spent busy from ``start`` to ``end`` (time.time())."""
+        return self._at(end) - self._at(start)
 
 
 def interleave(

@@ -48,8 +48,9 @@ RUNBOOK = "runbooks/demo.yaml"
 COPY_KINDS = {"export", "transfer", "import", "stream"}
 
 
-def flow_figures(api_url: str, flow_run_id: str) -> dict[str, Any]:
-    """Copy phase, window, per-kind step seconds and uncovered seconds, from the task runs."""
+def flow_figures(api_url: str, flow_run_id: str, cpu: measure.CpuTimeline) -> dict[str, Any]:
+    """Copy phase, window, per-kind step seconds and uncovered seconds, from the task runs;
+    the machine's CPU seconds in the window and how busy its cores were there."""
     steps = flow_runs.step_runs(api_url, flow_run_id)
     by_kind: dict[str, list[tuple[float, float]]] = {}
     for step in steps:
@@ -61,9 +62,12 @@ def flow_figures(api_url: str, flow_run_id: str) -> dict[str, Any]:
     inside = [
         (max(s.start, window_start), min(s.end, window_end)) for s in steps if s.end > window_start and s.start < window_end
     ]
+    window_cpu = cpu.between(window_start, window_end)
     return {
         "copy_phase_s": round(copy_end - copy_start, 2),
         "window_s": round(window_end - window_start, 2),
+        "window_cpu_s": round(window_cpu, 1),
+        "window_busy": round(window_cpu / ((window_end - window_start) * (os.cpu_count() or 1)), 2),
         "no_step_running_s": round((window_end - window_start) - flow_runs.union_seconds(inside), 2),
         "steps": len(steps),
         **{f"{kind}_step_s": round(sum(e - s for s, e in spans), 2) for kind, spans in sorted(by_kind.items())},
@@ -160,8 +164,12 @@ def main() -> None:
                 Path(runbook).write_text(re.sub(r"(?m)^(\s+method:) auto$", rf"\1 {args.method}", text))
 
             def flow() -> dict[str, Any]:
-                run_id = flow_runs.run_cutover(api_url, runbook)
-                return {"flow_run_id": run_id, **flow_figures(api_url, run_id)}
+                cpu = measure.CpuTimeline().start()
+                try:
+                    run_id = flow_runs.run_cutover(api_url, runbook)
+                finally:
+                    cpu.stop()
+                return {"flow_run_id": run_id, **flow_figures(api_url, run_id, cpu)}
 
             commands["cutover flow"] = flow
         if "pipe" in wanted:
