@@ -1,9 +1,9 @@
 """A cutover interrupted for real, through the ``cutover/cutover`` deployment and the
 worker, on the sandbox: the flow-run process SIGKILLed in the middle of the upload and
 in the middle of pg_restore, then the same flow run retried; the SSH connection cut in
-the middle of the upload, which the transfer step's own retry resumes; a stream
-cancelled through the API (its programs are stopped at once), then rolled back by the
-``cutover-rollback/rollback`` deployment.
+the middle of the upload, which the transfer step's own retry resumes; a stream and a
+table copy cancelled through the API (their programs are stopped at once), then rolled
+back by the ``cutover-rollback/rollback`` deployment.
 
 One application (gis) keeps each run short. Its source database gets a table of random
 text for the module (about 125 MB of dump: gzip cannot shrink it), so that the upload,
@@ -481,22 +481,25 @@ def test_ssh_connection_cut_mid_upload_is_resumed_by_the_steps_retry(estate, cut
     assert_nothing_left(estate, run_id)
 
 
-def test_cancel_mid_stream_then_rollback_on_request(estate, cutover_worker, prefect_api, tmp_path):
+@pytest.mark.parametrize("method", ["stream", "copy"])
+def test_cancel_mid_stream_then_rollback_on_request(estate, cutover_worker, prefect_api, tmp_path, method):
     from prefect.deployments import run_deployment
     from prefect.states import Cancelling
 
     api = prefect_api.api_url
-    runbook = runbook_variant(tmp_path, "stream")
+    runbook = runbook_variant(tmp_path, method)
     run_id = start(api, runbook)
 
     def streaming() -> bool:
+        if method == "copy":  # the ballast, the largest table, goes first: its psql reader runs at the source
+            return bool(postgres_clients("psql", estate.onprem)) and ballast_copied_bytes(estate) > 1024 * 1024
         return bool(
             postgres_clients("pg_dump", estate.onprem)
             and postgres_clients("pg_restore", estate.cloud)
             and ballast_copied_bytes(estate) > 10 * 1024 * 1024
         )
 
-    wait_during_run(api, run_id, streaming, "the stream to be copying the ballast")
+    wait_during_run(api, run_id, streaming, f"the {method} to be copying the ballast")
     asked = time.monotonic()
     with prefect_client(api) as client:  # what the UI's Cancel button does; the worker does the killing
         client.set_flow_run_state(UUID(run_id), Cancelling(message="cancelled by the test"), force=True)
@@ -516,6 +519,9 @@ def test_cancel_mid_stream_then_rollback_on_request(estate, cutover_worker, pref
     half = target_database(estate, DB)
     assert half is not None and half[1] == f"{dump.MARKER_PREFIX}{run_id}", f"the stream did not finish: {half}"
     assert_nothing_left(estate, run_id)
+    if method == "copy":  # the table cut off mid-COPY did not commit a part of itself
+        with connect(endpoint(estate.cloud), DB, autocommit=True) as conn:
+            assert conn.execute(f"select count(*) from public.{BALLAST}").fetchone() == (0,)
 
     rollback = run_deployment(
         ROLLBACK_DEPLOYMENT, parameters={"cutover_run": run_id, "runbook": str(runbook)}, timeout=RUN_TIMEOUT_S
