@@ -245,16 +245,20 @@ def slow_ssh(sandbox: SandboxInfo, share: float = 0.1, period_s: float = 0.05) -
         raise ValueError(f"slow_ssh: share must be between 0 and 1 (exclusive), not {share!r}")
     done = threading.Event()
     stopped: set[int] = set()
+    failed: list[BaseException] = []
 
     def pace() -> None:
-        while not done.is_set():
-            commands = _remote_commands(sandbox)
-            _signal_all(commands, signal.SIGSTOP)
-            stopped.update(commands)
-            if done.wait((1 - share) * period_s):
-                break
-            _signal_all(commands, signal.SIGCONT)
-            done.wait(share * period_s)
+        try:
+            while not done.is_set():
+                commands = _remote_commands(sandbox)
+                _signal_all(commands, signal.SIGSTOP)
+                stopped.update(commands)
+                if done.wait((1 - share) * period_s):
+                    break
+                _signal_all(commands, signal.SIGCONT)
+                done.wait(share * period_s)
+        except BaseException as exc:  # e.g. sshd gone: the link was not slow after all
+            failed.append(exc)
 
     pacer = threading.Thread(target=pace, name="slow-ssh", daemon=True)
     pacer.start()
@@ -264,6 +268,8 @@ def slow_ssh(sandbox: SandboxInfo, share: float = 0.1, period_s: float = 0.05) -
         done.set()
         pacer.join(5)
         _signal_all(stopped, signal.SIGCONT)
+    if failed:
+        raise RuntimeError(f"slow_ssh stopped pacing: {failed[0]}") from failed[0]
 
 
 def kill_ssh_sessions(sandbox: SandboxInfo) -> list[int]:

@@ -242,7 +242,7 @@ def assert_nothing_left(sandbox: SandboxInfo, flow_run_id: str) -> None:
 # --- Prefect: runs, task runs, results --------------------------------------------------------
 
 
-_STARTED: list[tuple[str, str]] = []  # (API URL, flow run id) of every run the tests here started
+_STARTED: list[tuple[str, str]] = []  # (API URL, flow run id) of every run start() made
 
 
 def start(api_url: str, runbook: Path) -> str:
@@ -257,8 +257,9 @@ def no_run_outlives_its_test() -> Iterator[None]:
     target database (a red preflight). Cancel such a run and wait until it has ended."""
     from prefect.states import Cancelling
 
+    mark = len(_STARTED)  # only this test's runs: other modules' tests call start() too
     yield
-    while _STARTED:
+    while len(_STARTED) > mark:
         api_url, run_id = _STARTED.pop()
         state = flow_run(api_url, run_id).state
         if state is None or state.is_final():
@@ -357,9 +358,10 @@ def wait_for_export(api_url: str, flow_run_id: str) -> None:
 
 def wait_for_big_upload(api_url: str, sandbox: SandboxInfo, flow_run_id: str) -> tuple[Path, Path, int]:
     """Wait until a fifth or more, but not all, of the big dump file is on the target (its
-    ``.part`` file grows in the run's remote dump directory). Call it under
-    :func:`faults.slow_ssh`: on a fast machine the whole upload can otherwise pass between
-    two looks, and after :func:`wait_for_export`. Returns that directory, the local big file and its size."""
+    ``.part`` file grows in the run's remote dump directory). Call it after
+    :func:`wait_for_export`, under :func:`faults.slow_ssh`: on a fast machine the whole
+    upload can otherwise pass between two looks. Returns that directory, the local big
+    file and its size."""
     local_dump = local_work_root() / CUTOVER / flow_run_id / f"{APP}.{DB}.dump"
     remote_dump = Path(sandbox.ssh.work_dir) / CUTOVER / flow_run_id / f"{APP}.{DB}.dump"
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from cutover.dns.query import query
 from cutover.errors import UnsafeChange
 from cutover.journal import DnsSwitchRecord, FreezeRecord, MemoryJournal
+from cutover.log import bind_step
 from cutover.phases import database, dns
 from cutover.phases.freeze import freeze_application, unfreeze_application
-from cutover.postgres import dump, freeze
+from cutover.postgres import dump, fingerprint, freeze
 from cutover.postgres.endpoint import connect
 from cutover.runbook.loader import load_runbook
 from cutover.sandbox.info import NEW_SITE_ADDRESS, OLD_SITE_ADDRESS, SandboxInfo
@@ -124,12 +127,6 @@ def test_the_freeze_looks_once_and_the_rollback_trusts_that_first_look(estate):
 
 
 def test_an_applications_databases_are_frozen_side_by_side_with_the_same_fingerprints(estate):
-    import structlog
-    from structlog.testing import capture_logs
-
-    from cutover.log import bind_step
-    from cutover.postgres import fingerprint
-
     runbook = load_runbook("runbooks/demo.yaml")
     app = runbook.application("zaaksysteem")
     assert len(app.databases) >= 2, "an application with more than one database"
